@@ -1,0 +1,96 @@
+//! Grouped-query self-attention with a per-layer head layout.
+
+use super::linear::Linear;
+use super::rope::RotaryEmbedding;
+use super::variants::SoftmaxKind;
+use anyhow::{Result, ensure};
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// How one layer's attention is cut into heads. Query head `i` reads key/value head
+/// `i / (num_heads / num_kv_heads)`, as in Hugging Face's `repeat_kv`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AttentionLayout {
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    /// Width of one (possibly merged) head; a multiple of the RoPE dimension.
+    pub head_dim: usize,
+    /// Multiplies `q·kᵀ`; `1/√head_dim` for an unmerged head.
+    pub score_scale: f64,
+}
+
+impl AttentionLayout {
+    pub fn standard(num_heads: usize, num_kv_heads: usize, head_dim: usize) -> Self {
+        AttentionLayout {
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            score_scale: 1.0 / (head_dim as f64).sqrt(),
+        }
+    }
+
+    pub fn group_size(&self) -> usize {
+        self.num_heads / self.num_kv_heads
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
+    pub layout: AttentionLayout,
+    pub softmax: SoftmaxKind,
+}
+
+impl Attention {
+    pub fn check_shapes(&self) -> Result<()> {
+        let l = &self.layout;
+        ensure!(
+            l.num_kv_heads > 0 && l.num_heads % l.num_kv_heads == 0,
+            "{} query heads cannot share {} key/value heads",
+            l.num_heads,
+            l.num_kv_heads
+        );
+        ensure!(
+            self.q_proj.out_features() == l.num_heads * l.head_dim
+                && self.k_proj.out_features() == l.num_kv_heads * l.head_dim
+                && self.v_proj.out_features() == l.num_kv_heads * l.head_dim,
+            "attention projections do not match the layout {l:?}"
+        );
+        Ok(())
+    }
+
+    /// `x`: `(batch, seq, hidden)`; `allowed`: `(batch or 1, 1, seq, seq)`, 1 where a query may
+    /// attend to a key.
+    pub fn forward(&self, x: &Tensor, rope: &RotaryEmbedding, allowed: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let l = self.layout;
+        let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
+            Ok(proj
+                .forward(x)?
+                .reshape((b, t, n, l.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = rope.apply(&heads(&self.q_proj, l.num_heads)?)?;
+        let k = rope.apply(&heads(&self.k_proj, l.num_kv_heads)?)?;
+        let v = heads(&self.v_proj, l.num_kv_heads)?;
+        // The query heads of one group are stacked along the sequence axis, so each key/value head
+        // is multiplied once instead of being copied `group_size` times.
+        let g = l.group_size();
+        let q = q.reshape((b, l.num_kv_heads, g * t, l.head_dim))?;
+        let scores = (q.matmul(&k.t()?)? * l.score_scale)?;
+        let weights = self
+            .softmax
+            .apply(&scores.reshape((b, l.num_heads, t, t))?, allowed)?;
+        let out = weights
+            .reshape((b, l.num_kv_heads, g * t, t))?
+            .matmul(&v)?
+            .reshape((b, l.num_heads, t, l.head_dim))?
+            .transpose(1, 2)?
+            .reshape((b, t, l.num_heads * l.head_dim))?;
+        self.o_proj.forward(&out)
+    }
+}
