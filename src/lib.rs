@@ -1,1 +1,10 @@
+//! marill: fine-tune open LLMs so that they are cheap under secure multi-party computation,
+//! export them as split checkpoints and evaluate them under MPC.
+
+pub mod atomic;
+pub mod bench;
+pub mod data;
+pub mod eval;
+pub mod fetch;
 pub mod model;
+pub mod progress;

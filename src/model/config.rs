@@ -29,21 +29,21 @@ impl LlamaConfig {
         if c.hidden_size == 0 || c.num_attention_heads == 0 || c.num_hidden_layers == 0 {
             bail!("hidden_size, num_attention_heads and num_hidden_layers must be positive");
         }
-        if c.hidden_size % c.num_attention_heads != 0 {
+        if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             bail!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 c.hidden_size,
                 c.num_attention_heads
             );
         }
-        if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
+        if c.num_key_value_heads == 0 || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
             bail!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 c.num_attention_heads,
                 c.num_key_value_heads
             );
         }
-        if c.head_dim() % 2 != 0 {
+        if !c.head_dim().is_multiple_of(2) {
             bail!("head dimension {} must be even for RoPE", c.head_dim());
         }
         Ok(())
@@ -115,7 +115,7 @@ impl LlamaConfig {
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_word_embeddings: true,
-            max_position_embeddings: 256,
+            max_position_embeddings: 1024,
         }
     }
 }

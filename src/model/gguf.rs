@@ -141,7 +141,10 @@ mod tests {
             hf_name("blk.12.attn_output.weight").as_deref(),
             Some("model.layers.12.self_attn.o_proj.weight")
         );
-        assert_eq!(hf_name("token_embd.weight").as_deref(), Some("model.embed_tokens.weight"));
+        assert_eq!(
+            hf_name("token_embd.weight").as_deref(),
+            Some("model.embed_tokens.weight")
+        );
         assert_eq!(hf_name("rope_freqs.weight"), None);
     }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 pub fn read_config(dir: &Path) -> Result<LlamaConfig> {
     let path = dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     LlamaConfig::from_hf_json(&text).with_context(|| format!("{}", path.display()))
 }
 
@@ -32,8 +32,9 @@ pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn load_weights(files: &[PathBuf], device: &Device) -> Result<Weights> {
     let mut weights = Weights::default();
     for file in files {
-        let tensors = candle_core::safetensors::load(file, device)
-            .map_err(|e| anyhow::anyhow!("{}: not a valid safetensors file ({e})", file.display()))?;
+        let tensors = candle_core::safetensors::load(file, device).map_err(|e| {
+            anyhow::anyhow!("{}: not a valid safetensors file ({e})", file.display())
+        })?;
         for (name, t) in tensors {
             weights.insert(name, t.to_dtype(DType::F32)?);
         }

@@ -23,7 +23,9 @@ impl Linear {
         let dims = x.dims();
         let (lead, in_features) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, in_features[0]))?.matmul(&self.weight.t()?)?;
+        let y = x
+            .reshape((rows, in_features[0]))?
+            .matmul(&self.weight.t()?)?;
         let mut out_dims = lead.to_vec();
         out_dims.push(self.out_features());
         Ok(y.reshape(out_dims)?)

@@ -97,7 +97,10 @@ impl Llama {
             w.get("lm_head.weight", &[c.vocab_size, c.hidden_size])?
         };
         Ok(Llama {
-            norm: RmsNorm::new(w.get("model.norm.weight", &[c.hidden_size])?, c.rms_norm_eps),
+            norm: RmsNorm::new(
+                w.get("model.norm.weight", &[c.hidden_size])?,
+                c.rms_norm_eps,
+            ),
             lm_head: Linear::new(lm_head),
             rope: RotaryEmbedding::new(
                 c.head_dim(),
@@ -137,7 +140,10 @@ impl Llama {
             None => causal,
             Some(p) => {
                 let (b, t) = p.dims2()?;
-                ensure!(t == seq, "padding mask covers {t} tokens, the batch has {seq}");
+                ensure!(
+                    t == seq,
+                    "padding mask covers {t} tokens, the batch has {seq}"
+                );
                 let keys = p.to_dtype(DType::F32)?.reshape((b, 1, 1, t))?;
                 causal.broadcast_mul(&keys)?
             }
@@ -189,8 +195,12 @@ impl Llama {
     ) -> Result<ForwardOutput> {
         let (_, t) = ids.dims2()?;
         let allowed = self.attention_mask(t, padding)?;
-        let (h, hidden_states) =
-            self.forward_layers(&self.embed(ids)?, 0..self.layers.len(), &allowed, collect_hidden)?;
+        let (h, hidden_states) = self.forward_layers(
+            &self.embed(ids)?,
+            0..self.layers.len(),
+            &allowed,
+            collect_hidden,
+        )?;
         Ok(ForwardOutput {
             logits: self.logits(&h)?,
             hidden_states,

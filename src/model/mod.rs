@@ -11,6 +11,7 @@ pub mod mlp;
 pub mod norm;
 pub mod rope;
 pub mod source;
+pub mod tiny;
 pub mod tokenizer;
 pub mod variants;
 pub mod weights;

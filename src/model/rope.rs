@@ -14,7 +14,7 @@ pub struct RotaryEmbedding {
 
 impl RotaryEmbedding {
     pub fn new(rope_dim: usize, base: f64, max_positions: usize, device: &Device) -> Result<Self> {
-        ensure!(rope_dim % 2 == 0, "RoPE dimension {rope_dim} must be even");
+        ensure!(rope_dim.is_multiple_of(2), "RoPE dimension {rope_dim} must be even");
         let half = rope_dim / 2;
         let mut angles = Vec::with_capacity(max_positions * rope_dim);
         for pos in 0..max_positions {

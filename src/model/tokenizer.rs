@@ -34,7 +34,9 @@ pub fn tokenizer_from_gguf(content: &Content) -> Result<Tokenizer> {
         .transpose()?
         .unwrap_or_default();
     if model != "gpt2" {
-        return Err(anyhow!("tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`)"));
+        return Err(anyhow!(
+            "tokenizer model `{model}` is not supported (only byte-level BPE, `gpt2`)"
+        ));
     }
     let tokens = strings(content, "tokenizer.ggml.tokens")?;
     let merges = strings(content, "tokenizer.ggml.merges")?
@@ -77,11 +79,13 @@ pub fn tokenizer_from_gguf(content: &Content) -> Result<Tokenizer> {
 }
 
 pub fn tokenizer_from_file(path: &Path) -> Result<Tokenizer> {
-    Tokenizer::from_file(path).map_err(|e| anyhow!("{}: not a valid tokenizer.json ({e})", path.display()))
+    Tokenizer::from_file(path)
+        .map_err(|e| anyhow!("{}: not a valid tokenizer.json ({e})", path.display()))
 }
 
 /// SmolLM2's default system turn, which its chat template inserts when none is given.
-pub const DEFAULT_SYSTEM_PROMPT: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+pub const DEFAULT_SYSTEM_PROMPT: &str =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 /// The ChatML conversation of one user turn, ending where the assistant's answer begins.
 pub fn chat_prompt(user: &str) -> String {

@@ -54,7 +54,10 @@ impl SoftmaxKind {
                 candle_nn::ops::softmax(&scores.broadcast_add(&bias)?, D::Minus1)?
             }
             SoftmaxKind::TwoQuad => {
-                let num = scores.affine(1.0, TWO_QUAD_SHIFT)?.sqr()?.broadcast_mul(allowed)?;
+                let num = scores
+                    .affine(1.0, TWO_QUAD_SHIFT)?
+                    .sqr()?
+                    .broadcast_mul(allowed)?;
                 // The epsilon keeps an all-masked row finite; real rows sum to far more.
                 let den = (num.sum_keepdim(D::Minus1)? + 1e-6)?;
                 num.broadcast_div(&den)?
@@ -86,7 +89,10 @@ mod tests {
         for kind in [SoftmaxKind::Exact, SoftmaxKind::TwoQuad] {
             let w: Vec<Vec<f32>> = kind.apply(&scores, &allowed)?.to_vec2()?;
             for row in &w {
-                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{kind:?} {row:?}");
+                assert!(
+                    (row.iter().sum::<f32>() - 1.0).abs() < 1e-5,
+                    "{kind:?} {row:?}"
+                );
             }
             assert!(w[0][2].abs() < 1e-6 && w[1][1].abs() < 1e-6 && w[1][2].abs() < 1e-6);
         }

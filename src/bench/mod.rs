@@ -1,0 +1,3 @@
+//! Benchmarks behind `marill bench`.
+
+pub mod forward;

@@ -1,0 +1,91 @@
+//! `marill eval` in plaintext: which rows, which model, and the report.
+
+use super::classify::classify;
+use super::report::EvalReport;
+use crate::data::{Dataset, Example, Split, SplitRatios, TaskKind, load_jsonl};
+use crate::model::LoadedModel;
+use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where the evaluated rows come from.
+#[derive(Debug, Clone)]
+pub enum Rows {
+    /// One split of `datasets/<task>/data.jsonl`.
+    Split {
+        root: PathBuf,
+        split: Split,
+        seed: u64,
+        ratios: SplitRatios,
+    },
+    /// Every row of a JSONL file in the task's format.
+    File(PathBuf),
+}
+
+impl Rows {
+    /// The rows (the first `limit` of them, if given) and a name for them.
+    pub fn load(&self, task: TaskKind, limit: Option<usize>) -> Result<(Vec<Example>, String)> {
+        let (mut rows, name) = match self {
+            Rows::Split {
+                root,
+                split,
+                seed,
+                ratios,
+            } => {
+                let data = Dataset::load(root, task)?;
+                let rows = data
+                    .split(*split, *seed, ratios)
+                    .into_iter()
+                    .cloned()
+                    .collect();
+                (rows, split.to_string())
+            }
+            Rows::File(path) => (load_jsonl(path, task)?, path.display().to_string()),
+        };
+        if let Some(limit) = limit {
+            rows.truncate(limit);
+        }
+        Ok((rows, name))
+    }
+}
+
+pub struct EvalRequest<'a> {
+    pub task: TaskKind,
+    /// The rows to evaluate and a name for them (the split or the file).
+    pub rows: (Vec<Example>, String),
+    pub batch: usize,
+    pub max_len: usize,
+    pub json: Option<&'a Path>,
+}
+
+pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<EvalReport> {
+    if req.task.is_generation() {
+        bail!(
+            "task {} is graded on generated text; plaintext evaluation here scores choice tasks only",
+            req.task
+        );
+    }
+    let (rows, rows_name) = &req.rows;
+    let rows: Vec<&Example> = rows.iter().collect();
+    let start = Instant::now();
+    // A prompt can never be longer than the model has positions.
+    let max_len = req.max_len.min(loaded.model.config.max_position_embeddings);
+    let result = classify(&loaded.model, &loaded.tokenizer, &rows, req.batch, max_len)?;
+    let wall = start.elapsed().as_secs_f64();
+    let report = EvalReport {
+        task: req.task.to_string(),
+        model: loaded.source.describe(),
+        mode: "plaintext",
+        rows: rows_name.clone(),
+        n: result.accuracy.total,
+        accuracy: result.accuracy.value().unwrap_or(0.0),
+        correct: result.accuracy.correct,
+        wall_seconds: wall,
+        tokens_per_second: result.tokens as f64 / wall,
+        predictions: result.scored,
+    };
+    if let Some(path) = req.json {
+        crate::atomic::write_json_atomic(path, &report)?;
+    }
+    Ok(report)
+}

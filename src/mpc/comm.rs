@@ -1,0 +1,139 @@
+//! The communicator: a party's view of the network, which encodes ring elements and counts
+//! traffic per phase and operation label.
+
+use super::cost::{PartyCost, Traffic};
+use super::transport::{Transport, TransportError};
+use std::time::{Duration, Instant};
+
+/// Whether a message carries input-independent correlated randomness (offline) or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Online,
+    Offline,
+}
+
+pub struct Communicator {
+    transport: Box<dyn Transport>,
+    me: usize,
+    label: String,
+    cost: PartyCost,
+    /// The previous online transport call was a receive: further receives join its round.
+    in_receive_phase: bool,
+    waited: Duration,
+    started: Instant,
+}
+
+fn encode(words: &[u64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(words.len() * 8);
+    for w in words {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
+        .collect()
+}
+
+impl Communicator {
+    pub fn new(transport: Box<dyn Transport>, me: usize) -> Self {
+        Self {
+            transport,
+            me,
+            label: "other".into(),
+            cost: PartyCost::default(),
+            in_receive_phase: false,
+            waited: Duration::ZERO,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Set the operation label further traffic is counted under; returns the previous one.
+    pub fn set_label(&mut self, label: &str) -> String {
+        std::mem::replace(&mut self.label, label.to_string())
+    }
+
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn traffic(&mut self, phase: Phase) -> &mut Traffic {
+        match phase {
+            Phase::Offline => &mut self.cost.offline,
+            Phase::Online => self.cost.online.entry(self.label.clone()).or_default(),
+        }
+    }
+
+    pub fn send_bytes(&mut self, to: usize, bytes: Vec<u8>, phase: Phase) -> Result<(), TransportError> {
+        let t = self.traffic(phase);
+        t.bytes_sent += bytes.len() as u64;
+        t.messages_sent += 1;
+        if phase == Phase::Online {
+            self.in_receive_phase = false;
+        }
+        self.transport.send(to, bytes)
+    }
+
+    pub fn recv_bytes(&mut self, from: usize, phase: Phase) -> Result<Vec<u8>, TransportError> {
+        let t0 = Instant::now();
+        let bytes = self.transport.recv(from)?;
+        self.waited += t0.elapsed();
+        let new_round = phase == Phase::Online && !self.in_receive_phase;
+        let t = self.traffic(phase);
+        t.bytes_received += bytes.len() as u64;
+        t.messages_received += 1;
+        if new_round {
+            t.rounds += 1;
+        }
+        if phase == Phase::Online {
+            self.in_receive_phase = true;
+        }
+        Ok(bytes)
+    }
+
+    pub fn send(&mut self, to: usize, words: &[u64], phase: Phase) -> Result<(), TransportError> {
+        self.send_bytes(to, encode(words), phase)
+    }
+
+    pub fn recv(&mut self, from: usize, phase: Phase) -> Result<Vec<u64>, TransportError> {
+        Ok(decode(&self.recv_bytes(from, phase)?))
+    }
+
+    /// Send `words` to `peer` and receive the same number back: one round.
+    pub fn exchange(&mut self, peer: usize, words: &[u64]) -> anyhow::Result<Vec<u64>> {
+        self.send(peer, words, Phase::Online)?;
+        let got = self.recv(peer, Phase::Online)?;
+        anyhow::ensure!(
+            got.len() == words.len(),
+            "peer {peer} sent {} words, expected {}",
+            got.len(),
+            words.len()
+        );
+        Ok(got)
+    }
+
+    /// The counters so far, with compute time = wall time minus time blocked on receives.
+    pub fn cost(&self) -> PartyCost {
+        let wall = self.started.elapsed();
+        PartyCost {
+            compute_seconds: wall.saturating_sub(self.waited).as_secs_f64(),
+            wall_seconds: wall.as_secs_f64(),
+            ..self.cost.clone()
+        }
+    }
+
+    /// Restart the counters (e.g. after a one-time setup).
+    pub fn reset_cost(&mut self) {
+        self.cost = PartyCost::default();
+        self.waited = Duration::ZERO;
+        self.started = Instant::now();
+        self.in_receive_phase = false;
+    }
+}

@@ -1,0 +1,94 @@
+//! Masked comparison with DCF keys: the arithmetic shared by the key dealer and the parties.
+//!
+//! To get `[y < 0]` for `|y| < 2^(n-1)`, parties open `x + r mod 2^n` once; for each public
+//! threshold `t`, `u = x - t + 2^(n-1)` has `[y < 0] = 1 - msb(u)`, and the opened `u + r` is
+//! public. With `h(v)` the top `k = n - low` bits of `v`, `h(u + r) - h(r) = h(u) + carry`
+//! (carry in {0,1}), so `msb(h(u))` is found up to the carry, which only matters for
+//! `y in [-2^low, 0)`. For a k-bit value masked by `rho = h(r)`:
+//! `msb = msb(m) xor msb(rho) xor [m_low < rho_low]`, and the last term is one DCF evaluation.
+//! The xor with the secret `msb(rho)` is linear because the DCF payload is `1 - 2 msb(rho)`.
+
+use super::dcf;
+use super::protocol::Comparison;
+use anyhow::{Result, ensure};
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MaskedCompare {
+    n: u32,
+    low: u32,
+}
+
+/// What the dealer hands out per element, besides the DCF keys: shares of `msb(rho)`.
+pub(crate) struct DealerComparison {
+    pub rho_msb: Vec<u64>,
+    pub alphas: Vec<u64>,
+    pub betas: Vec<u64>,
+}
+
+impl MaskedCompare {
+    pub fn new(cmp: Comparison) -> Result<Self> {
+        ensure!(
+            cmp.bits <= 64 && cmp.bits >= cmp.ignored_low_bits + 2,
+            "comparison needs 2 <= bits - ignored_low_bits and bits <= 64: {cmp:?}"
+        );
+        Ok(Self {
+            n: cmp.bits,
+            low: cmp.ignored_low_bits,
+        })
+    }
+
+    /// Mask for reduction mod 2^n.
+    pub fn modulus_mask(&self) -> u64 {
+        if self.n == 64 { u64::MAX } else { (1 << self.n) - 1 }
+    }
+
+    /// Input bits of the DCF.
+    pub fn levels(&self) -> u32 {
+        self.n - self.low - 1
+    }
+
+    /// (msb, remaining k-1 bits) of the top k bits of an n-bit value.
+    fn split(&self, v: u64) -> (u64, u64) {
+        let h = (v & self.modulus_mask()) >> self.low;
+        let k1 = self.levels();
+        (h >> k1, h & ((1 << k1) - 1))
+    }
+
+    /// Key parameters for masks `r` (full ring values; only the low n bits matter).
+    pub fn dealer(&self, r: &[u64]) -> DealerComparison {
+        let mut out = DealerComparison {
+            rho_msb: Vec::with_capacity(r.len()),
+            alphas: Vec::with_capacity(r.len()),
+            betas: Vec::with_capacity(r.len()),
+        };
+        for &v in r {
+            let (msb, rest) = self.split(v);
+            out.rho_msb.push(msb);
+            out.alphas.push(rest);
+            out.betas.push(1u64.wrapping_sub(2 * msb));
+        }
+        out
+    }
+
+    /// A party's additive share of `[x < t]`, given the opened `x + r mod 2^n`.
+    pub fn party_share(
+        &self,
+        party: usize,
+        opened: u64,
+        threshold: u64,
+        rho_msb_share: u64,
+        seed: u128,
+        cw: &[u64],
+    ) -> u64 {
+        let u_hat = opened
+            .wrapping_sub(threshold)
+            .wrapping_add(1 << (self.n - 1));
+        let (m_msb, m_rest) = self.split(u_hat);
+        let lt = dcf::eval(party, seed, cw, self.levels(), m_rest);
+        let xor_rho = rho_msb_share.wrapping_add(lt);
+        let first = u64::from(party == 0);
+        // msb = m_msb xor (rho_msb xor lt), with m_msb public.
+        let msb = (first * m_msb).wrapping_add(xor_rho.wrapping_mul(1u64.wrapping_sub(2 * m_msb)));
+        first.wrapping_sub(msb)
+    }
+}

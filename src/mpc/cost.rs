@@ -1,0 +1,147 @@
+//! Cost accounting: traffic per party and per operation label, online vs offline, and the
+//! estimated time on a network profile.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Traffic of one party in one phase (and label).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Traffic {
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub messages_sent: u64,
+    pub messages_received: u64,
+    /// Communication rounds: receives that follow a send (a batch of receives is one round).
+    pub rounds: u64,
+}
+
+impl Traffic {
+    pub fn add(&mut self, other: &Traffic) {
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.messages_sent += other.messages_sent;
+        self.messages_received += other.messages_received;
+        self.rounds += other.rounds;
+    }
+}
+
+/// Everything one party measured during a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PartyCost {
+    /// Online traffic per operation label.
+    pub online: BTreeMap<String, Traffic>,
+    /// Correlated randomness (dealer / helper material), which does not depend on the inputs.
+    pub offline: Traffic,
+    /// Wall time of the run minus time spent blocked on receives.
+    pub compute_seconds: f64,
+    pub wall_seconds: f64,
+}
+
+impl PartyCost {
+    pub fn online_total(&self) -> Traffic {
+        let mut t = Traffic::default();
+        self.online.values().for_each(|v| t.add(v));
+        t
+    }
+}
+
+/// Summary of a run over all parties.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CostReport {
+    /// Online bytes sent, summed over parties.
+    pub online_bytes: u64,
+    /// Offline bytes sent (dealer / helper material), summed over parties.
+    pub offline_bytes: u64,
+    /// Online rounds of the party with the most.
+    pub rounds: u64,
+    /// Largest local compute time of a party.
+    pub compute_seconds: f64,
+    /// Per label: online bytes (summed) and rounds (max over parties).
+    pub labels: BTreeMap<String, LabelCost>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LabelCost {
+    pub bytes: u64,
+    pub rounds: u64,
+}
+
+impl CostReport {
+    pub fn from_parties(parties: &[PartyCost]) -> Self {
+        let mut r = CostReport::default();
+        for p in parties {
+            let total = p.online_total();
+            r.online_bytes += total.bytes_sent;
+            r.offline_bytes += p.offline.bytes_sent;
+            r.rounds = r.rounds.max(total.rounds);
+            r.compute_seconds = r.compute_seconds.max(p.compute_seconds);
+            for (label, t) in &p.online {
+                let e = r.labels.entry(label.clone()).or_default();
+                e.bytes += t.bytes_sent;
+                e.rounds = e.rounds.max(t.rounds);
+            }
+        }
+        r
+    }
+
+    /// `compute + online bytes / bandwidth + rounds * RTT`.
+    pub fn estimated_seconds(&self, net: &NetworkProfile) -> f64 {
+        self.compute_seconds
+            + self.online_bytes as f64 * 8.0 / net.bandwidth_bits_per_second
+            + self.rounds as f64 * net.rtt_seconds
+    }
+}
+
+/// A network to estimate time on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NetworkProfile {
+    pub name: String,
+    pub bandwidth_bits_per_second: f64,
+    pub rtt_seconds: f64,
+}
+
+impl NetworkProfile {
+    /// 1 Gbit/s, 0.5 ms RTT.
+    pub fn lan() -> Self {
+        Self {
+            name: "lan".into(),
+            bandwidth_bits_per_second: 1e9,
+            rtt_seconds: 0.5e-3,
+        }
+    }
+
+    /// 100 Mbit/s, 80 ms RTT.
+    pub fn wan() -> Self {
+        Self {
+            name: "wan".into(),
+            bandwidth_bits_per_second: 1e8,
+            rtt_seconds: 0.08,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimate_adds_compute_bandwidth_and_latency() {
+        let mut p = PartyCost {
+            compute_seconds: 0.5,
+            ..Default::default()
+        };
+        p.online.insert(
+            "matmul".into(),
+            Traffic {
+                bytes_sent: 125_000_000,
+                rounds: 10,
+                ..Default::default()
+            },
+        );
+        let r = CostReport::from_parties(&[p.clone(), p]);
+        assert_eq!(r.online_bytes, 250_000_000);
+        assert_eq!(r.rounds, 10);
+        let est = r.estimated_seconds(&NetworkProfile::lan());
+        assert!((est - (0.5 + 2.0 + 0.005)).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,158 @@
+//! Distributed comparison functions (function secret sharing), after Boyle et al., "Function
+//! Secret Sharing for Mixed-Mode and Fixed-Point Secure Computation" (Eurocrypt 2021), Fig. 3.
+//!
+//! The dealer splits `f(x) = beta * [x < alpha]` over `levels`-bit inputs into two keys; each key
+//! alone is pseudorandom, and `eval(0, k0, x) + eval(1, k1, x) = f(x)` in Z_2^64 for every public
+//! `x`. This is what lets a comparison cost a single online opening (as in SIGMA): the parties
+//! open `x + r` and evaluate keys made for `alpha` derived from the dealer's mask `r`.
+//!
+//! Key layout, per element: `3 * levels + 3` words of correction material shared by both keys
+//! (seed correction lo/hi and value correction per level, then the packed left / right control
+//! bits, then the final correction) plus a 128-bit seed per party.
+
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+/// Words of correction material per element for a domain of `levels` bits.
+pub fn cw_words(levels: u32) -> usize {
+    3 * levels as usize + 3
+}
+
+/// Most input bits supported (control bits are packed into one word per side).
+pub const MAX_LEVELS: u32 = 64;
+
+struct Expanded {
+    s: [u128; 2],
+    v: [u64; 2],
+    t: [bool; 2],
+}
+
+/// The length-doubling PRG G: seed -> (s_L, v_L, t_L, s_R, v_R, t_R), ChaCha8 keyed by the seed.
+fn expand(seed: u128) -> Expanded {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(&seed.to_le_bytes());
+    let mut rng = ChaCha8Rng::from_seed(key);
+    let w: [u64; 7] = std::array::from_fn(|_| rng.next_u64());
+    Expanded {
+        s: [
+            w[0] as u128 | (w[1] as u128) << 64,
+            w[3] as u128 | (w[4] as u128) << 64,
+        ],
+        v: [w[2], w[5]],
+        t: [w[6] & 1 == 1, w[6] & 2 == 2],
+    }
+}
+
+/// `(-1)^t * v` in Z_2^64.
+fn signed(t: bool, v: u64) -> u64 {
+    if t { v.wrapping_neg() } else { v }
+}
+
+fn bit(x: u64, levels: u32, i: u32) -> usize {
+    ((x >> (levels - 1 - i)) & 1) as usize
+}
+
+/// Key generation for one element: returns the shared correction words; the parties' keys are
+/// `(seeds[0], cw)` and `(seeds[1], cw)`.
+pub fn keygen(alpha: u64, beta: u64, levels: u32, seeds: [u128; 2]) -> Vec<u64> {
+    assert!((1..=MAX_LEVELS).contains(&levels));
+    let mut cw = Vec::with_capacity(cw_words(levels));
+    let (mut s, mut t) = (seeds, [false, true]);
+    let mut v_alpha = 0u64;
+    let (mut t_left_bits, mut t_right_bits) = (0u64, 0u64);
+    for i in 0..levels {
+        let a = bit(alpha, levels, i);
+        let g = [expand(s[0]), expand(s[1])];
+        let (keep, lose) = (a, 1 - a);
+        let s_cw = g[0].s[lose] ^ g[1].s[lose];
+        let mut v_cw = signed(
+            t[1],
+            g[1].v[lose].wrapping_sub(g[0].v[lose]).wrapping_sub(v_alpha),
+        );
+        if lose == 0 {
+            v_cw = v_cw.wrapping_add(signed(t[1], beta));
+        }
+        v_alpha = v_alpha
+            .wrapping_sub(g[1].v[keep])
+            .wrapping_add(g[0].v[keep])
+            .wrapping_add(signed(t[1], v_cw));
+        let t_cw = [
+            g[0].t[0] ^ g[1].t[0] ^ (a == 1) ^ true,
+            g[0].t[1] ^ g[1].t[1] ^ (a == 1),
+        ];
+        t_left_bits |= (t_cw[0] as u64) << i;
+        t_right_bits |= (t_cw[1] as u64) << i;
+        cw.extend([s_cw as u64, (s_cw >> 64) as u64, v_cw]);
+        for b in 0..2 {
+            let corr = if t[b] { s_cw } else { 0 };
+            s[b] = g[b].s[keep] ^ corr;
+            t[b] = g[b].t[keep] ^ (t[b] & t_cw[keep]);
+        }
+    }
+    let last = signed(
+        t[1],
+        (s[1] as u64).wrapping_sub(s[0] as u64).wrapping_sub(v_alpha),
+    );
+    cw.extend([t_left_bits, t_right_bits, last]);
+    cw
+}
+
+/// Evaluate party `party`'s key at the public point `x`.
+pub fn eval(party: usize, seed: u128, cw: &[u64], levels: u32, x: u64) -> u64 {
+    let (mut s, mut t) = (seed, party == 1);
+    let mut v = 0u64;
+    let n = levels as usize;
+    let (t_left_bits, t_right_bits, last) = (cw[3 * n], cw[3 * n + 1], cw[3 * n + 2]);
+    for i in 0..levels {
+        let w = &cw[3 * i as usize..3 * i as usize + 3];
+        let (s_cw, v_cw) = (w[0] as u128 | (w[1] as u128) << 64, w[2]);
+        let g = expand(s);
+        let side = bit(x, levels, i);
+        let t_cw = [(t_left_bits >> i) & 1 == 1, (t_right_bits >> i) & 1 == 1];
+        let v_corr = if t { v_cw } else { 0 };
+        v = v.wrapping_add(signed(party == 1, g.v[side].wrapping_add(v_corr)));
+        s = g.s[side] ^ if t { s_cw } else { 0 };
+        t = g.t[side] ^ (t & t_cw[side]);
+    }
+    let final_corr = if t { last } else { 0 };
+    v.wrapping_add(signed(party == 1, (s as u64).wrapping_add(final_corr)))
+}
+
+/// Generate keys for many elements in parallel; `cw` comes back flat.
+pub fn gen_batch(alphas: &[u64], betas: &[u64], levels: u32, seeds: &[[u128; 2]]) -> Vec<u64> {
+    alphas
+        .par_iter()
+        .zip(betas)
+        .zip(seeds)
+        .flat_map_iter(|((&a, &b), &s)| keygen(a, b, levels, s))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_reconstruct_comparison() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for levels in [1u32, 2, 5, 17, 40, 64] {
+            let mask = if levels == 64 { u64::MAX } else { (1 << levels) - 1 };
+            for _ in 0..20 {
+                let alpha = rng.next_u64() & mask;
+                let beta = rng.next_u64();
+                let seeds = [rng.next_u64() as u128, rng.next_u64() as u128 | 1 << 100];
+                let cw = keygen(alpha, beta, levels, seeds);
+                let mut points: Vec<u64> = (0..10).map(|_| rng.next_u64() & mask).collect();
+                points.extend([alpha, alpha.wrapping_sub(1) & mask, (alpha + 1) & mask, 0, mask]);
+                for x in points {
+                    let y = eval(0, seeds[0], &cw, levels, x)
+                        .wrapping_add(eval(1, seeds[1], &cw, levels, x));
+                    let want = if x < alpha { beta } else { 0 };
+                    assert_eq!(y, want, "levels {levels} alpha {alpha} x {x}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! 2pc-dealer's dealer: runs the same program as the parties, by shape only, and hands out the
+//! correlated randomness each step needs. It never receives anything after setup, so it never
+//! waits on the parties and adds no online rounds; all it sends is offline traffic.
+
+use super::comm::{Communicator, Phase};
+use super::compare::MaskedCompare;
+use super::dcf;
+use super::fixed::FixedPoint;
+use super::prg::Prg;
+use super::protocol::{Bilinear, Comparison, Protocol, ProtocolKind, Role, SecretWeight};
+use super::ring::RingTensor;
+use super::share::Share;
+use anyhow::{Result, bail, ensure};
+
+const CLIENT: usize = 0;
+const SERVER: usize = 1;
+
+pub struct Dealer {
+    fixed: FixedPoint,
+    comm: Communicator,
+    /// PRGs shared with the client and with the server.
+    client: Prg,
+    server: Prg,
+    /// Each weight's full mask `B`, by weight id.
+    weight_masks: Vec<RingTensor>,
+}
+
+impl Dealer {
+    /// Set up the dealer: draw and send the two pairwise seeds.
+    pub fn new(mut comm: Communicator, fixed: FixedPoint, rng: &mut Prg) -> Result<Self> {
+        let (cs, ss) = (rng.seed(), rng.seed());
+        comm.send_bytes(CLIENT, cs.to_vec(), Phase::Offline)?;
+        comm.send_bytes(SERVER, ss.to_vec(), Phase::Offline)?;
+        Ok(Self {
+            fixed,
+            comm,
+            client: Prg::from_seed(cs),
+            server: Prg::from_seed(ss),
+            weight_masks: Vec::new(),
+        })
+    }
+
+    /// A fresh uniform secret: the sum of what the two party PRGs produce.
+    fn random(&mut self, shape: &[usize]) -> Result<RingTensor> {
+        self.client.ring(shape).add(&self.server.ring(shape))
+    }
+
+    /// Share `value`: the client's share comes from its PRG, the server gets the difference.
+    fn correlated(&mut self, value: &RingTensor) -> Result<()> {
+        let theirs = value.sub(&self.client.ring(value.shape()))?;
+        self.comm.send(SERVER, theirs.data(), Phase::Offline)?;
+        Ok(())
+    }
+
+    fn seeds(&mut self, n: usize) -> Vec<[u128; 2]> {
+        let draw = |p: &mut Prg| p.next_u64() as u128 | (p.next_u64() as u128) << 64;
+        let client: Vec<u128> = (0..n).map(|_| draw(&mut self.client)).collect();
+        client
+            .into_iter()
+            .map(|c| [c, draw(&mut self.server)])
+            .collect()
+    }
+
+    /// Truncation material: shares of `r >> d` and `msb(r)`, which it returns.
+    fn truncation(&mut self, x: &Share, bits: u32) -> Result<(RingTensor, RingTensor)> {
+        ensure!(bits > 0 && bits < 62, "truncation by {bits} bits");
+        let r = self.random(x.shape())?;
+        let (high, msb) = (r.map(|v| v >> bits), r.map(|v| v >> 63));
+        self.correlated(&high)?;
+        self.correlated(&msb)?;
+        Ok((high, msb))
+    }
+
+    fn shape_only(shape: &[usize]) -> Result<Share> {
+        Share::new(shape, Vec::new())
+    }
+}
+
+impl Protocol for Dealer {
+    fn kind(&self) -> ProtocolKind {
+        ProtocolKind::TwoPartyDealer
+    }
+
+    fn role(&self) -> Role {
+        Role::Dealer
+    }
+
+    fn fixed_point(&self) -> FixedPoint {
+        self.fixed
+    }
+
+    fn comm(&mut self) -> &mut Communicator {
+        &mut self.comm
+    }
+
+    fn input(&mut self, owner: Role, _value: Option<&RingTensor>, shape: &[usize]) -> Result<Share> {
+        ensure!(owner != Role::Dealer, "the dealer owns no inputs");
+        Self::shape_only(shape)
+    }
+
+    fn weight(&mut self, _value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
+        let b = self.random(shape)?;
+        self.weight_masks.push(b);
+        Ok(SecretWeight {
+            id: self.weight_masks.len() - 1,
+            share: Self::shape_only(shape)?,
+            opened: None,
+        })
+    }
+
+    fn reveal(&mut self, _x: &Share, to: Option<Role>) -> Result<Option<RingTensor>> {
+        if to == Some(Role::Dealer) {
+            bail!("nothing is revealed to the dealer");
+        }
+        Ok(None)
+    }
+
+    fn add_public(&mut self, x: &Share, _c: &RingTensor) -> Result<Share> {
+        Ok(x.clone())
+    }
+
+    fn bilinear(&mut self, x: &Share, y: &Share, op: Bilinear) -> Result<Share> {
+        let out_shape = op.shape(x.shape(), y.shape())?;
+        let a = self.random(x.shape())?;
+        let b = self.random(y.shape())?;
+        self.correlated(&op.apply(&a, &b)?)?;
+        Self::shape_only(&out_shape)
+    }
+
+    fn square(&mut self, x: &Share) -> Result<Share> {
+        let a = self.random(x.shape())?;
+        self.correlated(&a.mul(&a)?)?;
+        Self::shape_only(x.shape())
+    }
+
+    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
+        let out_shape = Bilinear::MatMul.shape(x.shape(), w.shape())?;
+        let a = self.random(x.shape())?;
+        let c = a.matmul(&self.weight_masks[w.id])?;
+        self.correlated(&c)?;
+        Self::shape_only(&out_shape)
+    }
+
+    fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
+        self.truncation(x, bits)?;
+        Self::shape_only(x.shape())
+    }
+
+    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
+        let (high, msb) = self.truncation(x, bits)?;
+        self.correlated(&high.mul(&high)?)?;
+        self.correlated(&high.mul(&msb)?)?;
+        Ok((Self::shape_only(x.shape())?, Self::shape_only(x.shape())?))
+    }
+
+    fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
+        let mc = MaskedCompare::new(cmp)?;
+        let r = self.random(x.shape())?;
+        let keys = mc.dealer(r.data());
+        self.correlated(&RingTensor::new(x.shape(), keys.rho_msb)?)?;
+        let seeds = self.seeds(x.len());
+        let cw = dcf::gen_batch(&keys.alphas, &keys.betas, mc.levels(), &seeds);
+        self.comm.send(CLIENT, &cw, Phase::Offline)?;
+        self.comm.send(SERVER, &cw, Phase::Offline)?;
+        thresholds.iter().map(|_| Self::shape_only(x.shape())).collect()
+    }
+}

@@ -1,0 +1,124 @@
+//! Running a program with every party in this process: one thread per party over
+//! [`MemoryTransport`].
+
+use super::comm::Communicator;
+use super::cost::{CostReport, PartyCost};
+use super::fixed::FixedPoint;
+use super::party::connect;
+use super::prg::Prg;
+use super::protocol::{Protocol, ProtocolKind, Role};
+use super::transport::{DEFAULT_TIMEOUT, MemoryTransport, Transport};
+use anyhow::{Result, anyhow};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub fixed: FixedPoint,
+    /// Fixes every party's randomness (tests, benches); `None` seeds from the OS.
+    pub seed: Option<u64>,
+    pub timeout: Duration,
+    /// 2pc-dealer: let the dealer produce all its material before the parties start, so the
+    /// parties' wall time is the online phase alone.
+    pub dealer_first: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            fixed: FixedPoint::default(),
+            seed: None,
+            timeout: DEFAULT_TIMEOUT,
+            dealer_first: false,
+        }
+    }
+}
+
+pub struct PartyOutput<T> {
+    pub role: Role,
+    pub output: T,
+    pub cost: PartyCost,
+}
+
+pub struct LocalRun<T> {
+    /// In party-index order: client, server, dealer / helper.
+    pub parties: Vec<PartyOutput<T>>,
+    pub report: CostReport,
+    /// Longest wall time of the client and server.
+    pub online_wall_seconds: f64,
+}
+
+impl<T> LocalRun<T> {
+    pub fn output(&self, role: Role) -> &T {
+        &self.parties[role.index()].output
+    }
+}
+
+/// The per-party RNG: OS-seeded, or derived from the fixed seed.
+pub fn party_rng(seed: Option<u64>, party: usize) -> Prg {
+    match seed {
+        Some(s) => Prg::from_seed(Prg::derived_seed(s, party as u64 + 1)),
+        None => Prg::from_os(),
+    }
+}
+
+fn run_one<T>(
+    kind: ProtocolKind,
+    role: Role,
+    transport: MemoryTransport,
+    opts: &RunOptions,
+    program: &(dyn Fn(&mut dyn Protocol) -> Result<T> + Sync),
+) -> Result<PartyOutput<T>> {
+    let comm = Communicator::new(Box::new(transport) as Box<dyn Transport>, role.index());
+    let mut rng = party_rng(opts.seed, role.index());
+    let mut proto = connect(kind, role, comm, opts.fixed, &mut rng)?;
+    let output = program(proto.as_mut()).map_err(|e| e.context(format!("{role} failed")))?;
+    Ok(PartyOutput {
+        role,
+        output,
+        cost: proto.comm().cost(),
+    })
+}
+
+/// Run `program` on all parties of `kind` in threads; fails with the first party's error.
+pub fn run_local<T: Send>(
+    kind: ProtocolKind,
+    opts: &RunOptions,
+    program: impl Fn(&mut dyn Protocol) -> Result<T> + Sync,
+) -> Result<LocalRun<T>> {
+    let roles = kind.roles();
+    let mut transports = MemoryTransport::mesh(roles.len(), opts.timeout);
+    let third = transports.pop().expect("three transports");
+    let program = &program;
+    let results: Vec<Result<PartyOutput<T>>> = std::thread::scope(|s| {
+        let mut third = Some(third);
+        let dealer_done = (opts.dealer_first && kind == ProtocolKind::TwoPartyDealer)
+            .then(|| run_one(kind, roles[2], third.take().expect("unused"), opts, program));
+        let third_handle = third.map(|t| s.spawn(move || run_one(kind, roles[2], t, opts, program)));
+        let handles: Vec<_> = transports
+            .into_iter()
+            .zip(roles)
+            .map(|(t, role)| s.spawn(move || run_one(kind, role, t, opts, program)))
+            .collect();
+        let mut out: Vec<Result<PartyOutput<T>>> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("party thread panicked"))))
+            .collect();
+        out.push(match (dealer_done, third_handle) {
+            (Some(done), _) => done,
+            (None, Some(h)) => h.join().unwrap_or_else(|_| Err(anyhow!("party thread panicked"))),
+            (None, None) => Err(anyhow!("third party did not run")),
+        });
+        out
+    });
+    let parties = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let costs: Vec<PartyCost> = parties.iter().map(|p| p.cost.clone()).collect();
+    let online_wall_seconds = costs[..2]
+        .iter()
+        .map(|c| c.wall_seconds)
+        .fold(0.0, f64::max);
+    Ok(LocalRun {
+        report: CostReport::from_parties(&costs),
+        parties,
+        online_wall_seconds,
+    })
+}

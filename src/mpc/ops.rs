@@ -1,0 +1,242 @@
+//! Fixed-point arithmetic on shares, composed from the [`Protocol`] primitives: products with
+//! truncation, public scaling, comparisons, ReLU, max and argmax.
+//!
+//! Costs are per element, in rounds and words opened per computing party (a word is 8 bytes);
+//! "trunc" is one round and one word.
+
+use super::fixed::FixedPoint;
+use super::protocol::{Bilinear, Comparison, Protocol, Role, SecretWeight};
+use super::ring::RingTensor;
+use super::share::Share;
+use anyhow::{Result, ensure};
+
+impl Comparison {
+    /// Exact comparison for `|x - t| < 2^(int_bits)` reals at `fp`.
+    pub fn exact(fp: FixedPoint, int_bits: u32) -> Self {
+        Self {
+            bits: fp.frac_bits + int_bits + 1,
+            ignored_low_bits: 0,
+        }
+    }
+
+    /// Comparison that may misjudge `x - t in [-2^-resolution_bits, 0)`, cheaper to evaluate.
+    pub fn fuzzy(fp: FixedPoint, int_bits: u32, resolution_bits: u32) -> Self {
+        Self {
+            bits: fp.frac_bits + int_bits + 1,
+            ignored_low_bits: fp.frac_bits.saturating_sub(resolution_bits),
+        }
+    }
+
+    /// Default for ReLU and friends: exact, `|x| < 2^20`.
+    pub fn default_for(fp: FixedPoint) -> Self {
+        Self::exact(fp, 20)
+    }
+}
+
+/// Run `f` with traffic counted under `label`, restoring the previous label after.
+pub fn labelled<T>(
+    p: &mut dyn Protocol,
+    label: &str,
+    f: impl FnOnce(&mut dyn Protocol) -> Result<T>,
+) -> Result<T> {
+    let prev = p.comm().set_label(label);
+    let out = f(p);
+    p.comm().set_label(&prev);
+    out
+}
+
+pub fn encode(p: &dyn Protocol, values: &[f64], shape: &[usize]) -> Result<RingTensor> {
+    p.fixed_point().encode_tensor(shape, values)
+}
+
+/// Share a real tensor held by `owner` (others pass `None`). No communication.
+pub fn share_f64(
+    p: &mut dyn Protocol,
+    owner: Role,
+    values: Option<&[f64]>,
+    shape: &[usize],
+) -> Result<Share> {
+    let encoded = values.map(|v| encode(p, v, shape)).transpose()?;
+    p.input(owner, encoded.as_ref(), shape)
+}
+
+/// Share a server weight (only the server passes values); opens its mask once, `|w|` words.
+pub fn weight_f64(p: &mut dyn Protocol, values: Option<&[f64]>, shape: &[usize]) -> Result<SecretWeight> {
+    let encoded = values.map(|v| encode(p, v, shape)).transpose()?;
+    p.weight(encoded.as_ref(), shape)
+}
+
+/// Reveal as reals to `to` (`None`: client and server).
+pub fn reveal_f64(p: &mut dyn Protocol, x: &Share, to: Option<Role>) -> Result<Option<Vec<f64>>> {
+    let fp = p.fixed_point();
+    Ok(p.reveal(x, to)?.map(|t| fp.decode_tensor(&t)))
+}
+
+/// `x + c` for a real constant.
+pub fn add_const(p: &mut dyn Protocol, x: &Share, c: f64) -> Result<Share> {
+    let v = p.fixed_point().encode(c);
+    add_raw(p, x, v)
+}
+
+/// `x + v` for a raw ring constant.
+pub fn add_raw(p: &mut dyn Protocol, x: &Share, v: u64) -> Result<Share> {
+    p.add_public(x, &RingTensor::filled(x.shape(), v))
+}
+
+/// A share of zeros shaped like `x` (no communication).
+pub fn zeros_like(x: &Share) -> Share {
+    x.scale(0)
+}
+
+/// Element-wise product: 1 round + trunc, 2 words + 1.
+pub fn mul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
+    let z = p.bilinear(x, y, Bilinear::Mul)?;
+    p.truncate(&z, p.fixed_point().frac_bits)
+}
+
+/// Square: 1 round + trunc, 1 word + 1.
+pub fn square(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
+    let z = p.square(x)?;
+    p.truncate(&z, p.fixed_point().frac_bits)
+}
+
+/// Secret x secret matmul: 1 round (both operands opened) + trunc of the output.
+pub fn matmul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
+    let z = p.bilinear(x, y, Bilinear::MatMul)?;
+    p.truncate(&z, p.fixed_point().frac_bits)
+}
+
+/// `x W` for a server weight: 1 round (only `x` opened) + trunc of the output.
+pub fn matmul_weight(p: &mut dyn Protocol, x: &Share, w: &SecretWeight) -> Result<Share> {
+    let z = p.matmul_weight(x, w)?;
+    p.truncate(&z, p.fixed_point().frac_bits)
+}
+
+/// `x W` for a public real `W`: local product + trunc.
+pub fn matmul_public(p: &mut dyn Protocol, x: &Share, w: &RingTensor) -> Result<Share> {
+    let z = x.matmul_public(w)?;
+    p.truncate(&z, p.fixed_point().frac_bits)
+}
+
+/// `x * c` for a public real tensor `c` (broadcast): local product + trunc.
+pub fn mul_public(p: &mut dyn Protocol, x: &Share, c: &RingTensor) -> Result<Share> {
+    let z = x.mul_public(c)?;
+    p.truncate(&z, p.fixed_point().frac_bits)
+}
+
+/// `x * c` for a public real scalar, encoded with up to 24 significant bits so that small
+/// constants such as `1/576` stay accurate (relative error < 2^-23). Needs `|x| < 2^(37 - f)`.
+/// One trunc.
+pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64) -> Result<Share> {
+    ensure!(c.is_finite() && c != 0.0, "scale by {c}");
+    let bits = (23 - c.abs().log2().ceil() as i32).clamp(1, 60) as u32;
+    let enc = (c * (bits as f64).exp2()).round() as i64 as u64;
+    p.truncate(&x.scale(enc), bits)
+}
+
+/// Element-wise products of several same-shape pairs in one round (untruncated).
+pub fn mul_many(p: &mut dyn Protocol, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
+    let flat = |s: &Share| s.reshape(&[s.len()]);
+    let xs = pairs.iter().map(|(x, _)| flat(x)).collect::<Result<Vec<_>>>()?;
+    let ys = pairs.iter().map(|(_, y)| flat(y)).collect::<Result<Vec<_>>>()?;
+    let x = Share::concat(&xs.iter().collect::<Vec<_>>(), 0)?;
+    let y = Share::concat(&ys.iter().collect::<Vec<_>>(), 0)?;
+    let z = p.bilinear(&x, &y, Bilinear::Mul)?;
+    let mut offset = 0;
+    pairs
+        .iter()
+        .map(|(a, _)| {
+            let part = z.narrow(0, offset, a.len())?.reshape(a.shape())?;
+            offset += a.len();
+            Ok(part)
+        })
+        .collect()
+}
+
+/// `[x < t_j]` as integer shares for real thresholds: 1 round, 1 word (any number of them).
+pub fn less_than(
+    p: &mut dyn Protocol,
+    x: &Share,
+    thresholds: &[f64],
+    cmp: Comparison,
+) -> Result<Vec<Share>> {
+    let fp = p.fixed_point();
+    let raw: Vec<u64> = thresholds.iter().map(|&t| fp.encode(t)).collect();
+    p.less_than(x, &raw, cmp)
+}
+
+/// `[x < 0]`: 1 round, 1 word.
+pub fn less_than_zero(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
+    Ok(p.less_than(x, &[0], cmp)?.remove(0))
+}
+
+/// `[x < y]`: 1 round, 1 word.
+pub fn compare(p: &mut dyn Protocol, x: &Share, y: &Share, cmp: Comparison) -> Result<Share> {
+    less_than_zero(p, &x.sub(y)?, cmp)
+}
+
+/// `max(x, 0) = x - [x < 0] x`: 2 rounds, 3 words; exact under `cmp`'s range.
+pub fn relu(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
+    let neg = less_than_zero(p, x, cmp)?;
+    let drop = p.bilinear(&neg, x, Bilinear::Mul)?;
+    x.sub(&drop)
+}
+
+/// Maximum along the last axis by a tournament tree: `ceil(log2 n)` levels of one comparison
+/// and one selection (2 rounds each). With a fuzzy `cmp` the result may be below the true
+/// maximum by the comparison's resolution.
+pub fn max_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
+    Ok(tournament(p, x, None, cmp)?.0)
+}
+
+/// Maximum and its index along the last axis (index as an integer share, ties to the lower
+/// index), same rounds as [`max_last`]. Reveal the index with `p.reveal(&idx, Some(Client))`.
+pub fn argmax_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<(Share, Share)> {
+    let n = *x.shape().last().expect("rank >= 1");
+    let rows = x.len() / n;
+    let idx: Vec<u64> = (0..rows).flat_map(|_| 0..n as u64).collect();
+    let idx = p.add_public(&zeros_like(x), &RingTensor::new(x.shape(), idx)?)?;
+    let (m, i) = tournament(p, x, Some(idx), cmp)?;
+    Ok((m, i.expect("index carried")))
+}
+
+fn tournament(
+    p: &mut dyn Protocol,
+    x: &Share,
+    mut idx: Option<Share>,
+    cmp: Comparison,
+) -> Result<(Share, Option<Share>)> {
+    let axis = x.shape().len() - 1;
+    let mut x = x.clone();
+    while x.shape()[axis] > 1 {
+        let n = x.shape()[axis];
+        let h = n / 2;
+        let (a, b) = (x.narrow(axis, 0, h)?, x.narrow(axis, h, h)?);
+        let diff = b.sub(&a)?;
+        // Take b where a < b.
+        let take_b = less_than_zero(p, &a.sub(&b)?, cmp)?;
+        let mut pairs = vec![(&take_b, &diff)];
+        let idx_diff = match &idx {
+            Some(i) => Some(i.narrow(axis, h, h)?.sub(&i.narrow(axis, 0, h)?)?),
+            None => None,
+        };
+        if let Some(d) = &idx_diff {
+            pairs.push((&take_b, d));
+        }
+        let moved = mul_many(p, &pairs)?;
+        let keep_tail = |t: &Share, m: Share| -> Result<Share> {
+            if n % 2 == 1 {
+                Share::concat(&[&m, &t.narrow(axis, n - 1, 1)?], axis)
+            } else {
+                Ok(m)
+            }
+        };
+        let new_x = keep_tail(&x, a.add(&moved[0])?)?;
+        if let Some(i) = &idx {
+            let low = i.narrow(axis, 0, h)?.add(&moved[1])?;
+            idx = Some(keep_tail(i, low)?);
+        }
+        x = new_x;
+    }
+    Ok((x, idx))
+}

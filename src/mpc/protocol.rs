@@ -1,0 +1,207 @@
+//! The one protocol interface every MPC protocol implements, and the types it speaks.
+
+use super::comm::Communicator;
+use super::fixed::FixedPoint;
+use super::ring::RingTensor;
+use super::share::Share;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Who a party is. Indices: client 0, server 1, dealer / helper 2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    Client,
+    Server,
+    /// 2pc-dealer's source of correlated randomness; holds no data, learns nothing.
+    Dealer,
+    /// 3pc's third share holder.
+    Helper,
+}
+
+impl Role {
+    pub fn index(self) -> usize {
+        match self {
+            Role::Client => 0,
+            Role::Server => 1,
+            Role::Dealer | Role::Helper => 2,
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "client" => Role::Client,
+            "server" => Role::Server,
+            "dealer" => Role::Dealer,
+            "helper" => Role::Helper,
+            _ => anyhow::bail!("unknown role {s:?} (client, server, dealer, helper)"),
+        })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Role::Client => "client",
+            Role::Server => "server",
+            Role::Dealer => "dealer",
+            Role::Helper => "helper",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The implemented protocols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProtocolKind {
+    /// Additive 2-of-2 sharing between client and server, a dealer supplies correlated randomness.
+    TwoPartyDealer,
+    /// 2-of-3 replicated sharing among client, server and helper (honest majority).
+    ThreeParty,
+}
+
+impl ProtocolKind {
+    pub const ALL: [ProtocolKind; 2] = [ProtocolKind::TwoPartyDealer, ProtocolKind::ThreeParty];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolKind::TwoPartyDealer => "2pc-dealer",
+            ProtocolKind::ThreeParty => "3pc",
+        }
+    }
+
+    /// The roles that run, in party-index order.
+    pub fn roles(self) -> [Role; 3] {
+        match self {
+            ProtocolKind::TwoPartyDealer => [Role::Client, Role::Server, Role::Dealer],
+            ProtocolKind::ThreeParty => [Role::Client, Role::Server, Role::Helper],
+        }
+    }
+}
+
+impl FromStr for ProtocolKind {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        ProtocolKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| anyhow::anyhow!("unknown protocol {s:?} (2pc-dealer, 3pc)"))
+    }
+}
+
+impl fmt::Display for ProtocolKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A bilinear map that secret x secret products are computed for (Beaver-style protocols
+/// handle any bilinear map the same way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bilinear {
+    /// Element-wise product, numpy broadcasting between equal-rank shapes.
+    Mul,
+    /// `[.., m, k] x [k, n]` or batched `[b, m, k] x [b, k, n]`.
+    MatMul,
+}
+
+impl Bilinear {
+    pub fn apply(self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor> {
+        match self {
+            Bilinear::Mul => a.mul(b),
+            Bilinear::MatMul => a.matmul(b),
+        }
+    }
+
+    pub fn shape(self, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+        match self {
+            Bilinear::Mul => super::ring::broadcast_shape(a, b),
+            Bilinear::MatMul => super::ring::matmul_shape(a, b),
+        }
+    }
+}
+
+/// Precision of a secret comparison `[x < t]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Comparison {
+    /// `|x - t|` must be below `2^(bits-1) - 2^ignored_low_bits` (raw ring units).
+    pub bits: u32,
+    /// Results for `x - t` in `[-2^ignored_low_bits, 0)` may come out as "not less"; ignoring low
+    /// bits makes the comparison cheaper. 0 gives an exact comparison.
+    pub ignored_low_bits: u32,
+}
+
+/// A server-owned fixed weight in shared form, whose Beaver mask is opened once at sharing
+/// time and reused by every product with it.
+#[derive(Clone, Debug)]
+pub struct SecretWeight {
+    pub(crate) id: usize,
+    pub(crate) share: Share,
+    /// 2pc-dealer: the opened `W - B`.
+    pub(crate) opened: Option<RingTensor>,
+}
+
+impl SecretWeight {
+    pub fn shape(&self) -> &[usize] {
+        self.share.shape()
+    }
+
+    /// The weight as an ordinary share (for ops that do not reuse the mask).
+    pub fn share(&self) -> &Share {
+        &self.share
+    }
+}
+
+/// One party's endpoint of a protocol run. All parties (dealer and helper included) run the
+/// same program against this trait; shapes and control flow are public.
+///
+/// Products are returned untruncated (scale `2f` for two fixed-point operands); call
+/// [`Protocol::truncate`].
+pub trait Protocol: Send {
+    fn kind(&self) -> ProtocolKind;
+    fn role(&self) -> Role;
+    fn fixed_point(&self) -> FixedPoint;
+    fn comm(&mut self) -> &mut Communicator;
+
+    /// Secret-share a tensor held by `owner` (`value` is only read there). No communication:
+    /// the other shares come from pairwise PRGs.
+    fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share>;
+
+    /// Share a server-owned weight and open its product mask once.
+    fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight>;
+
+    /// Open `x` to `to` (or to client and server when `None`); others get `None`.
+    fn reveal(&mut self, x: &Share, to: Option<Role>) -> Result<Option<RingTensor>>;
+
+    /// `x + c` for a public `c` of the same shape.
+    fn add_public(&mut self, x: &Share, c: &RingTensor) -> Result<Share>;
+
+    /// Secret x secret product under `op` (untruncated).
+    fn bilinear(&mut self, x: &Share, y: &Share, op: Bilinear) -> Result<Share>;
+
+    /// `x * x` element-wise (untruncated); cheaper than a general product.
+    fn square(&mut self, x: &Share) -> Result<Share>;
+
+    /// `x x w` for a shared server weight, reusing its opened mask (untruncated).
+    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share>;
+
+    /// Arithmetic shift right by `bits` of a signed value with `|x| < 2^61`; the result may be
+    /// one unit below the exact floor.
+    fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share>;
+
+    /// `(t, t * t)` for `t = truncate(x, bits)` (`t * t` untruncated). Protocols that can fuse
+    /// the two do it in the truncation's round.
+    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
+        let t = self.truncate(x, bits)?;
+        let sq = self.square(&t)?;
+        Ok((t, sq))
+    }
+
+    /// Shares of the integers `[x < t_j]` (0 or 1, not fixed point) for public raw thresholds,
+    /// all in one round.
+    fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>>;
+}

@@ -1,0 +1,348 @@
+//! 2pc-dealer, computing parties: additive 2-of-2 shares between client (party 0) and server
+//! (party 1). Correlated randomness comes from the [`Dealer`](super::dealer::Dealer): the
+//! client's part from a PRG it shares with the dealer (no traffic), the server's random parts
+//! from its own PRG with the dealer, and only correlated corrections as offline messages.
+
+use super::comm::{Communicator, Phase};
+use super::compare::MaskedCompare;
+use super::dcf;
+use super::fixed::FixedPoint;
+use super::prg::Prg;
+use super::protocol::{Bilinear, Comparison, Protocol, ProtocolKind, Role, SecretWeight};
+use super::ring::RingTensor;
+use super::share::Share;
+use anyhow::{Result, bail, ensure};
+use rayon::prelude::*;
+
+/// Index of the dealer in the transport.
+pub(crate) const DEALER: usize = 2;
+
+/// The offset that makes a truncation input non-negative: inputs must satisfy `|x| < 2^62`.
+pub(crate) const TRUNCATION_OFFSET_BITS: u32 = 62;
+
+/// A computing party's end of the dealer link.
+struct DealerLink {
+    party: usize,
+    prg: Prg,
+}
+
+impl DealerLink {
+    /// Own share of a fresh uniform secret the dealer knows.
+    fn random(&mut self, shape: &[usize]) -> RingTensor {
+        self.prg.ring(shape)
+    }
+
+    /// Own share of a value the dealer chose.
+    fn correlated(&mut self, comm: &mut Communicator, shape: &[usize]) -> Result<RingTensor> {
+        if self.party == 0 {
+            return Ok(self.prg.ring(shape));
+        }
+        RingTensor::new(shape, comm.recv(DEALER, Phase::Offline)?)
+    }
+
+    /// This party's DCF seeds.
+    fn seeds(&mut self, n: usize) -> Vec<u128> {
+        (0..n)
+            .map(|_| self.prg.next_u64() as u128 | (self.prg.next_u64() as u128) << 64)
+            .collect()
+    }
+}
+
+/// A truncation opening, see [`TwoPartyDealer::truncation`].
+struct OpenedTruncation {
+    public: RingTensor,
+    own_mask: RingTensor,
+    coef: RingTensor,
+    extra: Vec<RingTensor>,
+}
+
+pub struct TwoPartyDealer {
+    role: Role,
+    party: usize,
+    fixed: FixedPoint,
+    comm: Communicator,
+    dealer: DealerLink,
+    /// PRG shared by client and server, for input sharing.
+    pair: Prg,
+    /// This party's share of each weight's mask `B`, by weight id.
+    weight_masks: Vec<RingTensor>,
+}
+
+impl TwoPartyDealer {
+    /// Set up a party: exchange the client–server PRG seed and receive the dealer seed.
+    /// `rng` draws the seeds this party chooses (OS-seeded in production, fixed in tests).
+    pub fn new(role: Role, mut comm: Communicator, fixed: FixedPoint, rng: &mut Prg) -> Result<Self> {
+        let party = match role {
+            Role::Client => 0,
+            Role::Server => 1,
+            _ => bail!("2pc-dealer computing parties are client and server, not {role}"),
+        };
+        let dealer_seed = comm.recv_bytes(DEALER, Phase::Offline)?;
+        let pair_seed = if party == 0 {
+            let s = rng.seed();
+            comm.send_bytes(1, s.to_vec(), Phase::Offline)?;
+            s.to_vec()
+        } else {
+            comm.recv_bytes(0, Phase::Offline)?
+        };
+        let seed = |b: Vec<u8>| -> Result<[u8; 32]> {
+            b.try_into()
+                .map_err(|_| anyhow::anyhow!("malformed seed message"))
+        };
+        Ok(Self {
+            role,
+            party,
+            fixed,
+            comm,
+            dealer: DealerLink {
+                party,
+                prg: Prg::from_seed(seed(dealer_seed)?),
+            },
+            pair: Prg::from_seed(seed(pair_seed)?),
+            weight_masks: Vec::new(),
+        })
+    }
+
+    /// Open `x + 2^62 + r` and return the public part `P = (c >> d) - 2^(62-d)`, this party's
+    /// share of the dealer-known `R = (r >> d) - coef msb(r)` (so `trunc(x) = P - R`), with
+    /// `coef = (1 - msb(c)) 2^(64-d)`, and `extra` further correlated tensors fetched before
+    /// the opening.
+    fn truncation(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        extra: usize,
+    ) -> Result<OpenedTruncation> {
+        ensure!(bits > 0 && bits < 62, "truncation by {bits} bits");
+        let r = self.dealer.random(x.shape());
+        let r_high = self.dealer.correlated(&mut self.comm, x.shape())?;
+        let r_msb = self.dealer.correlated(&mut self.comm, x.shape())?;
+        let extra = (0..extra)
+            .map(|_| self.dealer.correlated(&mut self.comm, x.shape()))
+            .collect::<Result<Vec<_>>>()?;
+        let offset = if self.party == 0 { 1u64 << TRUNCATION_OFFSET_BITS } else { 0 };
+        let masked = Self::mine(x)?.add(&r)?.map(|v| v.wrapping_add(offset));
+        let c = self.open(&[&masked])?.remove(0);
+        let coef = c.map(|c| (1 - (c >> 63)) << (64 - bits));
+        let public = c.map(|c| (c >> bits).wrapping_sub(1 << (TRUNCATION_OFFSET_BITS - bits)));
+        let own_mask = r_high.sub(&r_msb.mul(&coef)?)?;
+        Ok(OpenedTruncation {
+            public,
+            own_mask,
+            coef,
+            extra,
+        })
+    }
+
+    fn peer(&self) -> usize {
+        1 - self.party
+    }
+
+    fn mine(x: &Share) -> Result<&RingTensor> {
+        x.parts()
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("share without data"))
+    }
+
+    fn own(&self, shape: &[usize], t: RingTensor) -> Result<Share> {
+        Share::new(shape, vec![t])
+    }
+
+    /// Open several tensors in one round; returns the opened values.
+    fn open(&mut self, masked: &[&RingTensor]) -> Result<Vec<RingTensor>> {
+        let words: Vec<u64> = masked.iter().flat_map(|t| t.data().iter().copied()).collect();
+        let theirs = self.comm.exchange(self.peer(), &words)?;
+        let mut offset = 0;
+        masked
+            .iter()
+            .map(|t| {
+                let peer = RingTensor::new(t.shape(), theirs[offset..offset + t.len()].to_vec())?;
+                offset += t.len();
+                t.add(&peer)
+            })
+            .collect()
+    }
+
+    /// `t` on party 0, zero on party 1: how a public term enters additive shares.
+    fn public_term(&self, t: RingTensor) -> Option<RingTensor> {
+        (self.party == 0).then_some(t)
+    }
+
+    fn plus_public(&self, acc: RingTensor, t: impl FnOnce() -> Result<RingTensor>) -> Result<RingTensor> {
+        match self.public_term(t()?) {
+            Some(p) => acc.add(&p),
+            None => Ok(acc),
+        }
+    }
+}
+
+impl Protocol for TwoPartyDealer {
+    fn kind(&self) -> ProtocolKind {
+        ProtocolKind::TwoPartyDealer
+    }
+
+    fn role(&self) -> Role {
+        self.role
+    }
+
+    fn fixed_point(&self) -> FixedPoint {
+        self.fixed
+    }
+
+    fn comm(&mut self) -> &mut Communicator {
+        &mut self.comm
+    }
+
+    fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share> {
+        ensure!(
+            matches!(owner, Role::Client | Role::Server),
+            "only client or server own inputs"
+        );
+        let mask = self.pair.ring(shape);
+        if owner != self.role {
+            return self.own(shape, mask);
+        }
+        let v = value.ok_or_else(|| anyhow::anyhow!("{owner} must supply its input"))?;
+        ensure!(v.shape() == shape, "input shape {:?} vs {shape:?}", v.shape());
+        self.own(shape, v.sub(&mask)?)
+    }
+
+    fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
+        let share = self.input(Role::Server, value, shape)?;
+        let b = self.dealer.random(shape);
+        let masked = Self::mine(&share)?.sub(&b)?;
+        let opened = self.open(&[&masked])?.remove(0);
+        self.weight_masks.push(b);
+        Ok(SecretWeight {
+            id: self.weight_masks.len() - 1,
+            share,
+            opened: Some(opened),
+        })
+    }
+
+    fn reveal(&mut self, x: &Share, to: Option<Role>) -> Result<Option<RingTensor>> {
+        let mine = Self::mine(x)?;
+        match to {
+            None => Ok(Some(self.open(&[mine])?.remove(0))),
+            Some(r) if r == self.role => {
+                let theirs = self.comm.recv(self.peer(), Phase::Online)?;
+                Ok(Some(mine.add(&RingTensor::new(x.shape(), theirs)?)?))
+            }
+            Some(Role::Client | Role::Server) => {
+                self.comm.send(self.peer(), mine.data(), Phase::Online)?;
+                Ok(None)
+            }
+            Some(r) => bail!("cannot reveal to {r} in 2pc-dealer"),
+        }
+    }
+
+    fn add_public(&mut self, x: &Share, c: &RingTensor) -> Result<Share> {
+        let out = self.plus_public(Self::mine(x)?.clone(), || Ok(c.clone()))?;
+        self.own(x.shape(), out)
+    }
+
+    /// Beaver: open `E = x - a`, `F = y - b` (one round, `|x| + |y|` words each way), then
+    /// `z = c + op(E, b) + op(a, F) + op(E, F)` with `c = op(a, b)` from the dealer.
+    fn bilinear(&mut self, x: &Share, y: &Share, op: Bilinear) -> Result<Share> {
+        let out_shape = op.shape(x.shape(), y.shape())?;
+        let a = self.dealer.random(x.shape());
+        let b = self.dealer.random(y.shape());
+        let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
+        let (ex, fy) = (Self::mine(x)?.sub(&a)?, Self::mine(y)?.sub(&b)?);
+        let opened = self.open(&[&ex, &fy])?;
+        let (e, f) = (&opened[0], &opened[1]);
+        let z = c.add(&op.apply(e, &b)?)?.add(&op.apply(&a, f)?)?;
+        let z = self.plus_public(z, || op.apply(e, f))?;
+        self.own(&out_shape, z)
+    }
+
+    /// Beaver square: open `E = x - a`; `x^2 = a^2 + 2 E a + E^2`. One round, `|x|` words.
+    fn square(&mut self, x: &Share) -> Result<Share> {
+        let a = self.dealer.random(x.shape());
+        let c = self.dealer.correlated(&mut self.comm, x.shape())?;
+        let ex = Self::mine(x)?.sub(&a)?;
+        let e = self.open(&[&ex])?.remove(0);
+        let z = c.add(&e.mul(&a)?.scale(2))?;
+        let z = self.plus_public(z, || e.mul(&e))?;
+        self.own(x.shape(), z)
+    }
+
+    /// Beaver with the weight's mask already open: only `E = x - a` travels (one round).
+    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
+        let f = w
+            .opened
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("weight was not shared by 2pc-dealer"))?;
+        let out_shape = Bilinear::MatMul.shape(x.shape(), w.shape())?;
+        let a = self.dealer.random(x.shape());
+        let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
+        let ex = Self::mine(x)?.sub(&a)?;
+        let e = self.open(&[&ex])?.remove(0);
+        let b = &self.weight_masks[w.id];
+        let z = c.add(&e.matmul(b)?)?.add(&a.matmul(f)?)?;
+        let z = self.plus_public(z, || e.matmul(f))?;
+        self.own(&out_shape, z)
+    }
+
+    /// Dealer-assisted truncation, one round: open `c = x + 2^62 + r` for a uniform `r`; with
+    /// `x + 2^62 < 2^63` the wrap bit is `msb(r) * (1 - msb(c))`, so
+    /// `floor((x + 2^62) / 2^d) = (c >> d) - (r >> d) + wrap * 2^(64-d) - carry`, and the
+    /// dropped carry makes the result at most one unit low. The dealer shares `r >> d` and
+    /// `msb(r)`.
+    fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
+        let tr = self.truncation(x, bits, 0)?;
+        let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public))?;
+        self.own(x.shape(), t)
+    }
+
+    /// The truncation above, whose output `t = P - R` (public `P`, dealer-known `R`) is also
+    /// squared in the same round: `t^2 = P^2 - 2 P R + R^2`, where the dealer shares
+    /// `(r >> d)^2` and `(r >> d) msb(r)` so that `R^2` is linear in shares.
+    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
+        ensure!(bits <= 32, "fused truncate-square needs bits <= 32");
+        let tr = self.truncation(x, bits, 2)?;
+        let (high_sq, high_msb) = (&tr.extra[0], &tr.extra[1]);
+        let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;
+        // R^2 = (r>>d)^2 - 2 coef (r>>d) msb(r): coef^2 vanishes mod 2^64 for d <= 32.
+        let r_sq = high_sq.sub(&high_msb.mul(&tr.coef)?.scale(2))?;
+        let sq = r_sq.sub(&tr.public.mul(&tr.own_mask)?.scale(2))?;
+        let sq = self.plus_public(sq, || tr.public.mul(&tr.public))?;
+        Ok((self.own(x.shape(), t)?, self.own(x.shape(), sq)?))
+    }
+
+    /// One opening of `x + r mod 2^bits`, then one DCF evaluation per element and threshold
+    /// (see [`MaskedCompare`]).
+    fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
+        let mc = MaskedCompare::new(cmp)?;
+        let n = x.len();
+        let r = self.dealer.random(x.shape());
+        let rho_msb = self.dealer.correlated(&mut self.comm, x.shape())?;
+        let seeds = self.dealer.seeds(n);
+        let cw = self.comm.recv(DEALER, Phase::Offline)?;
+        let words = dcf::cw_words(mc.levels());
+        ensure!(cw.len() == n * words, "dealer sent {} key words", cw.len());
+        let mask = mc.modulus_mask();
+        let masked = Self::mine(x)?.add(&r)?.map(|v| v & mask);
+        let opened = self.open(&[&masked])?.remove(0).map(|v| v & mask);
+        let party = self.party;
+        thresholds
+            .iter()
+            .map(|&t| {
+                let data: Vec<u64> = (0..n)
+                    .into_par_iter()
+                    .map(|i| {
+                        mc.party_share(
+                            party,
+                            opened.data()[i],
+                            t,
+                            rho_msb.data()[i],
+                            seeds[i],
+                            &cw[i * words..(i + 1) * words],
+                        )
+                    })
+                    .collect();
+                self.own(x.shape(), RingTensor::new(x.shape(), data)?)
+            })
+            .collect()
+    }
+}

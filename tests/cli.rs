@@ -1,0 +1,157 @@
+//! The `marill` binary on bad input: one clear `error:` line naming the problem, a non-zero exit,
+//! never a panic trace.
+
+use std::path::Path;
+use std::process::Command;
+
+fn marill(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Fails unless the command failed with exactly one `error:` line mentioning every `needle`.
+fn assert_one_line_error(args: &[&str], needles: &[&str]) {
+    let (ok, _, stderr) = marill(args);
+    assert!(!ok, "{args:?} should fail");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{args:?}: expected one line, got:\n{stderr}"
+    );
+    assert!(lines[0].starts_with("error:"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    for needle in needles {
+        assert!(
+            lines[0].contains(needle),
+            "{args:?}: `{needle}` not in: {}",
+            lines[0]
+        );
+    }
+}
+
+fn tiny_model(dir: &Path) -> String {
+    marill::model::tiny::write_tiny_model(dir, &marill::model::LlamaConfig::tiny(), 1).unwrap();
+    dir.to_str().unwrap().to_string()
+}
+
+#[test]
+fn missing_model_file() {
+    assert_one_line_error(
+        &["inspect", "no/such/model.gguf"],
+        &["no/such/model.gguf", "no such model"],
+    );
+}
+
+#[test]
+fn corrupt_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.gguf");
+    std::fs::write(&path, b"GGUF but not really").unwrap();
+    let p = path.to_str().unwrap();
+    assert_one_line_error(&["inspect", p], &[p, "not a valid GGUF file"]);
+    let dir2 = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir2.path());
+    std::fs::write(dir2.path().join("model.safetensors"), b"garbage").unwrap();
+    assert_one_line_error(
+        &["inspect", &model],
+        &["model.safetensors", "not a valid safetensors"],
+    );
+}
+
+#[test]
+fn model_missing_from_the_hub_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(["inspect", "SomeOrg/NoSuchModel"])
+        .env("HF_HOME", cache.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("SomeOrg/NoSuchModel") && stderr.contains("not in the Hugging Face cache"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_task() {
+    assert_one_line_error(&["eval", "--task", "sst3"], &["sst3", "sst2"]);
+}
+
+#[test]
+fn malformed_jsonl_line_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &data,
+        "{\"id\": \"a\", \"sentence\": \"fine\", \"label\": \"positive\"}\n{\"id\": \"b\", \"sentence\": \"bad\"\n",
+    )
+    .unwrap();
+    let model = tiny_model(&dir.path().join("m"));
+    let d = data.to_str().unwrap();
+    assert_one_line_error(
+        &["eval", "--model", &model, "--task", "sst2", "--data", d],
+        &[&format!("{d}:2"), "not valid JSON"],
+    );
+}
+
+#[test]
+fn bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    assert_one_line_error(
+        &[
+            "eval", "--model", &model, "--task", "sst2", "--batch", "0", "--limit", "2",
+        ],
+        &["--batch"],
+    );
+}
+
+#[test]
+fn eval_on_a_tiny_model_writes_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m"));
+    let json = dir.path().join("report.json");
+    let (ok, stdout, stderr) = marill(&[
+        "eval",
+        "--model",
+        &model,
+        "--task",
+        "sst2",
+        "--limit",
+        "6",
+        "--batch",
+        "4",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("accuracy"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["task"], "sst2");
+    assert_eq!(report["n"], 6);
+    assert_eq!(report["mode"], "plaintext");
+    assert_eq!(report["model"], model.as_str());
+    let accuracy = report["accuracy"].as_f64().unwrap();
+    let correct = report["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["correct"] == true)
+        .count();
+    assert_eq!(accuracy, correct as f64 / 6.0);
+}
