@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
 use marill::fetch::{BASE_MODEL_PATH, fetch_base_model};
@@ -61,6 +62,12 @@ struct EvalArgs {
     /// Prompts longer than this are truncated (the passage / premise only).
     #[arg(long, default_value_t = 512)]
     max_len: usize,
+    /// Plain completion-style prompts, or inside the model's chat template.
+    #[arg(long, value_enum, default_value_t = PromptFormat::Plain)]
+    format: PromptFormat,
+    /// Generation tasks (gsm8k): the longest answer, in tokens.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -146,6 +153,8 @@ fn run(cli: Cli) -> Result<()> {
                     rows,
                     batch: args.batch,
                     max_len: args.max_len,
+                    max_new_tokens: args.max_new_tokens,
+                    format: args.format,
                     json: args.json.as_deref(),
                 },
             )?;

@@ -40,7 +40,7 @@ fn loads_a_hugging_face_directory_with_its_tokenizer() -> Result<()> {
         loaded.model.parameter_count(),
         c.vocab_size * c.hidden_size + c.num_hidden_layers * per_layer + c.hidden_size
     );
-    let text = marill::model::tokenizer::chat_prompt("héllo 42");
+    let text = marill::data::chat_prompt("héllo 42");
     let ids = marill::model::tokenizer::encode(&loaded.tokenizer, &text)?;
     assert_eq!(
         loaded

@@ -68,7 +68,7 @@ fn logits_match_candle_quantized_llama() -> Result<()> {
     let ours = load(&ModelSource::Gguf(path.clone()), &dev)?;
     let ids = tokenizer::encode(
         &ours.tokenizer,
-        &tokenizer::chat_prompt("Name the largest planet of the solar system."),
+        &marill::data::chat_prompt("Name the largest planet of the solar system."),
     )?;
     let input = Tensor::new(ids.as_slice(), &dev)?.unsqueeze(0)?;
     let our_logits = ours
@@ -112,7 +112,7 @@ fn tokenizer_round_trips_text_specials_and_chat() -> Result<()> {
     for text in [
         "Hello world! It's 2026, isn't it?  Spaces   and\nnewlines\ttabs.",
         "Ünïcödé — 東京 🚀 and digits 1234567",
-        &tokenizer::chat_prompt("Is this review positive?"),
+        &marill::data::chat_prompt("Is this review positive?"),
     ] {
         let ids = tokenizer::encode(&tok, text)?;
         let back = tok.decode(&ids, false).map_err(anyhow::Error::msg)?;

@@ -3,9 +3,9 @@
 //! # Tasks
 //!
 //! Each task folder `datasets/<task>/data.jsonl` holds one example a line (see
-//! `datasets/SOURCES.md`). A row becomes an [`Example`]: a [`Prompt`] (the *user message
-//! content* only; the chat template is applied by the tokenizer), the answer `choices` and the
-//! [`Answer`].
+//! `datasets/SOURCES.md`). A row becomes an [`Example`]: a [`Prompt`] (completion-style text
+//! ending in a cue such as `Sentiment:` or `Answer:`, after which the answer follows; see
+//! `templates.rs`), the answer `choices` and the [`Answer`].
 //!
 //! | task | row fields | choices (first answer token) |
 //! |---|---|---|
@@ -17,7 +17,8 @@
 //!
 //! RTE's labels `entailment` / `not_entailment` are not single tokens, so the model answers the
 //! question "does the premise entail the hypothesis?" with `yes` / `no`, which are single,
-//! distinct tokens in SmolLM2's vocabulary (as are `positive`, `negative` and `A`..`E`).
+//! distinct tokens in SmolLM2's vocabulary, with and without a leading space (as are `positive`,
+//! `negative` and `A`..`E`).
 //! Multiple-choice rows are always shown with letters `A`, `B`, ... in row order, even where the
 //! row labels its choices `1`, `2`, ... (a few ARC rows): one answer alphabet per task.
 //!
@@ -37,6 +38,7 @@
 
 mod dataset;
 mod example;
+mod format;
 mod jsonl;
 mod metrics;
 mod names;
@@ -49,6 +51,7 @@ mod truncate;
 
 pub use dataset::Dataset;
 pub use example::{Answer, Example, GradeError, Prediction, Prompt};
+pub use format::{DEFAULT_SYSTEM_PROMPT, PromptFormat, chat_prompt};
 pub use jsonl::load_jsonl;
 pub use metrics::{Accuracy, argmax, exact_match};
 pub use names::UnknownName;

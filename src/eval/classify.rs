@@ -1,47 +1,34 @@
 //! Classification by comparing the logits of the choices' first tokens at the answer position.
 
 use super::prompt::{choice_token_ids, prompt_ids};
-use crate::data::{Accuracy, Example, Prediction};
+use super::report::Outcome;
+use crate::data::PromptFormat;
+use crate::data::{Example, Prediction};
 use crate::model::Llama;
 use crate::progress::progress_bar;
 use anyhow::{Result, bail};
 use candle_core::Tensor;
 use tokenizers::Tokenizer;
 
-/// What the model predicted for one example.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Scored {
-    pub id: String,
-    /// The logit of each choice's first token.
-    pub scores: Vec<f32>,
-    pub correct: bool,
-}
-
-#[derive(Debug)]
-pub struct Classification {
-    pub scored: Vec<Scored>,
-    pub accuracy: Accuracy,
-    pub tokens: usize,
-}
-
 /// Scores every example, `batch` at a time (sorted by length so padding stays small).
 pub fn classify(
     model: &Llama,
     tokenizer: &Tokenizer,
+    format: PromptFormat,
     examples: &[&Example],
     batch: usize,
     max_len: usize,
-) -> Result<Classification> {
+) -> Result<Outcome> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
     let prompts: Vec<Vec<u32>> = examples
         .iter()
-        .map(|ex| prompt_ids(tokenizer, ex, max_len))
+        .map(|ex| prompt_ids(tokenizer, format, ex, max_len))
         .collect::<Result<_>>()?;
     let choices: Vec<Vec<u32>> = examples
         .iter()
-        .map(|ex| choice_token_ids(tokenizer, ex))
+        .map(|ex| choice_token_ids(tokenizer, format, ex))
         .collect::<Result<_>>()?;
     let mut order: Vec<usize> = (0..examples.len()).collect();
     order.sort_by_key(|&i| prompts[i].len());
@@ -60,25 +47,15 @@ pub fn classify(
     }
     bar.finish_and_clear();
 
-    let mut accuracy = Accuracy::default();
-    let scored = examples
-        .iter()
-        .zip(scores)
-        .map(|(ex, scores)| {
-            let correct = ex.grade(Prediction::Scores(&scores))?;
-            accuracy.record(correct);
-            Ok(Scored {
-                id: ex.id.clone(),
-                scores,
-                correct,
-            })
-        })
-        .collect::<Result<_>>()?;
-    Ok(Classification {
-        scored,
-        accuracy,
+    let mut outcome = Outcome {
+        rows: Vec::new(),
+        accuracy: Default::default(),
         tokens: prompts.iter().map(Vec::len).sum(),
-    })
+    };
+    for (ex, scores) in examples.iter().zip(&scores) {
+        outcome.record(ex, Prediction::Scores(scores))?;
+    }
+    Ok(outcome)
 }
 
 /// Right-pads `rows` into one batch and returns the next-token logits `(batch, vocab)` at each

@@ -1,28 +1,43 @@
-//! Turning examples into token sequences the model sees: chat-formatted, truncated to fit.
+//! Turning examples into the token sequences the model sees.
 
 use crate::data::Example;
-use crate::model::tokenizer::{chat_prompt, encode};
+use crate::data::PromptFormat;
+use crate::model::tokenizer::encode;
 use anyhow::{Context, Result, bail};
 use tokenizers::Tokenizer;
 
-/// The chat-formatted token ids of `example`'s prompt, its truncatable part cut to fit `max_len`.
-pub fn prompt_ids(tokenizer: &Tokenizer, example: &Example, max_len: usize) -> Result<Vec<u32>> {
+/// The token ids of `example`'s prompt, its truncatable part cut to fit `max_len`.
+pub fn prompt_ids(
+    tokenizer: &Tokenizer,
+    format: PromptFormat,
+    example: &Example,
+    max_len: usize,
+) -> Result<Vec<u32>> {
     let count = |message: &str| {
-        encode(tokenizer, &chat_prompt(message)).map_or(usize::MAX, |ids| ids.len())
+        encode(tokenizer, &format.wrap(message)).map_or(usize::MAX, |ids| ids.len())
     };
     let message = example
         .prompt
         .fit(max_len, count)
         .with_context(|| format!("example {}", example.id))?;
-    encode(tokenizer, &chat_prompt(&message))
+    encode(tokenizer, &format.wrap(&message))
 }
 
 /// The first token of each answer choice: what the model's next-token logits are compared on.
-pub fn choice_token_ids(tokenizer: &Tokenizer, example: &Example) -> Result<Vec<u32>> {
+pub fn choice_token_ids(
+    tokenizer: &Tokenizer,
+    format: PromptFormat,
+    example: &Example,
+) -> Result<Vec<u32>> {
     let ids: Vec<u32> = example
         .choices
         .iter()
-        .map(|c| Ok(*encode(tokenizer, c)?.first().context("empty choice")?))
+        .map(|c| {
+            let answer = format!("{}{c}", format.answer_prefix());
+            Ok(*encode(tokenizer, &answer)?
+                .first()
+                .context("empty choice")?)
+        })
         .collect::<Result<_>>()?;
     let mut unique = ids.clone();
     unique.sort_unstable();

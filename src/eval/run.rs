@@ -1,10 +1,12 @@
 //! `marill eval` in plaintext: which rows, which model, and the report.
 
 use super::classify::classify;
+use super::generate::generate_answers;
 use super::report::EvalReport;
+use crate::data::PromptFormat;
 use crate::data::{Dataset, Example, Split, SplitRatios, TaskKind, load_jsonl};
 use crate::model::LoadedModel;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -55,22 +57,31 @@ pub struct EvalRequest<'a> {
     pub rows: (Vec<Example>, String),
     pub batch: usize,
     pub max_len: usize,
+    pub format: PromptFormat,
+    /// Generation tasks: the longest answer.
+    pub max_new_tokens: usize,
     pub json: Option<&'a Path>,
 }
 
 pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<EvalReport> {
-    if req.task.is_generation() {
-        bail!(
-            "task {} is graded on generated text; plaintext evaluation here scores choice tasks only",
-            req.task
-        );
-    }
     let (rows, rows_name) = &req.rows;
     let rows: Vec<&Example> = rows.iter().collect();
     let start = Instant::now();
     // A prompt can never be longer than the model has positions.
     let max_len = req.max_len.min(loaded.model.config.max_position_embeddings);
-    let result = classify(&loaded.model, &loaded.tokenizer, &rows, req.batch, max_len)?;
+    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let result = if req.task.is_generation() {
+        generate_answers(
+            model,
+            tokenizer,
+            req.format,
+            &rows,
+            max_len,
+            req.max_new_tokens,
+        )?
+    } else {
+        classify(model, tokenizer, req.format, &rows, req.batch, max_len)?
+    };
     let wall = start.elapsed().as_secs_f64();
     let report = EvalReport {
         task: req.task.to_string(),
@@ -82,7 +93,7 @@ pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<Eva
         correct: result.accuracy.correct,
         wall_seconds: wall,
         tokens_per_second: result.tokens as f64 / wall,
-        predictions: result.scored,
+        predictions: result.rows,
     };
     if let Some(path) = req.json {
         crate::atomic::write_json_atomic(path, &report)?;

@@ -62,9 +62,16 @@ impl Attention {
         Ok(())
     }
 
-    /// `x`: `(batch, seq, hidden)`; `allowed`: `(batch or 1, 1, seq, seq)`, 1 where a query may
-    /// attend to a key.
-    pub fn forward(&self, x: &Tensor, rope: &RotaryEmbedding, allowed: &Tensor) -> Result<Tensor> {
+    /// `x`: `(batch, seq, hidden)`; `allowed`: `(batch or 1, 1, seq, keys)`, 1 where a query may
+    /// attend to a key. With a `cache`, `x` continues the cached sequence: its keys and values
+    /// are appended and its positions start where the cache ends (`keys` = cached + `seq`).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &RotaryEmbedding,
+        allowed: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let l = self.layout;
         let heads = |proj: &Linear, n: usize| -> Result<Tensor> {
@@ -74,9 +81,14 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = rope.apply(&heads(&self.q_proj, l.num_heads)?)?;
-        let k = rope.apply(&heads(&self.k_proj, l.num_kv_heads)?)?;
-        let v = heads(&self.v_proj, l.num_kv_heads)?;
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let q = rope.apply(&heads(&self.q_proj, l.num_heads)?, offset)?;
+        let mut k = rope.apply(&heads(&self.k_proj, l.num_kv_heads)?, offset)?;
+        let mut v = heads(&self.v_proj, l.num_kv_heads)?;
+        if let Some(cache) = cache {
+            (k, v) = cache.append(k, v)?;
+        }
+        let keys = k.dims()[2];
         // The query heads of one group are stacked along the sequence axis, so each key/value head
         // is multiplied once instead of being copied `group_size` times.
         let g = l.group_size();
@@ -84,13 +96,40 @@ impl Attention {
         let scores = (q.matmul(&k.t()?)? * l.score_scale)?;
         let weights = self
             .softmax
-            .apply(&scores.reshape((b, l.num_heads, t, t))?, allowed)?;
+            .apply(&scores.reshape((b, l.num_heads, t, keys))?, allowed)?;
         let out = weights
-            .reshape((b, l.num_kv_heads, g * t, t))?
+            .reshape((b, l.num_kv_heads, g * t, keys))?
             .matmul(&v)?
             .reshape((b, l.num_heads, t, l.head_dim))?
             .transpose(1, 2)?
             .reshape((b, t, l.num_heads * l.head_dim))?;
         self.o_proj.forward(&out)
+    }
+}
+
+/// The keys and values of the tokens seen so far, for incremental decoding.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// How many positions are cached.
+    pub fn len(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `k`, `v` `(batch, kv_heads, new, head_dim)`; returns all cached keys and values.
+    fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let kv = match self.kv.take() {
+            None => (k, v),
+            Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+        };
+        self.kv = Some(kv.clone());
+        Ok(kv)
     }
 }

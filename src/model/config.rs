@@ -36,7 +36,9 @@ impl LlamaConfig {
                 c.num_attention_heads
             );
         }
-        if c.num_key_value_heads == 0 || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
+        if c.num_key_value_heads == 0
+            || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads)
+        {
             bail!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 c.num_attention_heads,
@@ -111,7 +113,7 @@ impl LlamaConfig {
             num_hidden_layers: 4,
             num_attention_heads: 6,
             num_key_value_heads: 2,
-            vocab_size: 300,
+            vocab_size: 320,
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
             tie_word_embeddings: true,

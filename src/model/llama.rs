@@ -1,7 +1,7 @@
 //! The Llama-family decoder: an explicit list of layers, each with its own attention layout and
 //! non-linearities, addressable by index so a caller can run any contiguous range of layers.
 
-use super::attention::{Attention, AttentionLayout};
+use super::attention::{Attention, AttentionLayout, KvCache};
 use super::config::LlamaConfig;
 use super::linear::Linear;
 use super::mlp::Mlp;
@@ -55,10 +55,17 @@ impl DecoderLayer {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, rope: &RotaryEmbedding, allowed: &Tensor) -> Result<Tensor> {
-        let h = (x + self
-            .attention
-            .forward(&self.input_norm.forward(x)?, rope, allowed)?)?;
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: &RotaryEmbedding,
+        allowed: &Tensor,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let h =
+            (x + self
+                .attention
+                .forward(&self.input_norm.forward(x)?, rope, allowed, cache)?)?;
         Ok((&h + self.mlp.forward(&self.post_attention_norm.forward(&h)?)?)?)
     }
 }
@@ -132,10 +139,7 @@ impl Llama {
     /// The attention permission mask for a batch: causal, and, given `padding` `(batch, seq)`
     /// with 1 for real tokens, never attending to padding keys. Shape `(batch or 1, 1, seq, seq)`.
     pub fn attention_mask(&self, seq: usize, padding: Option<&Tensor>) -> Result<Tensor> {
-        let causal: Vec<f32> = (0..seq)
-            .flat_map(|q| (0..seq).map(move |k| if k <= q { 1.0 } else { 0.0 }))
-            .collect();
-        let causal = Tensor::from_vec(causal, (1, 1, seq, seq), self.device())?;
+        let causal = self.causal_mask(seq, 0)?;
         Ok(match padding {
             None => causal,
             Some(p) => {
@@ -148,6 +152,15 @@ impl Llama {
                 causal.broadcast_mul(&keys)?
             }
         })
+    }
+
+    /// The causal mask `(1, 1, new, past + new)` of `new` tokens that follow `past` cached ones.
+    pub fn causal_mask(&self, new: usize, past: usize) -> Result<Tensor> {
+        let keys = past + new;
+        let mask: Vec<f32> = (0..new)
+            .flat_map(|q| (0..keys).map(move |k| if k <= past + q { 1.0 } else { 0.0 }))
+            .collect();
+        Ok(Tensor::from_vec(mask, (1, 1, new, keys), self.device())?)
     }
 
     /// Runs layers `range` on `hidden`; returns the last output and, if `collect`, every layer's.
@@ -166,7 +179,7 @@ impl Llama {
         let mut h = hidden.clone();
         let mut states = Vec::new();
         for layer in &self.layers[range] {
-            h = layer.forward(&h, &self.rope, allowed)?;
+            h = layer.forward(&h, &self.rope, allowed, None)?;
             if collect {
                 states.push(h.clone());
             }

@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod generate;
 pub mod gguf;
 pub mod hf_dir;
 pub mod hub;

@@ -14,7 +14,10 @@ pub struct RotaryEmbedding {
 
 impl RotaryEmbedding {
     pub fn new(rope_dim: usize, base: f64, max_positions: usize, device: &Device) -> Result<Self> {
-        ensure!(rope_dim.is_multiple_of(2), "RoPE dimension {rope_dim} must be even");
+        ensure!(
+            rope_dim.is_multiple_of(2),
+            "RoPE dimension {rope_dim} must be even"
+        );
         let half = rope_dim / 2;
         let mut angles = Vec::with_capacity(max_positions * rope_dim);
         for pos in 0..max_positions {
@@ -37,9 +40,10 @@ impl RotaryEmbedding {
         self.rope_dim
     }
 
-    /// Rotates `x` of shape `(batch, heads, seq, head_dim)`; `head_dim` is a multiple of
-    /// `rope_dim` (a merged head rotates each of its original heads on its own).
-    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+    /// Rotates `x` of shape `(batch, heads, seq, head_dim)` holding positions `offset..offset+seq`;
+    /// `head_dim` is a multiple of `rope_dim` (a merged head rotates each of its original heads on
+    /// its own).
+    pub fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
         let (b, h, t, head_dim) = x.dims4()?;
         ensure!(
             head_dim % self.rope_dim == 0,
@@ -47,14 +51,15 @@ impl RotaryEmbedding {
             self.rope_dim
         );
         ensure!(
-            t <= self.cos.dims()[0],
-            "sequence of {t} tokens exceeds the {} positions of the RoPE table",
+            offset + t <= self.cos.dims()[0],
+            "sequence of {} tokens exceeds the {} positions of the RoPE table",
+            offset + t,
             self.cos.dims()[0]
         );
         let chunks = head_dim / self.rope_dim;
         let x = x.reshape((b, h, t, chunks, self.rope_dim))?;
-        let cos = self.cos.narrow(0, 0, t)?.unsqueeze(1)?;
-        let sin = self.sin.narrow(0, 0, t)?.unsqueeze(1)?;
+        let cos = self.cos.narrow(0, offset, t)?.unsqueeze(1)?;
+        let sin = self.sin.narrow(0, offset, t)?.unsqueeze(1)?;
         let half = self.rope_dim / 2;
         let x1 = x.narrow(D::Minus1, 0, half)?;
         let x2 = x.narrow(D::Minus1, half, half)?;

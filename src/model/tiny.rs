@@ -26,17 +26,34 @@ fn byte_to_char(b: u8) -> char {
     char::from_u32(256 + shifted).expect("valid char")
 }
 
-/// A byte-level tokenizer (one token a byte, no merges) plus the ChatML specials.
+/// Answer words that get whole-word tokens after a space, as in a real vocabulary, so that the
+/// tasks' choices differ in their first token.
+const TINY_WORDS: [&str; 9] = ["positive", "negative", "yes", "no", "A", "B", "C", "D", "E"];
+
+/// A byte-level tokenizer (a token for every byte, merges only for `TINY_WORDS` after a space)
+/// plus the ChatML specials.
 pub fn tiny_tokenizer() -> Result<Tokenizer> {
     let mut vocab = tokenizers::models::bpe::Vocab::default();
     for b in 0..=255u8 {
         vocab.insert(byte_to_char(b).to_string(), u32::from(b));
     }
-    for (i, s) in TINY_SPECIAL_TOKENS.iter().enumerate() {
-        vocab.insert(s.to_string(), 256 + i as u32);
+    for s in TINY_SPECIAL_TOKENS {
+        vocab.insert(s.to_string(), vocab.len() as u32);
+    }
+    let mut merges = Vec::new();
+    for word in TINY_WORDS {
+        let mut prefix = byte_to_char(b' ').to_string();
+        for c in word.chars() {
+            let merged = format!("{prefix}{c}");
+            if !vocab.contains_key(&merged) {
+                vocab.insert(merged.clone(), vocab.len() as u32);
+                merges.push((prefix, c.to_string()));
+            }
+            prefix = merged;
+        }
     }
     let bpe = BPE::builder()
-        .vocab_and_merges(vocab, Vec::new())
+        .vocab_and_merges(vocab, merges)
         .build()
         .map_err(|e| anyhow!("{e}"))?;
     let mut tokenizer = Tokenizer::new(bpe);

@@ -83,17 +83,6 @@ pub fn tokenizer_from_file(path: &Path) -> Result<Tokenizer> {
         .map_err(|e| anyhow!("{}: not a valid tokenizer.json ({e})", path.display()))
 }
 
-/// SmolLM2's default system turn, which its chat template inserts when none is given.
-pub const DEFAULT_SYSTEM_PROMPT: &str =
-    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
-
-/// The ChatML conversation of one user turn, ending where the assistant's answer begins.
-pub fn chat_prompt(user: &str) -> String {
-    format!(
-        "<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-    )
-}
-
 /// Token ids of `text` with special tokens recognised.
 pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
     Ok(tokenizer

@@ -17,10 +17,13 @@ pub struct Communicator {
     me: usize,
     label: String,
     cost: PartyCost,
-    /// The previous online transport call was a receive: further receives join its round.
-    in_receive_phase: bool,
+    /// Logical round (Lamport clock over online messages): the longest chain of dependent
+    /// online messages that led here.
+    depth: u64,
     waited: Duration,
     started: Instant,
+    /// When the current label became active.
+    label_since: Instant,
 }
 
 fn encode(words: &[u64]) -> Vec<u8> {
@@ -45,9 +48,10 @@ impl Communicator {
             me,
             label: "other".into(),
             cost: PartyCost::default(),
-            in_receive_phase: false,
+            depth: 0,
             waited: Duration::ZERO,
             started: Instant::now(),
+            label_since: Instant::now(),
         }
     }
 
@@ -57,6 +61,9 @@ impl Communicator {
 
     /// Set the operation label further traffic is counted under; returns the previous one.
     pub fn set_label(&mut self, label: &str) -> String {
+        let spent = self.label_since.elapsed().as_secs_f64();
+        self.traffic(Phase::Online).seconds += spent;
+        self.label_since = Instant::now();
         std::mem::replace(&mut self.label, label.to_string())
     }
 
@@ -71,30 +78,43 @@ impl Communicator {
         }
     }
 
-    pub fn send_bytes(&mut self, to: usize, bytes: Vec<u8>, phase: Phase) -> Result<(), TransportError> {
+    /// Send one message. Online messages carry the sender's round + 1 in an 8-byte header
+    /// (not counted as traffic), so receivers can count rounds as the longest dependency chain
+    /// rather than per-party waits; offline material carries 0 and never adds rounds.
+    pub fn send_bytes(
+        &mut self,
+        to: usize,
+        bytes: Vec<u8>,
+        phase: Phase,
+    ) -> Result<(), TransportError> {
         let t = self.traffic(phase);
         t.bytes_sent += bytes.len() as u64;
         t.messages_sent += 1;
-        if phase == Phase::Online {
-            self.in_receive_phase = false;
-        }
-        self.transport.send(to, bytes)
+        let stamp = match phase {
+            Phase::Online => self.depth + 1,
+            Phase::Offline => 0,
+        };
+        let mut framed = Vec::with_capacity(bytes.len() + 8);
+        framed.extend_from_slice(&stamp.to_le_bytes());
+        framed.extend_from_slice(&bytes);
+        self.transport.send(to, framed)
     }
 
     pub fn recv_bytes(&mut self, from: usize, phase: Phase) -> Result<Vec<u8>, TransportError> {
         let t0 = Instant::now();
-        let bytes = self.transport.recv(from)?;
+        let mut framed = self.transport.recv(from)?;
         self.waited += t0.elapsed();
-        let new_round = phase == Phase::Online && !self.in_receive_phase;
+        if framed.len() < 8 {
+            return Err(TransportError::Malformed { peer: from });
+        }
+        let bytes = framed.split_off(8);
+        let stamp = u64::from_le_bytes(framed[..8].try_into().expect("8 bytes"));
+        let advance = stamp.saturating_sub(self.depth);
+        self.depth = self.depth.max(stamp);
         let t = self.traffic(phase);
         t.bytes_received += bytes.len() as u64;
         t.messages_received += 1;
-        if new_round {
-            t.rounds += 1;
-        }
-        if phase == Phase::Online {
-            self.in_receive_phase = true;
-        }
+        t.rounds += advance;
         Ok(bytes)
     }
 
@@ -122,11 +142,14 @@ impl Communicator {
     /// The counters so far, with compute time = wall time minus time blocked on receives.
     pub fn cost(&self) -> PartyCost {
         let wall = self.started.elapsed();
-        PartyCost {
+        let mut cost = PartyCost {
             compute_seconds: wall.saturating_sub(self.waited).as_secs_f64(),
             wall_seconds: wall.as_secs_f64(),
             ..self.cost.clone()
-        }
+        };
+        let pending = self.label_since.elapsed().as_secs_f64();
+        cost.online.entry(self.label.clone()).or_default().seconds += pending;
+        cost
     }
 
     /// Restart the counters (e.g. after a one-time setup).
@@ -134,6 +157,7 @@ impl Communicator {
         self.cost = PartyCost::default();
         self.waited = Duration::ZERO;
         self.started = Instant::now();
-        self.in_receive_phase = false;
+        self.label_since = Instant::now();
+        self.depth = 0;
     }
 }

@@ -39,7 +39,11 @@ impl MaskedCompare {
 
     /// Mask for reduction mod 2^n.
     pub fn modulus_mask(&self) -> u64 {
-        if self.n == 64 { u64::MAX } else { (1 << self.n) - 1 }
+        if self.n == 64 {
+            u64::MAX
+        } else {
+            (1 << self.n) - 1
+        }
     }
 
     /// Input bits of the DCF.
@@ -70,25 +74,35 @@ impl MaskedCompare {
         out
     }
 
-    /// A party's additive share of `[x < t]`, given the opened `x + r mod 2^n`.
-    pub fn party_share(
+    /// A party's additive shares of `[x < t]` for every element, given the opened
+    /// `x + r mod 2^n`, its shares of `msb(rho)` and its DCF keys.
+    pub fn party_shares(
         &self,
         party: usize,
-        opened: u64,
+        opened: &[u64],
         threshold: u64,
-        rho_msb_share: u64,
-        seed: u128,
+        rho_msb: &[u64],
+        seeds: &[u128],
         cw: &[u64],
-    ) -> u64 {
-        let u_hat = opened
-            .wrapping_sub(threshold)
-            .wrapping_add(1 << (self.n - 1));
-        let (m_msb, m_rest) = self.split(u_hat);
-        let lt = dcf::eval(party, seed, cw, self.levels(), m_rest);
-        let xor_rho = rho_msb_share.wrapping_add(lt);
+    ) -> Vec<u64> {
+        let split: Vec<(u64, u64)> = opened
+            .iter()
+            .map(|&c| self.split(c.wrapping_sub(threshold).wrapping_add(1 << (self.n - 1))))
+            .collect();
+        let points: Vec<u64> = split.iter().map(|s| s.1).collect();
+        let lt = dcf::eval_batch(party, seeds, cw, self.levels(), &points);
         let first = u64::from(party == 0);
-        // msb = m_msb xor (rho_msb xor lt), with m_msb public.
-        let msb = (first * m_msb).wrapping_add(xor_rho.wrapping_mul(1u64.wrapping_sub(2 * m_msb)));
-        first.wrapping_sub(msb)
+        split
+            .iter()
+            .zip(lt)
+            .zip(rho_msb)
+            .map(|((&(m_msb, _), lt), &rho)| {
+                // msb = m_msb xor (rho_msb xor lt), with m_msb public; the result is 1 - msb.
+                let xor_rho = rho.wrapping_add(lt);
+                let msb = (first * m_msb)
+                    .wrapping_add(xor_rho.wrapping_mul(1u64.wrapping_sub(2 * m_msb)));
+                first.wrapping_sub(msb)
+            })
+            .collect()
     }
 }

@@ -11,8 +11,11 @@ pub struct Traffic {
     pub bytes_received: u64,
     pub messages_sent: u64,
     pub messages_received: u64,
-    /// Communication rounds: receives that follow a send (a batch of receives is one round).
+    /// Communication rounds: how far the longest chain of dependent online messages advanced
+    /// while this label was active.
     pub rounds: u64,
+    /// Wall time spent under this label (online labels only).
+    pub seconds: f64,
 }
 
 impl Traffic {
@@ -22,6 +25,7 @@ impl Traffic {
         self.messages_sent += other.messages_sent;
         self.messages_received += other.messages_received;
         self.rounds += other.rounds;
+        self.seconds += other.seconds;
     }
 }
 
@@ -56,7 +60,7 @@ pub struct CostReport {
     pub rounds: u64,
     /// Largest local compute time of a party.
     pub compute_seconds: f64,
-    /// Per label: online bytes (summed) and rounds (max over parties).
+    /// Per label: online bytes (summed), rounds and seconds (max over parties).
     pub labels: BTreeMap<String, LabelCost>,
 }
 
@@ -64,6 +68,8 @@ pub struct CostReport {
 pub struct LabelCost {
     pub bytes: u64,
     pub rounds: u64,
+    /// Longest wall time a party spent under the label.
+    pub seconds: f64,
 }
 
 impl CostReport {
@@ -79,6 +85,7 @@ impl CostReport {
                 let e = r.labels.entry(label.clone()).or_default();
                 e.bytes += t.bytes_sent;
                 e.rounds = e.rounds.max(t.rounds);
+                e.seconds = e.seconds.max(t.seconds);
             }
         }
         r

@@ -10,9 +10,7 @@
 //! (seed correction lo/hi and value correction per level, then the packed left / right control
 //! bits, then the final correction) plus a 128-bit seed per party.
 
-use rand::Rng;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use super::aes;
 use rayon::prelude::*;
 
 /// Words of correction material per element for a domain of `levels` bits.
@@ -29,20 +27,14 @@ struct Expanded {
     t: [bool; 2],
 }
 
-/// The length-doubling PRG G: seed -> (s_L, v_L, t_L, s_R, v_R, t_R), ChaCha8 keyed by the seed.
-fn expand(seed: u128) -> Expanded {
-    let mut key = [0u8; 32];
-    key[..16].copy_from_slice(&seed.to_le_bytes());
-    let mut rng = ChaCha8Rng::from_seed(key);
-    let w: [u64; 7] = std::array::from_fn(|_| rng.next_u64());
-    Expanded {
-        s: [
-            w[0] as u128 | (w[1] as u128) << 64,
-            w[3] as u128 | (w[4] as u128) << 64,
-        ],
-        v: [w[2], w[5]],
-        t: [w[6] & 1 == 1, w[6] & 2 == 2],
-    }
+/// The length-doubling PRG G on `N` seeds: seed -> (s_L, v_L, t_L, s_R, v_R, t_R) from three
+/// fixed-key AES blocks; the control bits are the seeds' low bits (seeds keep 127 bits).
+fn expand<const N: usize>(seeds: [u128; N]) -> [Expanded; N] {
+    aes::expand3(seeds).map(|[b0, b1, b2]| Expanded {
+        s: [b0 & !1, b1 & !1],
+        v: [b2 as u64, (b2 >> 64) as u64],
+        t: [b0 & 1 == 1, b1 & 1 == 1],
+    })
 }
 
 /// `(-1)^t * v` in Z_2^64.
@@ -64,12 +56,14 @@ pub fn keygen(alpha: u64, beta: u64, levels: u32, seeds: [u128; 2]) -> Vec<u64> 
     let (mut t_left_bits, mut t_right_bits) = (0u64, 0u64);
     for i in 0..levels {
         let a = bit(alpha, levels, i);
-        let g = [expand(s[0]), expand(s[1])];
+        let g = expand([s[0], s[1]]);
         let (keep, lose) = (a, 1 - a);
         let s_cw = g[0].s[lose] ^ g[1].s[lose];
         let mut v_cw = signed(
             t[1],
-            g[1].v[lose].wrapping_sub(g[0].v[lose]).wrapping_sub(v_alpha),
+            g[1].v[lose]
+                .wrapping_sub(g[0].v[lose])
+                .wrapping_sub(v_alpha),
         );
         if lose == 0 {
             v_cw = v_cw.wrapping_add(signed(t[1], beta));
@@ -93,31 +87,83 @@ pub fn keygen(alpha: u64, beta: u64, levels: u32, seeds: [u128; 2]) -> Vec<u64> 
     }
     let last = signed(
         t[1],
-        (s[1] as u64).wrapping_sub(s[0] as u64).wrapping_sub(v_alpha),
+        (s[1] as u64)
+            .wrapping_sub(s[0] as u64)
+            .wrapping_sub(v_alpha),
     );
     cw.extend([t_left_bits, t_right_bits, last]);
     cw
 }
 
+/// Evaluate party `party`'s keys at public points, `N` elements in lock-step so that their PRG
+/// calls overlap.
+fn eval_lanes<const N: usize>(
+    party: usize,
+    seeds: [u128; N],
+    cws: [&[u64]; N],
+    levels: u32,
+    xs: [u64; N],
+) -> [u64; N] {
+    let n = levels as usize;
+    let (mut s, mut t, mut v) = (seeds, [party == 1; N], [0u64; N]);
+    for i in 0..levels {
+        let g = expand(s);
+        for lane in 0..N {
+            let cw = cws[lane];
+            let w = &cw[3 * i as usize..3 * i as usize + 3];
+            let (s_cw, v_cw) = (w[0] as u128 | (w[1] as u128) << 64, w[2]);
+            let side = bit(xs[lane], levels, i);
+            let t_cw = (cw[3 * n + side] >> i) & 1 == 1;
+            let tl = t[lane];
+            let v_corr = if tl { v_cw } else { 0 };
+            v[lane] =
+                v[lane].wrapping_add(signed(party == 1, g[lane].v[side].wrapping_add(v_corr)));
+            s[lane] = g[lane].s[side] ^ if tl { s_cw } else { 0 };
+            t[lane] = g[lane].t[side] ^ (tl & t_cw);
+        }
+    }
+    std::array::from_fn(|lane| {
+        let final_corr = if t[lane] { cws[lane][3 * n + 2] } else { 0 };
+        v[lane].wrapping_add(signed(
+            party == 1,
+            (s[lane] as u64).wrapping_add(final_corr),
+        ))
+    })
+}
+
 /// Evaluate party `party`'s key at the public point `x`.
 pub fn eval(party: usize, seed: u128, cw: &[u64], levels: u32, x: u64) -> u64 {
-    let (mut s, mut t) = (seed, party == 1);
-    let mut v = 0u64;
-    let n = levels as usize;
-    let (t_left_bits, t_right_bits, last) = (cw[3 * n], cw[3 * n + 1], cw[3 * n + 2]);
-    for i in 0..levels {
-        let w = &cw[3 * i as usize..3 * i as usize + 3];
-        let (s_cw, v_cw) = (w[0] as u128 | (w[1] as u128) << 64, w[2]);
-        let g = expand(s);
-        let side = bit(x, levels, i);
-        let t_cw = [(t_left_bits >> i) & 1 == 1, (t_right_bits >> i) & 1 == 1];
-        let v_corr = if t { v_cw } else { 0 };
-        v = v.wrapping_add(signed(party == 1, g.v[side].wrapping_add(v_corr)));
-        s = g.s[side] ^ if t { s_cw } else { 0 };
-        t = g.t[side] ^ (t & t_cw[side]);
-    }
-    let final_corr = if t { last } else { 0 };
-    v.wrapping_add(signed(party == 1, (s as u64).wrapping_add(final_corr)))
+    eval_lanes(party, [seed], [cw], levels, [x])[0]
+}
+
+/// Lanes per batched evaluation.
+const LANES: usize = 4;
+
+/// Evaluate element `i`'s key (seed `seeds[i]`, words `cw[i * cw_words..]`) at `xs[i]`, in
+/// parallel and in lanes.
+pub fn eval_batch(party: usize, seeds: &[u128], cw: &[u64], levels: u32, xs: &[u64]) -> Vec<u64> {
+    let words = cw_words(levels);
+    let key = |i: usize| &cw[i * words..(i + 1) * words];
+    (0..xs.len().div_ceil(LANES))
+        .into_par_iter()
+        .flat_map_iter(|c| {
+            let base = c * LANES;
+            if base + LANES <= xs.len() {
+                let out = eval_lanes::<LANES>(
+                    party,
+                    std::array::from_fn(|l| seeds[base + l]),
+                    std::array::from_fn(|l| key(base + l)),
+                    levels,
+                    std::array::from_fn(|l| xs[base + l]),
+                );
+                out.to_vec()
+            } else {
+                (base..xs.len())
+                    .map(|i| eval(party, seeds[i], key(i), levels, xs[i]))
+                    .collect()
+            }
+        })
+        .collect()
 }
 
 /// Generate keys for many elements in parallel; `cw` comes back flat.
@@ -133,19 +179,31 @@ pub fn gen_batch(alphas: &[u64], betas: &[u64], levels: u32, seeds: &[[u128; 2]]
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
 
     #[test]
     fn keys_reconstruct_comparison() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for levels in [1u32, 2, 5, 17, 40, 64] {
-            let mask = if levels == 64 { u64::MAX } else { (1 << levels) - 1 };
+            let mask = if levels == 64 {
+                u64::MAX
+            } else {
+                (1 << levels) - 1
+            };
             for _ in 0..20 {
                 let alpha = rng.next_u64() & mask;
                 let beta = rng.next_u64();
                 let seeds = [rng.next_u64() as u128, rng.next_u64() as u128 | 1 << 100];
                 let cw = keygen(alpha, beta, levels, seeds);
                 let mut points: Vec<u64> = (0..10).map(|_| rng.next_u64() & mask).collect();
-                points.extend([alpha, alpha.wrapping_sub(1) & mask, (alpha + 1) & mask, 0, mask]);
+                points.extend([
+                    alpha,
+                    alpha.wrapping_sub(1) & mask,
+                    (alpha + 1) & mask,
+                    0,
+                    mask,
+                ]);
                 for x in points {
                     let y = eval(0, seeds[0], &cw, levels, x)
                         .wrapping_add(eval(1, seeds[1], &cw, levels, x));

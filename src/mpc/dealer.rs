@@ -7,7 +7,7 @@ use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
-use super::protocol::{Bilinear, Comparison, Protocol, ProtocolKind, Role, SecretWeight};
+use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role};
 use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, bail, ensure};
@@ -21,8 +21,6 @@ pub struct Dealer {
     /// PRGs shared with the client and with the server.
     client: Prg,
     server: Prg,
-    /// Each weight's full mask `B`, by weight id.
-    weight_masks: Vec<RingTensor>,
 }
 
 impl Dealer {
@@ -31,13 +29,27 @@ impl Dealer {
         let (cs, ss) = (rng.seed(), rng.seed());
         comm.send_bytes(CLIENT, cs.to_vec(), Phase::Offline)?;
         comm.send_bytes(SERVER, ss.to_vec(), Phase::Offline)?;
-        Ok(Self {
+        Ok(Self::from_parts(
+            comm,
+            fixed,
+            Prg::from_seed(cs),
+            Prg::from_seed(ss),
+        ))
+    }
+
+    /// A dealer whose PRGs with the client and the server are already set up.
+    pub(crate) fn from_parts(
+        comm: Communicator,
+        fixed: FixedPoint,
+        client: Prg,
+        server: Prg,
+    ) -> Self {
+        Self {
             fixed,
             comm,
-            client: Prg::from_seed(cs),
-            server: Prg::from_seed(ss),
-            weight_masks: Vec::new(),
-        })
+            client,
+            server,
+        }
     }
 
     /// A fresh uniform secret: the sum of what the two party PRGs produce.
@@ -93,19 +105,14 @@ impl Protocol for Dealer {
         &mut self.comm
     }
 
-    fn input(&mut self, owner: Role, _value: Option<&RingTensor>, shape: &[usize]) -> Result<Share> {
+    fn input(
+        &mut self,
+        owner: Role,
+        _value: Option<&RingTensor>,
+        shape: &[usize],
+    ) -> Result<Share> {
         ensure!(owner != Role::Dealer, "the dealer owns no inputs");
         Self::shape_only(shape)
-    }
-
-    fn weight(&mut self, _value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
-        let b = self.random(shape)?;
-        self.weight_masks.push(b);
-        Ok(SecretWeight {
-            id: self.weight_masks.len() - 1,
-            share: Self::shape_only(shape)?,
-            opened: None,
-        })
     }
 
     fn reveal(&mut self, _x: &Share, to: Option<Role>) -> Result<Option<RingTensor>> {
@@ -119,26 +126,25 @@ impl Protocol for Dealer {
         Ok(x.clone())
     }
 
-    fn bilinear(&mut self, x: &Share, y: &Share, op: Bilinear) -> Result<Share> {
-        let out_shape = op.shape(x.shape(), y.shape())?;
-        let a = self.random(x.shape())?;
-        let b = self.random(y.shape())?;
-        self.correlated(&op.apply(&a, &b)?)?;
-        Self::shape_only(&out_shape)
+    fn mask(&mut self, xs: &[&Share]) -> Result<Vec<Masked>> {
+        xs.iter()
+            .map(|x| {
+                Ok(Masked {
+                    share: Self::shape_only(x.shape())?,
+                    opened: None,
+                    mask: Some(self.random(x.shape())?),
+                })
+            })
+            .collect()
     }
 
-    fn square(&mut self, x: &Share) -> Result<Share> {
-        let a = self.random(x.shape())?;
-        self.correlated(&a.mul(&a)?)?;
-        Self::shape_only(x.shape())
-    }
-
-    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
-        let out_shape = Bilinear::MatMul.shape(x.shape(), w.shape())?;
-        let a = self.random(x.shape())?;
-        let c = a.matmul(&self.weight_masks[w.id])?;
-        self.correlated(&c)?;
-        Self::shape_only(&out_shape)
+    fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share> {
+        let (a, b) = match (&x.mask, &y.mask) {
+            (Some(a), Some(b)) => (a, b),
+            _ => bail!("share was not masked by the dealer"),
+        };
+        self.correlated(&op.apply(a, b)?)?;
+        Self::shape_only(&op.shape(x.shape(), y.shape())?)
     }
 
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
@@ -162,6 +168,9 @@ impl Protocol for Dealer {
         let cw = dcf::gen_batch(&keys.alphas, &keys.betas, mc.levels(), &seeds);
         self.comm.send(CLIENT, &cw, Phase::Offline)?;
         self.comm.send(SERVER, &cw, Phase::Offline)?;
-        thresholds.iter().map(|_| Self::shape_only(x.shape())).collect()
+        thresholds
+            .iter()
+            .map(|_| Self::shape_only(x.shape()))
+            .collect()
     }
 }

@@ -64,11 +64,11 @@ pub fn party_rng(seed: Option<u64>, party: usize) -> Prg {
 fn run_one<T>(
     kind: ProtocolKind,
     role: Role,
-    transport: MemoryTransport,
+    transport: Box<dyn Transport>,
     opts: &RunOptions,
     program: &(dyn Fn(&mut dyn Protocol) -> Result<T> + Sync),
 ) -> Result<PartyOutput<T>> {
-    let comm = Communicator::new(Box::new(transport) as Box<dyn Transport>, role.index());
+    let comm = Communicator::new(transport, role.index());
     let mut rng = party_rng(opts.seed, role.index());
     let mut proto = connect(kind, role, comm, opts.fixed, &mut rng)?;
     let output = program(proto.as_mut()).map_err(|e| e.context(format!("{role} failed")))?;
@@ -85,15 +85,30 @@ pub fn run_local<T: Send>(
     opts: &RunOptions,
     program: impl Fn(&mut dyn Protocol) -> Result<T> + Sync,
 ) -> Result<LocalRun<T>> {
+    run_local_with(kind, opts, |_, t| Box::new(t), program)
+}
+
+/// [`run_local`] with each party's transport passed through `wrap` (party index, transport).
+pub fn run_local_with<T: Send>(
+    kind: ProtocolKind,
+    opts: &RunOptions,
+    wrap: impl Fn(usize, MemoryTransport) -> Box<dyn Transport>,
+    program: impl Fn(&mut dyn Protocol) -> Result<T> + Sync,
+) -> Result<LocalRun<T>> {
     let roles = kind.roles();
-    let mut transports = MemoryTransport::mesh(roles.len(), opts.timeout);
+    let mut transports: Vec<Box<dyn Transport>> = MemoryTransport::mesh(roles.len(), opts.timeout)
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| wrap(i, t))
+        .collect();
     let third = transports.pop().expect("three transports");
     let program = &program;
     let results: Vec<Result<PartyOutput<T>>> = std::thread::scope(|s| {
         let mut third = Some(third);
         let dealer_done = (opts.dealer_first && kind == ProtocolKind::TwoPartyDealer)
             .then(|| run_one(kind, roles[2], third.take().expect("unused"), opts, program));
-        let third_handle = third.map(|t| s.spawn(move || run_one(kind, roles[2], t, opts, program)));
+        let third_handle =
+            third.map(|t| s.spawn(move || run_one(kind, roles[2], t, opts, program)));
         let handles: Vec<_> = transports
             .into_iter()
             .zip(roles)
@@ -101,11 +116,16 @@ pub fn run_local<T: Send>(
             .collect();
         let mut out: Vec<Result<PartyOutput<T>>> = handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("party thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("party thread panicked")))
+            })
             .collect();
         out.push(match (dealer_done, third_handle) {
             (Some(done), _) => done,
-            (None, Some(h)) => h.join().unwrap_or_else(|_| Err(anyhow!("party thread panicked"))),
+            (None, Some(h)) => h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("party thread panicked"))),
             (None, None) => Err(anyhow!("third party did not run")),
         });
         out

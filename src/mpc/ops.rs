@@ -1,8 +1,9 @@
 //! Fixed-point arithmetic on shares, composed from the [`Protocol`] primitives: products with
 //! truncation, public scaling, comparisons, ReLU, max and argmax.
 //!
-//! Costs are per element, in rounds and words opened per computing party (a word is 8 bytes);
-//! "trunc" is one round and one word.
+//! Costs are measured (test `op_costs`) per element, as rounds and online words (8 bytes) per
+//! computing party, "2pc-dealer / 3pc"; "trunc" is 1 round and 1 word in 2pc-dealer, 2 and 2 in
+//! 3pc.
 
 use super::fixed::FixedPoint;
 use super::protocol::{Bilinear, Comparison, Protocol, Role, SecretWeight};
@@ -61,7 +62,11 @@ pub fn share_f64(
 }
 
 /// Share a server weight (only the server passes values); opens its mask once, `|w|` words.
-pub fn weight_f64(p: &mut dyn Protocol, values: Option<&[f64]>, shape: &[usize]) -> Result<SecretWeight> {
+pub fn weight_f64(
+    p: &mut dyn Protocol,
+    values: Option<&[f64]>,
+    shape: &[usize],
+) -> Result<SecretWeight> {
     let encoded = values.map(|v| encode(p, v, shape)).transpose()?;
     p.weight(encoded.as_ref(), shape)
 }
@@ -88,25 +93,27 @@ pub fn zeros_like(x: &Share) -> Share {
     x.scale(0)
 }
 
-/// Element-wise product: 1 round + trunc, 2 words + 1.
+/// Element-wise product: rounds 2 / 3, words 3 / 3.5.
 pub fn mul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
     let z = p.bilinear(x, y, Bilinear::Mul)?;
     p.truncate(&z, p.fixed_point().frac_bits)
 }
 
-/// Square: 1 round + trunc, 1 word + 1.
+/// Square: rounds 2 / 3, words 2 / 3.5.
 pub fn square(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let z = p.square(x)?;
     p.truncate(&z, p.fixed_point().frac_bits)
 }
 
-/// Secret x secret matmul: 1 round (both operands opened) + trunc of the output.
+/// Secret x secret matmul: 2pc-dealer opens both operands (1 round) then truncates the
+/// output (1); 3pc reshares the output (1) then truncates (2).
 pub fn matmul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
     let z = p.bilinear(x, y, Bilinear::MatMul)?;
     p.truncate(&z, p.fixed_point().frac_bits)
 }
 
-/// `x W` for a server weight: 1 round (only `x` opened) + trunc of the output.
+/// `x W` for a server weight: 2pc-dealer opens only `x` (1 round) and truncates the output (1);
+/// 3pc as [`matmul`].
 pub fn matmul_weight(p: &mut dyn Protocol, x: &Share, w: &SecretWeight) -> Result<Share> {
     let z = p.matmul_weight(x, w)?;
     p.truncate(&z, p.fixed_point().frac_bits)
@@ -124,12 +131,16 @@ pub fn mul_public(p: &mut dyn Protocol, x: &Share, c: &RingTensor) -> Result<Sha
     p.truncate(&z, p.fixed_point().frac_bits)
 }
 
-/// `x * c` for a public real scalar, encoded with up to 24 significant bits so that small
-/// constants such as `1/576` stay accurate (relative error < 2^-23). Needs `|x| < 2^(37 - f)`.
-/// One trunc.
-pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64) -> Result<Share> {
+/// `x * c` for a public real scalar `c`, encoded with as many significant bits (up to 24) as
+/// fit when `|x|`'s raw value is below `2^max_raw_log2`, so that small constants such as `1/576`
+/// stay accurate. One trunc.
+pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64, max_raw_log2: f64) -> Result<Share> {
     ensure!(c.is_finite() && c != 0.0, "scale by {c}");
-    let bits = (23 - c.abs().log2().ceil() as i32).clamp(1, 60) as u32;
+    let lc = c.abs().log2();
+    let bits = (23.0 - lc)
+        .min(60.0 - max_raw_log2 - lc)
+        .floor()
+        .clamp(1.0, 60.0) as u32;
     let enc = (c * (bits as f64).exp2()).round() as i64 as u64;
     p.truncate(&x.scale(enc), bits)
 }
@@ -137,8 +148,14 @@ pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64) -> Result<Share> {
 /// Element-wise products of several same-shape pairs in one round (untruncated).
 pub fn mul_many(p: &mut dyn Protocol, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
     let flat = |s: &Share| s.reshape(&[s.len()]);
-    let xs = pairs.iter().map(|(x, _)| flat(x)).collect::<Result<Vec<_>>>()?;
-    let ys = pairs.iter().map(|(_, y)| flat(y)).collect::<Result<Vec<_>>>()?;
+    let xs = pairs
+        .iter()
+        .map(|(x, _)| flat(x))
+        .collect::<Result<Vec<_>>>()?;
+    let ys = pairs
+        .iter()
+        .map(|(_, y)| flat(y))
+        .collect::<Result<Vec<_>>>()?;
     let x = Share::concat(&xs.iter().collect::<Vec<_>>(), 0)?;
     let y = Share::concat(&ys.iter().collect::<Vec<_>>(), 0)?;
     let z = p.bilinear(&x, &y, Bilinear::Mul)?;
@@ -153,7 +170,8 @@ pub fn mul_many(p: &mut dyn Protocol, pairs: &[(&Share, &Share)]) -> Result<Vec<
         .collect()
 }
 
-/// `[x < t_j]` as integer shares for real thresholds: 1 round, 1 word (any number of them).
+/// `[x < t_j]` as integer shares for real thresholds, all from one opening of
+/// `ceil(bits / 8)` bytes: rounds 1 / 2 (any number of thresholds).
 pub fn less_than(
     p: &mut dyn Protocol,
     x: &Share,
@@ -165,17 +183,17 @@ pub fn less_than(
     p.less_than(x, &raw, cmp)
 }
 
-/// `[x < 0]`: 1 round, 1 word.
+/// `[x < 0]`: rounds 1 / 2.
 pub fn less_than_zero(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
     Ok(p.less_than(x, &[0], cmp)?.remove(0))
 }
 
-/// `[x < y]`: 1 round, 1 word.
+/// `[x < y]`: rounds 1 / 2.
 pub fn compare(p: &mut dyn Protocol, x: &Share, y: &Share, cmp: Comparison) -> Result<Share> {
     less_than_zero(p, &x.sub(y)?, cmp)
 }
 
-/// `max(x, 0) = x - [x < 0] x`: 2 rounds, 3 words; exact under `cmp`'s range.
+/// `max(x, 0) = x - [x < 0] x`: rounds 2 / 3, words 2.6 / 3.1; exact under `cmp`'s range.
 pub fn relu(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
     let neg = less_than_zero(p, x, cmp)?;
     let drop = p.bilinear(&neg, x, Bilinear::Mul)?;

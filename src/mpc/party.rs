@@ -1,12 +1,19 @@
 //! Entry points for one party: protocol construction, and running over TCP as its own process.
 
+use super::bench;
 use super::comm::Communicator;
+use super::cost::PartyCost;
 use super::dealer::Dealer;
 use super::fixed::FixedPoint;
+use super::local::party_rng;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
+use super::replicated::Replicated;
+use super::tcp::TcpTransport;
 use super::two_party::TwoPartyDealer;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
 
 /// Build `role`'s endpoint of protocol `kind` on a connected communicator (runs the setup).
 pub fn connect(
@@ -21,6 +28,100 @@ pub fn connect(
         (ProtocolKind::TwoPartyDealer, Role::Client | Role::Server) => {
             Box::new(TwoPartyDealer::new(role, comm, fixed, rng)?)
         }
+        (ProtocolKind::ThreeParty, Role::Client | Role::Server | Role::Helper) => {
+            Box::new(Replicated::new(role, comm, fixed, rng)?)
+        }
         _ => bail!("{kind} has no role {role}"),
     })
+}
+
+/// How one party process reaches the others.
+#[derive(Clone, Debug)]
+pub struct PartyConfig {
+    pub kind: ProtocolKind,
+    pub role: Role,
+    pub listen: SocketAddr,
+    /// The other parties of `kind` and where they listen.
+    pub peers: Vec<(Role, SocketAddr)>,
+    pub fixed: FixedPoint,
+    /// How long to wait for a peer (connecting, or for any message).
+    pub timeout: Duration,
+    /// Fixed randomness for reproducible runs; `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+impl PartyConfig {
+    fn check(&self) -> Result<()> {
+        let roles = self.kind.roles();
+        ensure!(
+            roles.contains(&self.role),
+            "{} has no role {}",
+            self.kind,
+            self.role
+        );
+        for (r, _) in &self.peers {
+            ensure!(
+                roles.contains(r) && *r != self.role,
+                "{} is not a peer of {} in {}",
+                r,
+                self.role,
+                self.kind
+            );
+        }
+        ensure!(
+            self.peers.len() == roles.len() - 1,
+            "{} needs the addresses of {} peers",
+            self.kind,
+            roles.len() - 1
+        );
+        Ok(())
+    }
+}
+
+/// Run `program` as one party over TCP: listen, connect to the peers, set the protocol up,
+/// run. Returns the program's output and this party's costs.
+pub fn run_party<T>(
+    cfg: &PartyConfig,
+    program: impl FnOnce(&mut dyn Protocol) -> Result<T>,
+) -> Result<(T, PartyCost)> {
+    cfg.check()?;
+    let listener =
+        TcpListener::bind(cfg.listen).with_context(|| format!("listening on {}", cfg.listen))?;
+    run_party_on(cfg, listener, program)
+}
+
+/// [`run_party`] on an already bound listener.
+pub fn run_party_on<T>(
+    cfg: &PartyConfig,
+    listener: TcpListener,
+    program: impl FnOnce(&mut dyn Protocol) -> Result<T>,
+) -> Result<(T, PartyCost)> {
+    cfg.check()?;
+    let me = cfg.role.index();
+    let peers: Vec<(usize, SocketAddr)> = cfg.peers.iter().map(|(r, a)| (r.index(), *a)).collect();
+    let transport = TcpTransport::establish(me, listener, &peers, cfg.timeout)?;
+    let comm = Communicator::new(Box::new(transport), me);
+    let mut rng = party_rng(cfg.seed, me);
+    let mut proto = connect(cfg.kind, cfg.role, comm, cfg.fixed, &mut rng)?;
+    let out = program(proto.as_mut()).with_context(|| format!("{} failed", cfg.role))?;
+    Ok((out, proto.comm().cost()))
+}
+
+/// `marill party`: run benchmark case `case` (see [`bench::CASES`]) as this party. Returns
+/// this party's costs, and for the client the result's error against the f64 reference.
+pub fn run_bench_party(cfg: &PartyConfig, case: &str) -> Result<serde_json::Value> {
+    let spec = bench::case_spec(case)?;
+    let (got, cost) = run_party(cfg, |p| (spec.program)(p))?;
+    let mut report = serde_json::json!({
+        "protocol": cfg.kind.name(),
+        "role": cfg.role.to_string(),
+        "case": case,
+        "cost": cost,
+    });
+    if let Some(got) = got {
+        let scored = bench::score_case(case, &got, std::slice::from_ref(&cost), cost.wall_seconds)?;
+        report["rel_l2_error"] = scored.rel_l2_error.into();
+        report["max_abs_error"] = scored.max_abs_error.into();
+    }
+    Ok(report)
 }

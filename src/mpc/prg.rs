@@ -28,6 +28,22 @@ impl Prg {
         s
     }
 
+    /// An independent stream for purpose `tag` from a shared seed (domain separation).
+    pub fn derive(seed: &Seed, tag: u64) -> Self {
+        let mut rng = ChaCha12Rng::from_seed(*seed);
+        rng.set_stream(tag);
+        let mut s = [0u8; 32];
+        rng.fill_bytes(&mut s);
+        Self::from_seed(s)
+    }
+
+    /// Parse a seed received from a peer.
+    pub fn seed_from_bytes(bytes: Vec<u8>) -> anyhow::Result<Seed> {
+        bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| anyhow::anyhow!("malformed seed message of {} bytes", b.len()))
+    }
+
     pub fn seed(&mut self) -> Seed {
         let mut s = [0u8; 32];
         self.0.fill_bytes(&mut s);
@@ -36,6 +52,17 @@ impl Prg {
 
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
+    }
+
+    /// `n` normal samples with standard deviation `sd` (Box–Muller); test and benchmark data.
+    pub fn gaussian(&mut self, n: usize, sd: f64) -> Vec<f64> {
+        let mut unit = || (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        (0..n)
+            .map(|_| {
+                let (u1, u2) = (unit() + 1e-300, unit());
+                sd * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+            })
+            .collect()
     }
 
     /// A tensor of uniform ring elements.

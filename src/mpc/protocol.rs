@@ -135,24 +135,36 @@ pub struct Comparison {
     pub ignored_low_bits: u32,
 }
 
-/// A server-owned fixed weight in shared form, whose Beaver mask is opened once at sharing
-/// time and reused by every product with it.
+/// A share prepared for products: in Beaver-style protocols its masked value `x - a` has been
+/// opened once, so any number of products with it need no further opening of `x` (weights,
+/// polynomial powers, squares). Protocols without masks just keep the share.
 #[derive(Clone, Debug)]
-pub struct SecretWeight {
-    pub(crate) id: usize,
+pub struct Masked {
     pub(crate) share: Share,
-    /// 2pc-dealer: the opened `W - B`.
+    /// 2pc-dealer: the opened `x - a`.
     pub(crate) opened: Option<RingTensor>,
+    /// 2pc-dealer: this party's share of `a` (the dealer: all of `a`).
+    pub(crate) mask: Option<RingTensor>,
 }
 
-impl SecretWeight {
+impl Masked {
     pub fn shape(&self) -> &[usize] {
         self.share.shape()
     }
 
-    /// The weight as an ordinary share (for ops that do not reuse the mask).
     pub fn share(&self) -> &Share {
         &self.share
+    }
+}
+
+/// A server-owned fixed weight in shared form. Its mask is opened once when it is shared and
+/// reused by every product with it, so online traffic scales with activations only.
+#[derive(Clone, Debug)]
+pub struct SecretWeight(pub Masked);
+
+impl SecretWeight {
+    pub fn shape(&self) -> &[usize] {
+        self.0.shape()
     }
 }
 
@@ -172,7 +184,10 @@ pub trait Protocol: Send {
     fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share>;
 
     /// Share a server-owned weight and open its product mask once.
-    fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight>;
+    fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
+        let share = self.input(Role::Server, value, shape)?;
+        Ok(SecretWeight(self.mask(&[&share])?.remove(0)))
+    }
 
     /// Open `x` to `to` (or to client and server when `None`); others get `None`.
     fn reveal(&mut self, x: &Share, to: Option<Role>) -> Result<Option<RingTensor>>;
@@ -180,17 +195,34 @@ pub trait Protocol: Send {
     /// `x + c` for a public `c` of the same shape.
     fn add_public(&mut self, x: &Share, c: &RingTensor) -> Result<Share>;
 
-    /// Secret x secret product under `op` (untruncated).
-    fn bilinear(&mut self, x: &Share, y: &Share, op: Bilinear) -> Result<Share>;
+    /// Prepare shares for products, all in one round (`|x|` words each in 2pc-dealer; free in
+    /// 3pc).
+    fn mask(&mut self, xs: &[&Share]) -> Result<Vec<Masked>>;
 
-    /// `x * x` element-wise (untruncated); cheaper than a general product.
-    fn square(&mut self, x: &Share) -> Result<Share>;
+    /// Secret x secret product under `op` (untruncated) of prepared shares: no round in
+    /// 2pc-dealer, one resharing round in 3pc.
+    fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share>;
 
-    /// `x x w` for a shared server weight, reusing its opened mask (untruncated).
-    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share>;
+    /// Secret x secret product (untruncated): [`Protocol::mask`] then [`Protocol::product`].
+    fn bilinear(&mut self, x: &Share, y: &Share, op: Bilinear) -> Result<Share> {
+        let m = self.mask(&[x, y])?;
+        self.product(&m[0], &m[1], op)
+    }
 
-    /// Arithmetic shift right by `bits` of a signed value with `|x| < 2^61`; the result may be
-    /// one unit below the exact floor.
+    /// `x * x` element-wise (untruncated); opens `x` once.
+    fn square(&mut self, x: &Share) -> Result<Share> {
+        let m = self.mask(&[x])?.remove(0);
+        self.product(&m, &m, Bilinear::Mul)
+    }
+
+    /// `x W` for a shared server weight, reusing its opened mask (untruncated).
+    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
+        let m = self.mask(&[x])?.remove(0);
+        self.product(&m, &w.0, Bilinear::MatMul)
+    }
+
+    /// Arithmetic shift right by `bits` of a signed value with `|x| < 2^61`; the result is the
+    /// exact floor or one unit above it.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share>;
 
     /// `(t, t * t)` for `t = truncate(x, bits)` (`t * t` untruncated). Protocols that can fuse

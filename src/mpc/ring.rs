@@ -10,6 +10,9 @@ pub struct RingTensor {
     data: Vec<u64>,
 }
 
+/// Element-wise operations below this size run on one thread.
+const PARALLEL_MIN: usize = 1 << 16;
+
 /// Number of elements of a shape.
 pub fn numel(shape: &[usize]) -> usize {
     shape.iter().product()
@@ -18,6 +21,14 @@ pub fn numel(shape: &[usize]) -> usize {
 /// Shape after permuting axes.
 pub fn permuted_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
     axes.iter().map(|&a| shape[a]).collect()
+}
+
+/// The axis order that swaps the last two axes of a rank-`rank` tensor.
+pub fn transpose_axes(rank: usize) -> Result<Vec<usize>> {
+    ensure!(rank >= 2, "transpose needs rank >= 2");
+    let mut axes: Vec<usize> = (0..rank).collect();
+    axes.swap(rank - 2, rank - 1);
+    Ok(axes)
 }
 
 /// Shape of a `narrow` along `axis`.
@@ -137,11 +148,16 @@ impl RingTensor {
         self.data.is_empty()
     }
 
-    /// Element-wise map.
+    /// Element-wise map (threads only for large tensors, where they pay off).
     pub fn map(&self, f: impl Fn(u64) -> u64 + Sync) -> Self {
+        let data = if self.len() < PARALLEL_MIN {
+            self.data.iter().map(|&x| f(x)).collect()
+        } else {
+            self.data.par_iter().map(|&x| f(x)).collect()
+        };
         Self {
             shape: self.shape.clone(),
-            data: self.data.par_iter().map(|&x| f(x)).collect(),
+            data,
         }
     }
 
@@ -153,14 +169,15 @@ impl RingTensor {
             self.shape,
             other.shape
         );
+        let pairs = |(&a, &b): (&u64, &u64)| f(a, b);
+        let data = if self.len() < PARALLEL_MIN {
+            self.data.iter().zip(&other.data).map(pairs).collect()
+        } else {
+            self.data.par_iter().zip(&other.data).map(pairs).collect()
+        };
         Ok(Self {
             shape: self.shape.clone(),
-            data: self
-                .data
-                .par_iter()
-                .zip(&other.data)
-                .map(|(&a, &b)| f(a, b))
-                .collect(),
+            data,
         })
     }
 
@@ -197,7 +214,11 @@ impl RingTensor {
             return Ok(self.clone());
         }
         let target = broadcast_shape(&self.shape, shape)?;
-        ensure!(target == shape, "cannot broadcast {:?} to {shape:?}", self.shape);
+        ensure!(
+            target == shape,
+            "cannot broadcast {:?} to {shape:?}",
+            self.shape
+        );
         let src_strides: Vec<usize> = strides(&self.shape)
             .into_iter()
             .zip(&self.shape)
@@ -254,11 +275,7 @@ impl RingTensor {
 
     /// Swap the last two axes.
     pub fn transpose(&self) -> Result<Self> {
-        let r = self.shape.len();
-        ensure!(r >= 2, "transpose needs rank >= 2");
-        let mut axes: Vec<usize> = (0..r).collect();
-        axes.swap(r - 2, r - 1);
-        self.permute(&axes)
+        self.permute(&transpose_axes(self.shape.len())?)
     }
 
     /// The sub-tensor `start..start+len` along `axis`.
@@ -310,7 +327,11 @@ impl RingTensor {
 
     /// Sum along `axis`, keeping it with length 1.
     pub fn sum_axis(&self, axis: usize) -> Result<Self> {
-        ensure!(axis < self.shape.len(), "sum axis {axis} of {:?}", self.shape);
+        ensure!(
+            axis < self.shape.len(),
+            "sum axis {axis} of {:?}",
+            self.shape
+        );
         let outer = numel(&self.shape[..axis]);
         let inner = numel(&self.shape[axis + 1..]);
         let d = self.shape[axis];
@@ -333,7 +354,11 @@ impl RingTensor {
     pub fn matmul(&self, other: &Self) -> Result<Self> {
         let shape = matmul_shape(&self.shape, &other.shape)?;
         let r = self.shape.len();
-        let (m, k, n) = (self.shape[r - 2], self.shape[r - 1], other.shape[1 + other.shape.len() - 2]);
+        let (m, k, n) = (
+            self.shape[r - 2],
+            self.shape[r - 1],
+            other.shape[1 + other.shape.len() - 2],
+        );
         let batch = numel(&self.shape[..r - 2]);
         let mut out = vec![0u64; batch * m * n];
         if other.shape.len() == 2 {
@@ -434,8 +459,8 @@ mod tests {
         for i in 0..m {
             for j in 0..n {
                 for t in 0..k {
-                    out[i * n + j] =
-                        out[i * n + j].wrapping_add(a.data[i * k + t].wrapping_mul(b.data[t * n + j]));
+                    out[i * n + j] = out[i * n + j]
+                        .wrapping_add(a.data[i * k + t].wrapping_mul(b.data[t * n + j]));
                 }
             }
         }
@@ -446,7 +471,9 @@ mod tests {
         let mut s = seed;
         let data = (0..numel(shape))
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 s ^ (s >> 29)
             })
             .collect();
@@ -473,7 +500,8 @@ mod tests {
         }
         let t = a.transpose().unwrap();
         assert_eq!(t.shape(), &[2, 4, 3]);
-        assert_eq!(t.data[1 * 12 + 2 * 3 + 1], a.data[1 * 12 + 1 * 4 + 2]);
+        // t[1, 2, 1] = a[1, 1, 2]
+        assert_eq!(t.data[12 + 2 * 3 + 1], a.data[12 + 4 + 2]);
         let halves = [&a.narrow(2, 0, 2).unwrap(), &a.narrow(2, 2, 2).unwrap()];
         assert_eq!(RingTensor::concat(&halves, 2).unwrap(), a);
         let s = a.sum_axis(1).unwrap();

@@ -17,7 +17,11 @@ pub struct Share {
 impl Share {
     pub fn new(shape: &[usize], parts: Vec<RingTensor>) -> Result<Self> {
         for p in &parts {
-            ensure!(p.shape() == shape, "share part {:?} vs {shape:?}", p.shape());
+            ensure!(
+                p.shape() == shape,
+                "share part {:?} vs {shape:?}",
+                p.shape()
+            );
         }
         Ok(Self {
             shape: shape.to_vec(),
@@ -46,7 +50,11 @@ impl Share {
     }
 
     /// Apply a linear map to every part; `shape` is the result's shape.
-    fn lift(&self, shape: Vec<usize>, f: impl Fn(&RingTensor) -> Result<RingTensor>) -> Result<Self> {
+    fn lift(
+        &self,
+        shape: Vec<usize>,
+        f: impl Fn(&RingTensor) -> Result<RingTensor>,
+    ) -> Result<Self> {
         let parts = self.parts.iter().map(f).collect::<Result<Vec<_>>>()?;
         Self::new(&shape, parts)
     }
@@ -116,17 +124,17 @@ impl Share {
     }
 
     pub fn permute(&self, axes: &[usize]) -> Result<Self> {
-        ensure!(axes.len() == self.shape.len(), "permute {axes:?} of {:?}", self.shape);
+        ensure!(
+            axes.len() == self.shape.len(),
+            "permute {axes:?} of {:?}",
+            self.shape
+        );
         self.lift(ring::permuted_shape(&self.shape, axes), |p| p.permute(axes))
     }
 
     /// Swap the last two axes.
     pub fn transpose(&self) -> Result<Self> {
-        let r = self.shape.len();
-        ensure!(r >= 2, "transpose needs rank >= 2");
-        let mut axes: Vec<usize> = (0..r).collect();
-        axes.swap(r - 2, r - 1);
-        self.permute(&axes)
+        self.permute(&ring::transpose_axes(self.shape.len())?)
     }
 
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Result<Self> {
@@ -155,7 +163,11 @@ impl Share {
 
     /// Sum along `axis`, keeping it with length 1.
     pub fn sum_axis(&self, axis: usize) -> Result<Self> {
-        ensure!(axis < self.shape.len(), "sum axis {axis} of {:?}", self.shape);
+        ensure!(
+            axis < self.shape.len(),
+            "sum axis {axis} of {:?}",
+            self.shape
+        );
         self.lift(ring::summed_shape(&self.shape, axis), |p| p.sum_axis(axis))
     }
 
@@ -170,7 +182,12 @@ impl Share {
 
     /// Keep the elements where `keep` (public, same shape) is true and take `other` elsewhere.
     pub fn select_public(&self, keep: &[bool], other: &Self) -> Result<Self> {
-        ensure!(keep.len() == self.len(), "mask length {} vs {}", keep.len(), self.len());
+        ensure!(
+            keep.len() == self.len(),
+            "mask length {} vs {}",
+            keep.len(),
+            self.len()
+        );
         self.zip_parts(other, |a, b| {
             let data = a
                 .data()

@@ -16,6 +16,8 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    #[error("malformed message from peer {peer}")]
+    Malformed { peer: usize },
     #[error("no channel to peer {peer}")]
     NoPeer { peer: usize },
 }
@@ -102,7 +104,10 @@ mod tests {
         let mut a = mesh.pop().unwrap();
         a.send(1, vec![1]).unwrap();
         let err = a.recv(1).unwrap_err();
-        assert!(matches!(err, TransportError::Timeout { peer: 1, .. }), "{err}");
+        assert!(
+            matches!(err, TransportError::Timeout { peer: 1, .. }),
+            "{err}"
+        );
         drop(b);
         let err = a.recv(1).unwrap_err();
         assert_eq!(err.to_string(), "peer 1 disconnected");

@@ -8,11 +8,10 @@ use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
-use super::protocol::{Bilinear, Comparison, Protocol, ProtocolKind, Role, SecretWeight};
+use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role};
 use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, bail, ensure};
-use rayon::prelude::*;
 
 /// Index of the dealer in the transport.
 pub(crate) const DEALER: usize = 2;
@@ -64,42 +63,59 @@ pub struct TwoPartyDealer {
     dealer: DealerLink,
     /// PRG shared by client and server, for input sharing.
     pair: Prg,
-    /// This party's share of each weight's mask `B`, by weight id.
-    weight_masks: Vec<RingTensor>,
 }
 
 impl TwoPartyDealer {
     /// Set up a party: exchange the client–server PRG seed and receive the dealer seed.
     /// `rng` draws the seeds this party chooses (OS-seeded in production, fixed in tests).
-    pub fn new(role: Role, mut comm: Communicator, fixed: FixedPoint, rng: &mut Prg) -> Result<Self> {
-        let party = match role {
-            Role::Client => 0,
-            Role::Server => 1,
-            _ => bail!("2pc-dealer computing parties are client and server, not {role}"),
-        };
-        let dealer_seed = comm.recv_bytes(DEALER, Phase::Offline)?;
+    pub fn new(
+        role: Role,
+        mut comm: Communicator,
+        fixed: FixedPoint,
+        rng: &mut Prg,
+    ) -> Result<Self> {
+        ensure!(
+            matches!(role, Role::Client | Role::Server),
+            "2pc-dealer computing parties are client and server, not {role}"
+        );
+        let party = role.index();
+        let dealer_seed = Prg::seed_from_bytes(comm.recv_bytes(DEALER, Phase::Offline)?)?;
         let pair_seed = if party == 0 {
             let s = rng.seed();
             comm.send_bytes(1, s.to_vec(), Phase::Offline)?;
-            s.to_vec()
+            s
         } else {
-            comm.recv_bytes(0, Phase::Offline)?
+            Prg::seed_from_bytes(comm.recv_bytes(0, Phase::Offline)?)?
         };
-        let seed = |b: Vec<u8>| -> Result<[u8; 32]> {
-            b.try_into()
-                .map_err(|_| anyhow::anyhow!("malformed seed message"))
-        };
+        Self::from_parts(
+            role,
+            comm,
+            fixed,
+            Prg::from_seed(dealer_seed),
+            Prg::from_seed(pair_seed),
+        )
+    }
+
+    /// A party whose PRG with the dealer and PRG with the other party are already set up.
+    pub(crate) fn from_parts(
+        role: Role,
+        comm: Communicator,
+        fixed: FixedPoint,
+        dealer: Prg,
+        pair: Prg,
+    ) -> Result<Self> {
+        ensure!(
+            matches!(role, Role::Client | Role::Server),
+            "2pc-dealer computing parties are client and server, not {role}"
+        );
+        let party = role.index();
         Ok(Self {
             role,
             party,
             fixed,
             comm,
-            dealer: DealerLink {
-                party,
-                prg: Prg::from_seed(seed(dealer_seed)?),
-            },
-            pair: Prg::from_seed(seed(pair_seed)?),
-            weight_masks: Vec::new(),
+            dealer: DealerLink { party, prg: dealer },
+            pair,
         })
     }
 
@@ -107,12 +123,7 @@ impl TwoPartyDealer {
     /// share of the dealer-known `R = (r >> d) - coef msb(r)` (so `trunc(x) = P - R`), with
     /// `coef = (1 - msb(c)) 2^(64-d)`, and `extra` further correlated tensors fetched before
     /// the opening.
-    fn truncation(
-        &mut self,
-        x: &Share,
-        bits: u32,
-        extra: usize,
-    ) -> Result<OpenedTruncation> {
+    fn truncation(&mut self, x: &Share, bits: u32, extra: usize) -> Result<OpenedTruncation> {
         ensure!(bits > 0 && bits < 62, "truncation by {bits} bits");
         let r = self.dealer.random(x.shape());
         let r_high = self.dealer.correlated(&mut self.comm, x.shape())?;
@@ -120,7 +131,11 @@ impl TwoPartyDealer {
         let extra = (0..extra)
             .map(|_| self.dealer.correlated(&mut self.comm, x.shape()))
             .collect::<Result<Vec<_>>>()?;
-        let offset = if self.party == 0 { 1u64 << TRUNCATION_OFFSET_BITS } else { 0 };
+        let offset = if self.party == 0 {
+            1u64 << TRUNCATION_OFFSET_BITS
+        } else {
+            0
+        };
         let masked = Self::mine(x)?.add(&r)?.map(|v| v.wrapping_add(offset));
         let c = self.open(&[&masked])?.remove(0);
         let coef = c.map(|c| (1 - (c >> 63)) << (64 - bits));
@@ -150,7 +165,10 @@ impl TwoPartyDealer {
 
     /// Open several tensors in one round; returns the opened values.
     fn open(&mut self, masked: &[&RingTensor]) -> Result<Vec<RingTensor>> {
-        let words: Vec<u64> = masked.iter().flat_map(|t| t.data().iter().copied()).collect();
+        let words: Vec<u64> = masked
+            .iter()
+            .flat_map(|t| t.data().iter().copied())
+            .collect();
         let theirs = self.comm.exchange(self.peer(), &words)?;
         let mut offset = 0;
         masked
@@ -163,12 +181,46 @@ impl TwoPartyDealer {
             .collect()
     }
 
+    /// Open a tensor whose shares only matter mod `2^bits`, sending `ceil(bits / 8)` bytes per
+    /// element; one round.
+    fn open_low_bits(&mut self, masked: &RingTensor, bits: u32) -> Result<RingTensor> {
+        let width = bits.div_ceil(8) as usize;
+        let bytes: Vec<u8> = masked
+            .data()
+            .iter()
+            .flat_map(|v| v.to_le_bytes()[..width].to_vec())
+            .collect();
+        let peer = self.peer();
+        self.comm.send_bytes(peer, bytes, Phase::Online)?;
+        let theirs = self.comm.recv_bytes(peer, Phase::Online)?;
+        ensure!(
+            theirs.len() == masked.len() * width,
+            "peer {peer} sent {} bytes",
+            theirs.len()
+        );
+        let data = masked
+            .data()
+            .iter()
+            .zip(theirs.chunks_exact(width))
+            .map(|(&v, c)| {
+                let mut w = [0u8; 8];
+                w[..width].copy_from_slice(c);
+                v.wrapping_add(u64::from_le_bytes(w))
+            })
+            .collect();
+        RingTensor::new(masked.shape(), data)
+    }
+
     /// `t` on party 0, zero on party 1: how a public term enters additive shares.
     fn public_term(&self, t: RingTensor) -> Option<RingTensor> {
         (self.party == 0).then_some(t)
     }
 
-    fn plus_public(&self, acc: RingTensor, t: impl FnOnce() -> Result<RingTensor>) -> Result<RingTensor> {
+    fn plus_public(
+        &self,
+        acc: RingTensor,
+        t: impl FnOnce() -> Result<RingTensor>,
+    ) -> Result<RingTensor> {
         match self.public_term(t()?) {
             Some(p) => acc.add(&p),
             None => Ok(acc),
@@ -203,21 +255,12 @@ impl Protocol for TwoPartyDealer {
             return self.own(shape, mask);
         }
         let v = value.ok_or_else(|| anyhow::anyhow!("{owner} must supply its input"))?;
-        ensure!(v.shape() == shape, "input shape {:?} vs {shape:?}", v.shape());
+        ensure!(
+            v.shape() == shape,
+            "input shape {:?} vs {shape:?}",
+            v.shape()
+        );
         self.own(shape, v.sub(&mask)?)
-    }
-
-    fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
-        let share = self.input(Role::Server, value, shape)?;
-        let b = self.dealer.random(shape);
-        let masked = Self::mine(&share)?.sub(&b)?;
-        let opened = self.open(&[&masked])?.remove(0);
-        self.weight_masks.push(b);
-        Ok(SecretWeight {
-            id: self.weight_masks.len() - 1,
-            share,
-            opened: Some(opened),
-        })
     }
 
     fn reveal(&mut self, x: &Share, to: Option<Role>) -> Result<Option<RingTensor>> {
@@ -241,53 +284,52 @@ impl Protocol for TwoPartyDealer {
         self.own(x.shape(), out)
     }
 
-    /// Beaver: open `E = x - a`, `F = y - b` (one round, `|x| + |y|` words each way), then
-    /// `z = c + op(E, b) + op(a, F) + op(E, F)` with `c = op(a, b)` from the dealer.
-    fn bilinear(&mut self, x: &Share, y: &Share, op: Bilinear) -> Result<Share> {
+    /// Open `E = x - a` for a fresh dealer mask `a`: one round, `|x|` words each way.
+    fn mask(&mut self, xs: &[&Share]) -> Result<Vec<Masked>> {
+        let masks: Vec<RingTensor> = xs.iter().map(|x| self.dealer.random(x.shape())).collect();
+        let masked = xs
+            .iter()
+            .zip(&masks)
+            .map(|(x, a)| Self::mine(x)?.sub(a))
+            .collect::<Result<Vec<_>>>()?;
+        let opened = self.open(&masked.iter().collect::<Vec<_>>())?;
+        Ok(xs
+            .iter()
+            .zip(masks)
+            .zip(opened)
+            .map(|((x, a), e)| Masked {
+                share: (*x).clone(),
+                opened: Some(e),
+                mask: Some(a),
+            })
+            .collect())
+    }
+
+    /// Beaver: `z = c + op(E, b) + op(a, F) + op(E, F)` with `c = op(a, b)` from the dealer.
+    /// No communication.
+    fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share> {
+        let parts = |m: &Masked| -> Result<(RingTensor, RingTensor)> {
+            match (&m.opened, &m.mask) {
+                (Some(e), Some(a)) => Ok((e.clone(), a.clone())),
+                _ => bail!("share was not masked by 2pc-dealer"),
+            }
+        };
+        let ((e, a), (f, b)) = (parts(x)?, parts(y)?);
         let out_shape = op.shape(x.shape(), y.shape())?;
-        let a = self.dealer.random(x.shape());
-        let b = self.dealer.random(y.shape());
         let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
-        let (ex, fy) = (Self::mine(x)?.sub(&a)?, Self::mine(y)?.sub(&b)?);
-        let opened = self.open(&[&ex, &fy])?;
-        let (e, f) = (&opened[0], &opened[1]);
-        let z = c.add(&op.apply(e, &b)?)?.add(&op.apply(&a, f)?)?;
-        let z = self.plus_public(z, || op.apply(e, f))?;
-        self.own(&out_shape, z)
-    }
-
-    /// Beaver square: open `E = x - a`; `x^2 = a^2 + 2 E a + E^2`. One round, `|x|` words.
-    fn square(&mut self, x: &Share) -> Result<Share> {
-        let a = self.dealer.random(x.shape());
-        let c = self.dealer.correlated(&mut self.comm, x.shape())?;
-        let ex = Self::mine(x)?.sub(&a)?;
-        let e = self.open(&[&ex])?.remove(0);
-        let z = c.add(&e.mul(&a)?.scale(2))?;
-        let z = self.plus_public(z, || e.mul(&e))?;
-        self.own(x.shape(), z)
-    }
-
-    /// Beaver with the weight's mask already open: only `E = x - a` travels (one round).
-    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
-        let f = w
-            .opened
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("weight was not shared by 2pc-dealer"))?;
-        let out_shape = Bilinear::MatMul.shape(x.shape(), w.shape())?;
-        let a = self.dealer.random(x.shape());
-        let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
-        let ex = Self::mine(x)?.sub(&a)?;
-        let e = self.open(&[&ex])?.remove(0);
-        let b = &self.weight_masks[w.id];
-        let z = c.add(&e.matmul(b)?)?.add(&a.matmul(f)?)?;
-        let z = self.plus_public(z, || e.matmul(f))?;
+        // op(E, F) joins party 0's op(a, F) as op(a + E, F): two products per party.
+        let a = match self.public_term(e.clone()) {
+            Some(e) => a.add(&e)?,
+            None => a,
+        };
+        let z = c.add(&op.apply(&e, &b)?)?.add(&op.apply(&a, &f)?)?;
         self.own(&out_shape, z)
     }
 
     /// Dealer-assisted truncation, one round: open `c = x + 2^62 + r` for a uniform `r`; with
     /// `x + 2^62 < 2^63` the wrap bit is `msb(r) * (1 - msb(c))`, so
     /// `floor((x + 2^62) / 2^d) = (c >> d) - (r >> d) + wrap * 2^(64-d) - carry`, and the
-    /// dropped carry makes the result at most one unit low. The dealer shares `r >> d` and
+    /// dropped carry makes the result at most one unit high. The dealer shares `r >> d` and
     /// `msb(r)`.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
         let tr = self.truncation(x, bits, 0)?;
@@ -311,7 +353,7 @@ impl Protocol for TwoPartyDealer {
     }
 
     /// One opening of `x + r mod 2^bits`, then one DCF evaluation per element and threshold
-    /// (see [`MaskedCompare`]).
+    /// (see `compare::MaskedCompare`).
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
         let mc = MaskedCompare::new(cmp)?;
         let n = x.len();
@@ -323,24 +365,12 @@ impl Protocol for TwoPartyDealer {
         ensure!(cw.len() == n * words, "dealer sent {} key words", cw.len());
         let mask = mc.modulus_mask();
         let masked = Self::mine(x)?.add(&r)?.map(|v| v & mask);
-        let opened = self.open(&[&masked])?.remove(0).map(|v| v & mask);
+        let opened = self.open_low_bits(&masked, cmp.bits)?.map(|v| v & mask);
         let party = self.party;
         thresholds
             .iter()
             .map(|&t| {
-                let data: Vec<u64> = (0..n)
-                    .into_par_iter()
-                    .map(|i| {
-                        mc.party_share(
-                            party,
-                            opened.data()[i],
-                            t,
-                            rho_msb.data()[i],
-                            seeds[i],
-                            &cw[i * words..(i + 1) * words],
-                        )
-                    })
-                    .collect();
+                let data = mc.party_shares(party, opened.data(), t, rho_msb.data(), &seeds, &cw);
                 self.own(x.shape(), RingTensor::new(x.shape(), data)?)
             })
             .collect()

@@ -1,0 +1,57 @@
+//! Generation tasks: greedy decoding, graded on the final number of the answer.
+
+use super::prompt::prompt_ids;
+use super::report::Outcome;
+use crate::data::PromptFormat;
+use crate::data::{Example, Prediction};
+use crate::model::Llama;
+use crate::model::generate::generate_greedy;
+use crate::model::tokenizer::encode;
+use crate::progress::progress_bar;
+use anyhow::{Result, anyhow};
+use tokenizers::Tokenizer;
+
+/// Generates an answer for every example, one at a time, and grades it.
+pub fn generate_answers(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    format: PromptFormat,
+    examples: &[&Example],
+    max_len: usize,
+    max_new_tokens: usize,
+) -> Result<Outcome> {
+    // A plain-format answer ends with its paragraph: after a blank line a base model goes on to
+    // invent the next question.
+    let mut stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect();
+    if let [blank_line] = encode(tokenizer, "\n\n")?[..] {
+        stop.push(blank_line);
+    }
+    let mut outcome = Outcome {
+        rows: Vec::new(),
+        accuracy: Default::default(),
+        tokens: 0,
+    };
+    let bar = progress_bar(examples.len(), "generate");
+    for ex in examples {
+        // The answer needs room too: the prompt may take what generation leaves.
+        let prompt = prompt_ids(
+            tokenizer,
+            format,
+            ex,
+            max_len.saturating_sub(max_new_tokens),
+        )?;
+        let ids = generate_greedy(model, &prompt, max_new_tokens, &stop)?;
+        outcome.tokens += prompt.len() + ids.len();
+        let text = tokenizer
+            .decode(&ids, true)
+            .map_err(|e| anyhow!("cannot decode: {e}"))?;
+        outcome.record(ex, Prediction::Generated(&text))?;
+        bar.set_message(format!("accuracy {}", outcome.accuracy));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(outcome)
+}

@@ -1,0 +1,506 @@
+//! Approximations of non-linear functions on shares: exp, reciprocal, rsqrt, softmax,
+//! sigmoid / SiLU / GeLU (piecewise, PUMA-style), RMSNorm, LayerNorm, and MPCFormer's Quad and
+//! 2Quad. Costs are measured (test `op_costs`): rounds, and online words (8 bytes) per input
+//! element per computing party, as "2pc-dealer / 3pc". Error bounds are the tested ones at 16
+//! fractional bits.
+
+use super::ops::{self, add_const, add_raw, scale};
+use super::protocol::{Bilinear, Comparison, Masked, Protocol};
+use super::ring::{RingTensor, numel};
+use super::share::Share;
+use anyhow::{Result, ensure};
+
+/// Extra fractional bits exp carries internally.
+const EXP_EXTRA_BITS: u32 = 8;
+
+/// `e^x` for `x in [-256, 2]` as `(1 + x/256)^256`: `1 + x/256` is exact at `f + 8` fractional
+/// bits, then 8 squarings, each fused with the previous truncation.
+/// Rounds 9 / 10, words 9 / 24.5. Error: `|e^x - result| <= e^x x^2 / 512 + 2^-15` (1.1e-3 for
+/// `x <= 0`, the softmax case; 4e-3 at `x = 1`). Below -256 the result is meaningless.
+pub fn exp(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
+    let f = p.fixed_point().frac_bits;
+    let wide = f + EXP_EXTRA_BITS;
+    // (1 + x/256) at scale f+8 is 2^(f+8) + x_raw.
+    let y = add_raw(p, x, 1u64 << wide)?;
+    let mut sq = p.square(&y)?;
+    for _ in 1..8 {
+        sq = p.truncate_square(&sq, wide)?.1;
+    }
+    p.truncate(&sq, wide + EXP_EXTRA_BITS)
+}
+
+/// Initial guess `g(x)` for positive `x in [lo, hi]`: piecewise constant on a geometric grid
+/// of ratio `2^(1/4)`, each piece the value of `target` at the geometric mid-point. One
+/// comparison round (all thresholds share one opening), 1 word; the result is linear in the
+/// comparison bits. `x_frac` are `x`'s fractional bits, `out_frac` the result's.
+fn grid_guess(
+    p: &mut dyn Protocol,
+    x: &Share,
+    x_frac: u32,
+    out_frac: u32,
+    lo: f64,
+    hi: f64,
+    target: impl Fn(f64) -> f64,
+) -> Result<Share> {
+    ensure!(lo > 0.0 && hi > lo, "range [{lo}, {hi}]");
+    let ratio = 2f64.powf(0.25);
+    let mut taus = vec![];
+    let mut t = lo * ratio;
+    while t < hi {
+        taus.push(t);
+        t *= ratio;
+    }
+    let mids: Vec<f64> = std::iter::once(lo)
+        .chain(taus.iter().copied())
+        .zip(taus.iter().copied().chain(std::iter::once(hi)))
+        .map(|(a, b)| target((a * b).sqrt()))
+        .collect();
+    let int_bits = (hi.log2().ceil() as i32 + 1).max(1) as u32;
+    let cmp = Comparison {
+        bits: x_frac + int_bits + 1,
+        ignored_low_bits: 0,
+    };
+    let raw: Vec<u64> = taus
+        .iter()
+        .map(|&t| (t * (x_frac as f64).exp2()).round() as u64)
+        .collect();
+    let bits = p.less_than(x, &raw, cmp)?;
+    let enc = |v: f64| (v * (out_frac as f64).exp2()).round() as i64 as u64;
+    // g = g_last + sum_j [x < tau_j] (g_j - g_{j+1}).
+    let mut g = add_raw(
+        p,
+        &ops::zeros_like(x),
+        enc(*mids.last().expect("non-empty")),
+    )?;
+    for (j, b) in bits.iter().enumerate() {
+        g = g.add(&b.scale(enc(mids[j] - mids[j + 1])))?;
+    }
+    Ok(g)
+}
+
+/// `1 / x` for `x in [lo, hi]`, positive, at `f + e` fractional bits with
+/// `e = ceil(log2 hi)` so that small results keep their relative precision; returns the
+/// result and its fractional bits. Grid guess (relative error <= 9%) and two Newton steps
+/// `y (2 - x y)`. Rounds 9 / 14. Relative error <= 1e-4 (plus input quantisation).
+pub fn reciprocal_wide(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<(Share, u32)> {
+    let f = p.fixed_point().frac_bits;
+    let wide = f + (hi.log2().ceil().max(0.0) as u32).min(20);
+    let mut y = grid_guess(p, x, f, wide, lo, hi, |v| 1.0 / v)?;
+    for _ in 0..2 {
+        let xy = p.bilinear(x, &y, Bilinear::Mul)?;
+        let xy = p.truncate(&xy, wide)?;
+        let two_minus = add_const(p, &xy.neg(), 2.0)?;
+        let next = p.bilinear(&y, &two_minus, Bilinear::Mul)?;
+        y = p.truncate(&next, f)?;
+    }
+    Ok((y, wide))
+}
+
+/// `1 / x` at the default precision; see [`reciprocal_wide`]. Rounds 10 / 15, words 13.5 / 46.5.
+pub fn reciprocal(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<Share> {
+    let (y, wide) = reciprocal_wide(p, x, lo, hi)?;
+    narrow_to_default(p, y, wide)
+}
+
+/// `1 / sqrt(x)` for `x in [lo, hi]`, positive, with `x_frac` fractional bits (norms pass
+/// extra bits so that mean squares as small as 1e-3 keep their precision); the result comes at
+/// `f + e` fractional bits, `e = ceil(log2 hi / 2)`, so that it keeps its relative precision
+/// when `x` is large (outliers), and is returned with them. Grid guess (relative error <= 4.5%,
+/// so no convergence problem at small inputs, unlike an exp-based guess) and two Newton steps
+/// `y (3 - (x y) y) / 2`, with `x y` formed first so no intermediate underflows.
+/// Needs `sqrt(hi) 2^(x_frac + f + e) < 2^61`. Rounds 13 / 19. Relative error <= 1e-4.
+pub fn rsqrt_wide(
+    p: &mut dyn Protocol,
+    x: &Share,
+    x_frac: u32,
+    lo: f64,
+    hi: f64,
+) -> Result<(Share, u32)> {
+    let f = p.fixed_point().frac_bits;
+    let wide = f + ((hi.log2() / 2.0).ceil().max(0.0) as u32).min(20);
+    let mut y = grid_guess(p, x, x_frac, wide, lo, hi, |v| 1.0 / v.sqrt())?;
+    for _ in 0..2 {
+        let xy = p.bilinear(x, &y, Bilinear::Mul)?;
+        let xy = p.truncate(&xy, x_frac + wide - f)?;
+        let xyy = p.bilinear(&xy, &y, Bilinear::Mul)?;
+        let xyy = p.truncate(&xyy, wide)?;
+        let h = add_const(p, &xyy.neg(), 3.0)?;
+        // y h / 2: the halving rides on the truncation.
+        let next = p.bilinear(&y, &h, Bilinear::Mul)?;
+        y = p.truncate(&next, f + 1)?;
+    }
+    Ok((y, wide))
+}
+
+/// `1 / sqrt(x)` at `f` fractional bits; see [`rsqrt_wide`]. Rounds 14 / 21, words 19.5 / 53.5.
+pub fn rsqrt(p: &mut dyn Protocol, x: &Share, x_frac: u32, lo: f64, hi: f64) -> Result<Share> {
+    let (y, wide) = rsqrt_wide(p, x, x_frac, lo, hi)?;
+    narrow_to_default(p, y, wide)
+}
+
+/// Truncate a result at `frac` fractional bits down to the default `f`.
+fn narrow_to_default(p: &mut dyn Protocol, y: Share, frac: u32) -> Result<Share> {
+    let f = p.fixed_point().frac_bits;
+    if frac == f {
+        return Ok(y);
+    }
+    p.truncate(&y, frac - f)
+}
+
+/// Row `i` of a `[.., T, T]` score tensor sees columns `<= i`.
+fn causal_mask(shape: &[usize]) -> Vec<bool> {
+    let r = shape.len();
+    let (rows, cols) = (shape[r - 2], shape[r - 1]);
+    (0..numel(shape))
+        .map(|i| (i % cols) <= (i / cols) % rows)
+        .collect()
+}
+
+/// Masked-out entries take the row's diagonal value (always visible), so they cannot win the
+/// max; their exponentials are zeroed afterwards.
+fn causal_fill(x: &Share) -> Result<Share> {
+    let r = x.shape().len();
+    let (rows, cols) = (x.shape()[r - 2], x.shape()[r - 1]);
+    ensure!(
+        rows == cols,
+        "causal mask needs square scores, got {:?}",
+        x.shape()
+    );
+    let batch = x.len() / (rows * cols);
+    let x3 = x.reshape(&[batch, rows, cols])?;
+    let diag: Vec<Share> = (0..rows)
+        .map(|i| x3.narrow(1, i, 1)?.narrow(2, i, 1))
+        .collect::<Result<_>>()?;
+    let diag = Share::concat(&diag.iter().collect::<Vec<_>>(), 1)?
+        .broadcast_to(&[batch, rows, cols])?
+        .reshape(x.shape())?;
+    x.select_public(&causal_mask(x.shape()), &diag)
+}
+
+/// Multiply by a public 0/1 mask (local, exact).
+fn apply_mask(x: &Share, mask: &[bool]) -> Result<Share> {
+    let m = RingTensor::new(x.shape(), mask.iter().map(|&k| k as u64).collect())?;
+    x.mul_public(&m)
+}
+
+/// Softmax along the last axis, optionally with a causal mask (`[.., T, T]`, row `i` sees
+/// columns `<= i`). Max by tournament with fuzzy comparisons (2 log2 n rounds; shift
+/// invariance makes the fuzz harmless), [`exp`] (9), row sums, [`reciprocal`] over `[1, n+1]`
+/// (9), product (2). n = 64: rounds 32 / 44, words 13.7 / 31.6. Max error 6e-3 (tested 5e-3 on
+/// N(0, 3) scores) for a row range < 256.
+pub fn softmax(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
+    let fp = p.fixed_point();
+    let axis = x.shape().len() - 1;
+    let n = x.shape()[axis];
+    let x = if causal { causal_fill(x)? } else { x.clone() };
+    let m = ops::max_last(p, &x, Comparison::fuzzy(fp, 12, 8))?;
+    let shifted = x.sub(&m.broadcast_to(x.shape())?)?;
+    let mut e = exp(p, &shifted)?;
+    if causal {
+        e = apply_mask(&e, &causal_mask(x.shape()))?;
+    }
+    let sum = e.sum_axis(axis)?;
+    let (inv, wide) = reciprocal_wide(p, &sum, 0.5, n as f64 + 1.0)?;
+    let out = p.bilinear(&e, &inv, Bilinear::Mul)?;
+    p.truncate(&out, wide)
+}
+
+/// MPCFormer's 2Quad: `(x + c)^2 / sum (x + c)^2` with `c = 5`, masked entries 0.
+/// n = 64: rounds 13 / 19, words 4.2 / 9.1. Exact up to fixed-point error (2e-3).
+pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
+    let axis = x.shape().len() - 1;
+    let n = x.shape()[axis];
+    let shifted = add_const(p, x, 5.0)?;
+    let mut q = ops::square(p, &shifted)?;
+    if causal {
+        q = apply_mask(&q, &causal_mask(x.shape()))?;
+    }
+    // Bound the row sum away from 0 so the reciprocal's range holds.
+    let sum = add_const(p, &q.sum_axis(axis)?, 1e-3)?;
+    let (inv, wide) = reciprocal_wide(p, &sum, 1e-3, 1e4 * n as f64)?;
+    let out = p.bilinear(&q, &inv, Bilinear::Mul)?;
+    p.truncate(&out, wide)
+}
+
+/// MPCFormer's Quad GeLU replacement `0.125 x^2 + 0.25 x + 0.5`: rounds 2 / 3, words 2 / 3.5.
+/// Exact up to one output unit.
+pub fn quad(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
+    let sq = p.square(x)?;
+    let f = p.fixed_point().frac_bits;
+    // 0.125 x^2 + 0.25 x as (x^2 + 2^(f+1) x) at scale 2f+3, one truncation.
+    let t = p.truncate(&sq.add(&x.scale(1u64 << (f + 1)))?, f + 3)?;
+    add_const(p, &t, 0.5)
+}
+
+/// Least-squares polynomial fit of `f` on `[lo, hi]` (Chebyshev nodes), monomial coefficients
+/// in `t`, lowest degree first. Public, computed in f64.
+pub fn fit_polynomial(f: impl Fn(f64) -> f64, lo: f64, hi: f64, degree: usize) -> Vec<f64> {
+    let m = 200;
+    let n = degree + 1;
+    // Fit in u = (t - lo) / (hi - lo) in [0, 1] for conditioning, then expand.
+    let nodes: Vec<f64> = (0..m)
+        .map(|i| 0.5 - 0.5 * (std::f64::consts::PI * (i as f64 + 0.5) / m as f64).cos())
+        .collect();
+    let mut ata = vec![vec![0.0; n + 1]; n];
+    for &u in &nodes {
+        let y = f(lo + u * (hi - lo));
+        let pw: Vec<f64> = (0..n).map(|k| u.powi(k as i32)).collect();
+        for r in 0..n {
+            for c in 0..n {
+                ata[r][c] += pw[r] * pw[c];
+            }
+            ata[r][n] += pw[r] * y;
+        }
+    }
+    let a = solve(ata);
+    // Expand sum a_k ((t - lo)/w)^k into powers of t.
+    let w = hi - lo;
+    let mut coef = vec![0.0; n];
+    for (k, &ak) in a.iter().enumerate() {
+        for (j, c) in coef.iter_mut().enumerate().take(k + 1) {
+            let binom = (0..j).fold(1.0, |acc, i| acc * (k - i) as f64 / (i + 1) as f64);
+            *c += ak * binom * (-lo).powi((k - j) as i32) / w.powi(k as i32);
+        }
+    }
+    coef
+}
+
+/// Gaussian elimination with partial pivoting on an augmented matrix.
+fn solve(mut m: Vec<Vec<f64>>) -> Vec<f64> {
+    let n = m.len();
+    for c in 0..n {
+        let piv = (c..n)
+            .max_by(|&a, &b| m[a][c].abs().total_cmp(&m[b][c].abs()))
+            .expect("rows");
+        m.swap(c, piv);
+        let pivot_row = m[c].clone();
+        for row in m.iter_mut().skip(c + 1) {
+            let k = row[c] / pivot_row[c];
+            for (v, p) in row.iter_mut().zip(&pivot_row).skip(c) {
+                *v -= k * p;
+            }
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let s: f64 = (r + 1..n).map(|j| m[r][j] * x[j]).sum();
+        x[r] = (m[r][n] - s) / m[r][r];
+    }
+    x
+}
+
+/// Fractional bits at which polynomial terms are summed before one final truncation.
+const POLY_EXTRA_BITS: u32 = 16;
+
+/// `sum c_k t^k` on shares. Powers come from products of lower powers, one level per round
+/// pair; each power is masked (opened) once and reused in every product it enters, so degree 6
+/// costs (2pc-dealer) 3 maskings + 5 truncations + 1 final truncation of the weighted sum:
+/// 7 rounds, 9 words.
+pub fn polynomial(p: &mut dyn Protocol, t: &Share, coef: &[f64]) -> Result<Share> {
+    let f = p.fixed_point().frac_bits;
+    let d = coef.len() - 1;
+    let mut pow: Vec<Option<Share>> = vec![None; d + 1];
+    let mut masked: Vec<Option<Masked>> = vec![None; d + 1];
+    pow[1] = Some(t.clone());
+    let mut have = 1;
+    while have < d {
+        let next: Vec<usize> = (have + 1..=(2 * have).min(d)).collect();
+        let factors: Vec<(usize, usize)> = next.iter().map(|&k| (k / 2, k - k / 2)).collect();
+        let mut need: Vec<usize> = factors.iter().flat_map(|&(a, b)| [a, b]).collect();
+        need.sort_unstable();
+        need.dedup();
+        need.retain(|&j| masked[j].is_none());
+        let shares: Vec<&Share> = need
+            .iter()
+            .map(|&j| pow[j].as_ref().expect("lower power"))
+            .collect();
+        for (j, m) in need.iter().zip(p.mask(&shares)?) {
+            masked[*j] = Some(m);
+        }
+        let prods = factors
+            .iter()
+            .map(|&(a, b)| {
+                let (ma, mb) = (
+                    masked[a].as_ref().expect("masked"),
+                    masked[b].as_ref().expect("masked"),
+                );
+                p.product(ma, mb, Bilinear::Mul)?.reshape(&[t.len()])
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let joined = Share::concat(&prods.iter().collect::<Vec<_>>(), 0)?;
+        let trunc = p.truncate(&joined, f)?;
+        for (i, &k) in next.iter().enumerate() {
+            pow[k] = Some(trunc.narrow(0, i * t.len(), t.len())?.reshape(t.shape())?);
+        }
+        have = *next.last().expect("non-empty");
+    }
+    let scale_bits = f + POLY_EXTRA_BITS;
+    let mut acc = ops::zeros_like(t);
+    for (k, &c) in coef.iter().enumerate().skip(1) {
+        let enc = (c * (scale_bits as f64).exp2()).round() as i64 as u64;
+        acc = acc.add(&pow[k].as_ref().expect("computed").scale(enc))?;
+    }
+    let acc = p.truncate(&acc, scale_bits)?;
+    add_const(p, &acc, coef[0])
+}
+
+/// A function written as `relu(x) + g(|x|)` with `g(t) -> 0` beyond `cutoff`
+/// (SiLU: `g(t) = silu(-t)`, GeLU: `g(t) = gelu(-t)`), PUMA-style: one comparison round for
+/// `x < -cutoff, x < 0, x < cutoff` (1 word), one product `[x<0] x` giving ReLU and `|x|`,
+/// a degree-`degree` polynomial for `g` on `[0, cutoff]`, and one product selecting it.
+fn relu_plus_even(
+    p: &mut dyn Protocol,
+    x: &Share,
+    g: impl Fn(f64) -> f64,
+    cutoff: f64,
+    degree: usize,
+) -> Result<Share> {
+    let fp = p.fixed_point();
+    // A wrong sign near 0 is harmless: x + g(x) = f(x) for the even g as well.
+    let cmp = Comparison::fuzzy(fp, 12, 6);
+    let bits = ops::less_than(p, x, &[-cutoff, 0.0, cutoff], cmp)?;
+    let neg_x = p.bilinear(&bits[1], x, Bilinear::Mul)?;
+    let relu = x.sub(&neg_x)?;
+    let abs = relu.sub(&neg_x)?;
+    let coef = fit_polynomial(&g, 0.0, cutoff, degree);
+    let poly = polynomial(p, &abs, &coef)?;
+    let inside = bits[2].sub(&bits[0])?;
+    let corr = p.bilinear(&inside, &poly, Bilinear::Mul)?;
+    relu.add(&corr)
+}
+
+pub fn sigmoid_f64(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+pub fn silu_f64(x: f64) -> f64 {
+    x * sigmoid_f64(x)
+}
+
+/// GeLU, erf form (the f64 reference).
+pub fn gelu_f64(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+/// erf from Numerical Recipes' Chebyshev fit of erfc (fractional error < 1.2e-7).
+fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.26551223
+            + t * (1.00002368
+                + t * (0.37409196
+                    + t * (0.09678418
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398
+                                    + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+            .exp();
+    if x >= 0.0 { 1.0 - r } else { r - 1.0 }
+}
+
+/// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-6 fit on `[0, 8]`.
+/// Rounds 10 / 16, words 13.5 / 26. Max error 5e-3 (fit 3e-3 + cut-off 2.7e-3).
+pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
+    relu_plus_even(p, x, |t| silu_f64(-t), 8.0, 6)
+}
+
+/// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-6 fit on `[0, 4]`.
+/// Rounds 10 / 16, words 13.5 / 26. Max error 3e-3.
+pub fn gelu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
+    relu_plus_even(p, x, |t| gelu_f64(-t), 4.0, 6)
+}
+
+/// Sigmoid as `1 - s(|x|)` for `x >= 0` and `s(|x|)` below, `s(t) = sigmoid(-t)` fitted on
+/// `[0, 8]` (degree 6): the same structure as [`silu`] plus one product.
+/// Rounds 11 / 17, words 14.5 / 27.5. Max error 5e-3.
+pub fn sigmoid(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
+    let fp = p.fixed_point();
+    // A wrong sign near 0 is harmless: 1 - s(x) = sigmoid(x) on both sides.
+    let cmp = Comparison::fuzzy(fp, 12, 6);
+    let bits = ops::less_than(p, x, &[-8.0, 0.0, 8.0], cmp)?;
+    let m = p.mask(&[&bits[1], x])?;
+    let neg_x = p.product(&m[0], &m[1], Bilinear::Mul)?;
+    let abs = x.sub(&neg_x.scale(2))?;
+    let coef = fit_polynomial(|t| sigmoid_f64(-t), 0.0, 8.0, 6);
+    let s = polynomial(p, &abs, &coef)?;
+    let inside = bits[2].sub(&bits[0])?;
+    // tail = s inside the cut-off, 0 outside; result = (1 - tail) or tail by the sign.
+    let tail = p.bilinear(&inside, &s, Bilinear::Mul)?;
+    let one_minus = add_const(p, &tail.neg(), 1.0)?;
+    let flip = one_minus.sub(&tail)?;
+    let flip = p.mask(&[&flip])?.remove(0);
+    let sel = p.product(&m[0], &flip, Bilinear::Mul)?;
+    one_minus.sub(&sel)
+}
+
+/// RMSNorm over the last axis, `x / sqrt(mean(x^2) + eps) * gamma` (gamma public or none).
+/// The mean square is kept at `f + 8` fractional bits, so inputs with mean square down to
+/// 1e-3 (and activations with outliers in the hundreds, up to 2^13) stay accurate.
+/// Rounds: square 1, two truncations 2, rsqrt 12, product 1, trunc 1: 17 (gamma is free). Words: 3 per
+/// element + per-row terms. Relative error <= 2e-4 plus one output unit.
+pub fn rms_norm(p: &mut dyn Protocol, x: &Share, gamma: Option<&[f64]>, eps: f64) -> Result<Share> {
+    let axis = x.shape().len() - 1;
+    let d = x.shape()[axis];
+    let sq = p.square(x)?;
+    let ms = mean_square(p, &sq.sum_axis(axis)?, d, eps)?;
+    normalise(p, x, &ms, gamma)
+}
+
+/// LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta`.
+/// Rounds: mean 1, then as [`rms_norm`]: 18.
+pub fn layer_norm(
+    p: &mut dyn Protocol,
+    x: &Share,
+    gamma: Option<&[f64]>,
+    beta: Option<&[f64]>,
+    eps: f64,
+) -> Result<Share> {
+    let axis = x.shape().len() - 1;
+    let d = x.shape()[axis];
+    let mean = scale(p, &x.sum_axis(axis)?, 1.0 / d as f64, 40.0)?;
+    let centred = x.sub(&mean.broadcast_to(x.shape())?)?;
+    let sq = p.square(&centred)?;
+    let var = mean_square(p, &sq.sum_axis(axis)?, d, eps)?;
+    let out = normalise(p, &centred, &var, gamma)?;
+    match beta {
+        None => Ok(out),
+        Some(b) => {
+            let b = last_axis_vector(p, b, x.shape())?.broadcast_to(x.shape())?;
+            p.add_public(&out, &b)
+        }
+    }
+}
+
+/// A per-feature vector encoded as `[1, .., 1, d]`, to broadcast over `shape`.
+fn last_axis_vector(p: &dyn Protocol, v: &[f64], shape: &[usize]) -> Result<RingTensor> {
+    let mut vshape = vec![1; shape.len()];
+    *vshape.last_mut().expect("rank >= 1") = v.len();
+    ops::encode(p, v, &vshape)
+}
+
+/// `sum / d + eps` at `f + 8` fractional bits from a sum of squares at `2f`.
+fn mean_square(p: &mut dyn Protocol, sum_sq: &Share, d: usize, eps: f64) -> Result<Share> {
+    let f = p.fixed_point().frac_bits;
+    let wide = f + EXP_EXTRA_BITS;
+    let s = p.truncate(sum_sq, 2 * f - wide)?;
+    // Sums of squares up to 2^20 (the rsqrt range) times d.
+    let bound = wide as f64 + 20.0 + (d as f64).log2();
+    let ms = scale(p, &s, 1.0 / d as f64, bound)?;
+    add_raw(p, &ms, (eps * (wide as f64).exp2()).round().max(1.0) as u64)
+}
+
+/// `x * rsqrt(ms) * gamma`.
+fn normalise(p: &mut dyn Protocol, x: &Share, ms: &Share, gamma: Option<&[f64]>) -> Result<Share> {
+    let f = p.fixed_point().frac_bits;
+    let (r, r_frac) = rsqrt_wide(p, ms, f + EXP_EXTRA_BITS, 1e-4, 2f64.powi(20))?;
+    let prod = p.bilinear(x, &r, Bilinear::Mul)?;
+    let out = p.truncate(&prod, r_frac)?;
+    match gamma {
+        None => Ok(out),
+        Some(g) => {
+            let g = last_axis_vector(p, g, x.shape())?;
+            ops::mul_public(p, &out, &g)
+        }
+    }
+}
