@@ -8,6 +8,7 @@ pub mod hf_dir;
 pub mod hub;
 pub mod linear;
 pub mod llama;
+pub mod lora_target;
 pub mod mlp;
 pub mod norm;
 pub mod rope;

@@ -11,16 +11,29 @@ use serde::{Deserialize, Serialize};
 pub enum Activation {
     /// `x·sigmoid(x)`, what the base model was trained with.
     #[default]
+    #[serde(rename = "exact", alias = "silu")]
     Silu,
     /// MPCFormer's "Quad": `0.125x² + 0.25x + 0.5`, a single secret multiplication in MPC.
     Quad,
+    /// PUMA's piecewise form of SiLU, `relu(x) + [|x| < 8]·silu(-|x|)`: equal to SiLU within
+    /// 2.7e-3, and what MPC evaluates with one comparison round and a polynomial for the bounded
+    /// part. Needs no retraining.
+    Puma,
 }
+
+/// Beyond this `|x|`, the PUMA form drops SiLU's tail `silu(-|x|)`.
+pub const PUMA_SILU_CUTOFF: f64 = 8.0;
 
 impl Activation {
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Activation::Silu => x.silu()?,
             Activation::Quad => ((x.sqr()? * 0.125)? + (x * 0.25)?)?.affine(1.0, 0.5)?,
+            Activation::Puma => {
+                let neg_abs = x.abs()?.neg()?;
+                let inside = neg_abs.ge(-PUMA_SILU_CUTOFF)?.to_dtype(x.dtype())?;
+                (x.relu()? + (neg_abs.silu()? * inside)?)?
+            }
         })
     }
 }
@@ -78,6 +91,21 @@ mod tests {
         for (xi, yi) in [-2f32, 0.0, 1.5].iter().zip(y) {
             assert!((yi - (0.125 * xi * xi + 0.25 * xi + 0.5)).abs() < 1e-6);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn puma_silu_stays_within_its_cutoff_error() -> Result<()> {
+        let xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).collect();
+        let x = Tensor::new(xs.as_slice(), &Device::Cpu)?;
+        let exact: Vec<f32> = Activation::Silu.apply(&x)?.to_vec1()?;
+        let puma: Vec<f32> = Activation::Puma.apply(&x)?.to_vec1()?;
+        let worst = exact
+            .iter()
+            .zip(&puma)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 2.7e-3 && worst > 0.0, "{worst}");
         Ok(())
     }
 

@@ -1,0 +1,73 @@
+//! The projections LoRA can adapt, by their short recipe names.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraTarget {
+    Q,
+    K,
+    V,
+    O,
+    Gate,
+    Up,
+    Down,
+}
+
+impl LoraTarget {
+    pub const ALL: [LoraTarget; 7] = [
+        LoraTarget::Q,
+        LoraTarget::K,
+        LoraTarget::V,
+        LoraTarget::O,
+        LoraTarget::Gate,
+        LoraTarget::Up,
+        LoraTarget::Down,
+    ];
+
+    /// The module inside a decoder layer, in Hugging Face naming (`self_attn.q_proj`).
+    pub fn module(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "self_attn.q_proj",
+            LoraTarget::K => "self_attn.k_proj",
+            LoraTarget::V => "self_attn.v_proj",
+            LoraTarget::O => "self_attn.o_proj",
+            LoraTarget::Gate => "mlp.gate_proj",
+            LoraTarget::Up => "mlp.up_proj",
+            LoraTarget::Down => "mlp.down_proj",
+        }
+    }
+
+    /// The recipe name (`q`, `gate`).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            LoraTarget::Q => "q",
+            LoraTarget::K => "k",
+            LoraTarget::V => "v",
+            LoraTarget::O => "o",
+            LoraTarget::Gate => "gate",
+            LoraTarget::Up => "up",
+            LoraTarget::Down => "down",
+        }
+    }
+
+    /// PEFT's `target_modules` name (`q_proj`).
+    pub fn peft_name(self) -> &'static str {
+        self.module()
+            .rsplit('.')
+            .next()
+            .expect("dotted module path")
+    }
+}
+
+impl std::str::FromStr for LoraTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        LoraTarget::ALL
+            .into_iter()
+            .find(|t| t.short_name() == s)
+            .ok_or_else(|| {
+                format!("unknown LoRA target `{s}`; expected one of q, k, v, o, gate, up, down")
+            })
+    }
+}
