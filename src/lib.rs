@@ -8,3 +8,4 @@ pub mod eval;
 pub mod fetch;
 pub mod model;
 pub mod progress;
+pub mod train;

@@ -7,30 +7,57 @@ use anyhow::{Result, ensure};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-/// How one layer's attention is cut into heads. Query head `i` reads key/value head
-/// `i / (num_heads / num_kv_heads)`, as in Hugging Face's `repeat_kv`.
+/// How one layer's attention is cut into heads.
+///
+/// Query head `h` reads key/value head `h / (num_heads / num_kv_heads)`, as in Hugging Face's
+/// `repeat_kv`. With `merge = m > 1` (MARILL's head merging), query heads `j·m .. (j+1)·m` form
+/// one merged head `j` of width `m·head_dim`: its query is their concatenation, its key and value
+/// the concatenation of the key/value heads they read, so one softmax serves `m` heads.
+/// No parameter changes; the merged score is the *mean* of the `m` heads' scores
+/// (`score_scale = 1/(m·√head_dim)`), which keeps scores on the scale the weights were trained
+/// for, and `merge = 1` is exactly the standard layer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AttentionLayout {
+    /// Query heads before merging.
     pub num_heads: usize,
     pub num_kv_heads: usize,
-    /// Width of one (possibly merged) head; a multiple of the RoPE dimension.
+    /// Width of one original head (the RoPE dimension).
     pub head_dim: usize,
-    /// Multiplies `q·kᵀ`; `1/√head_dim` for an unmerged head.
+    /// Query heads per merged head.
+    pub merge: usize,
+    /// Multiplies `q·kᵀ`.
     pub score_scale: f64,
 }
 
 impl AttentionLayout {
     pub fn standard(num_heads: usize, num_kv_heads: usize, head_dim: usize) -> Self {
+        Self::merged(num_heads, num_kv_heads, head_dim, 1)
+    }
+
+    pub fn merged(num_heads: usize, num_kv_heads: usize, head_dim: usize, merge: usize) -> Self {
         AttentionLayout {
             num_heads,
             num_kv_heads,
             head_dim,
-            score_scale: 1.0 / (head_dim as f64).sqrt(),
+            merge,
+            score_scale: 1.0 / (merge as f64 * (head_dim as f64).sqrt()),
         }
     }
 
     pub fn group_size(&self) -> usize {
         self.num_heads / self.num_kv_heads
+    }
+
+    /// How many softmaxes the layer computes per query position.
+    pub fn softmax_heads(&self) -> usize {
+        self.num_heads / self.merge
+    }
+
+    /// The original query heads of each merged head.
+    pub fn groups(&self) -> Vec<Vec<usize>> {
+        (0..self.softmax_heads())
+            .map(|j| (j * self.merge..(j + 1) * self.merge).collect())
+            .collect()
     }
 }
 
@@ -52,6 +79,12 @@ impl Attention {
             "{} query heads cannot share {} key/value heads",
             l.num_heads,
             l.num_kv_heads
+        );
+        ensure!(
+            l.merge > 0 && l.num_heads % l.merge == 0,
+            "{} query heads cannot be merged in groups of {}",
+            l.num_heads,
+            l.merge
         );
         ensure!(
             self.q_proj.out_features() == l.num_heads * l.head_dim
@@ -89,17 +122,27 @@ impl Attention {
             (k, v) = cache.append(k, v)?;
         }
         let keys = k.dims()[2];
-        // The query heads of one group are stacked along the sequence axis, so each key/value head
-        // is multiplied once instead of being copied `group_size` times.
         let g = l.group_size();
-        let q = q.reshape((b, l.num_kv_heads, g * t, l.head_dim))?;
+        if g > 1 {
+            let kv_of_head: Vec<u32> = (0..l.num_heads).map(|h| (h / g) as u32).collect();
+            let kv_of_head = Tensor::from_vec(kv_of_head, l.num_heads, x.device())?;
+            k = k.index_select(&kv_of_head, 1)?;
+            v = v.index_select(&kv_of_head, 1)?;
+        }
+        // (b, heads, seq, d) -> (b, merged heads, seq, m·d): sub-heads side by side.
+        let (m, merged) = (l.merge, l.softmax_heads());
+        let merge = |t: &Tensor, len: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, merged, m, len, l.head_dim))?
+                .transpose(2, 3)?
+                .reshape((b, merged, len, m * l.head_dim))?)
+        };
+        let (q, k, v) = (merge(&q, t)?, merge(&k, keys)?, merge(&v, keys)?);
         let scores = (q.matmul(&k.t()?)? * l.score_scale)?;
-        let weights = self
-            .softmax
-            .apply(&scores.reshape((b, l.num_heads, t, keys))?, allowed)?;
+        let weights = self.softmax.apply(&scores, allowed)?;
         let out = weights
-            .reshape((b, l.num_kv_heads, g * t, keys))?
             .matmul(&v)?
+            .reshape((b, merged, t, m, l.head_dim))?
+            .transpose(2, 3)?
             .reshape((b, l.num_heads, t, l.head_dim))?
             .transpose(1, 2)?
             .reshape((b, t, l.num_heads * l.head_dim))?;

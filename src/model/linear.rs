@@ -1,5 +1,8 @@
-//! A bias-free linear layer `y = x·Wᵀ` over any number of leading axes.
+//! A bias-free linear layer `y = x·Wᵀ` over any number of leading axes, with an optional
+//! unmerged LoRA adapter.
 
+use super::frozen_matmul::FrozenMatmul;
+use super::lora::LoraAdapter;
 use anyhow::Result;
 use candle_core::Tensor;
 
@@ -7,15 +10,20 @@ use candle_core::Tensor;
 pub struct Linear {
     /// `(out_features, in_features)`, the Hugging Face layout.
     pub weight: Tensor,
+    pub lora: Option<LoraAdapter>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor) -> Self {
-        Linear { weight }
+        Linear { weight, lora: None }
     }
 
     pub fn out_features(&self) -> usize {
         self.weight.dims()[0]
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.dims()[1]
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -23,9 +31,16 @@ impl Linear {
         let dims = x.dims();
         let (lead, in_features) = dims.split_at(dims.len() - 1);
         let rows: usize = lead.iter().product();
-        let y = x
-            .reshape((rows, in_features[0]))?
-            .matmul(&self.weight.t()?)?;
+        let x2 = x.reshape((rows, in_features[0]))?;
+        let mut y = if x2.track_op() && !self.weight.is_variable() {
+            x2.contiguous()?
+                .apply_op1(FrozenMatmul::new(self.weight.clone()))?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
+        if let Some(lora) = &self.lora {
+            y = (y + lora.forward(&x2)?)?;
+        }
         let mut out_dims = lead.to_vec();
         out_dims.push(self.out_features());
         Ok(y.reshape(out_dims)?)

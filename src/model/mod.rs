@@ -2,13 +2,16 @@
 
 pub mod attention;
 pub mod config;
+pub mod frozen_matmul;
 pub mod generate;
 pub mod gguf;
 pub mod hf_dir;
 pub mod hub;
 pub mod linear;
 pub mod llama;
+pub mod lora;
 pub mod lora_target;
+pub mod marill;
 pub mod mlp;
 pub mod norm;
 pub mod rope;

@@ -29,10 +29,14 @@ pub fn exp(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     p.truncate(&sq, wide + EXP_EXTRA_BITS)
 }
 
+/// Grid points per octave of [`grid_guess`]: fine enough that one Newton step suffices.
+const GRID_STEPS_PER_OCTAVE: f64 = 16.0;
+
 /// Initial guess `g(x)` for positive `x in [lo, hi]`: piecewise constant on a geometric grid
-/// of ratio `2^(1/4)`, each piece the value of `target` at the geometric mid-point. One
-/// comparison round (all thresholds share one opening), 1 word; the result is linear in the
-/// comparison bits. `x_frac` are `x`'s fractional bits, `out_frac` the result's.
+/// of ratio `2^(1/16)`, each piece the value of `target` at the geometric mid-point. One
+/// comparison round (all thresholds share one opening and one DCF key per element, so the
+/// fine grid costs only local evaluations), 1 word; the result is linear in the comparison
+/// bits. `x_frac` are `x`'s fractional bits, `out_frac` the result's.
 fn grid_guess(
     p: &mut dyn Protocol,
     x: &Share,
@@ -43,7 +47,7 @@ fn grid_guess(
     target: impl Fn(f64) -> f64,
 ) -> Result<Share> {
     ensure!(lo > 0.0 && hi > lo, "range [{lo}, {hi}]");
-    let ratio = 2f64.powf(0.25);
+    let ratio = 2f64.powf(1.0 / GRID_STEPS_PER_OCTAVE);
     let mut taus = vec![];
     let mut t = lo * ratio;
     while t < hi {
@@ -80,20 +84,17 @@ fn grid_guess(
 
 /// `1 / x` for `x in [lo, hi]`, positive, at `f + e` fractional bits with
 /// `e = ceil(log2 hi)` so that small results keep their relative precision; returns the
-/// result and its fractional bits. Grid guess (relative error <= 9%) and two Newton steps
-/// `y (2 - x y)`. Rounds 9 / 14. Relative error <= 1e-4 (plus input quantisation).
+/// result and its fractional bits. Grid guess (relative error <= 2.2%) and one Newton step
+/// `y (2 - x y)`. Rounds 5 / 8. Relative error <= 5e-4 (plus input quantisation).
 pub fn reciprocal_wide(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<(Share, u32)> {
     let f = p.fixed_point().frac_bits;
     let wide = f + (hi.log2().ceil().max(0.0) as u32).min(20);
-    let mut y = grid_guess(p, x, f, wide, lo, hi, |v| 1.0 / v)?;
-    for _ in 0..2 {
-        let xy = p.bilinear(x, &y, Bilinear::Mul)?;
-        let xy = p.truncate(&xy, wide)?;
-        let two_minus = add_const(p, &xy.neg(), 2.0)?;
-        let next = p.bilinear(&y, &two_minus, Bilinear::Mul)?;
-        y = p.truncate(&next, f)?;
-    }
-    Ok((y, wide))
+    let y = grid_guess(p, x, f, wide, lo, hi, |v| 1.0 / v)?;
+    let xy = p.bilinear(x, &y, Bilinear::Mul)?;
+    let xy = p.truncate(&xy, wide)?;
+    let two_minus = add_const(p, &xy.neg(), 2.0)?;
+    let next = p.bilinear(&y, &two_minus, Bilinear::Mul)?;
+    Ok((p.truncate(&next, f)?, wide))
 }
 
 /// `1 / x` at the default precision; see [`reciprocal_wide`]. Rounds 10 / 15, words 13.5 / 46.5.
@@ -105,10 +106,10 @@ pub fn reciprocal(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<S
 /// `1 / sqrt(x)` for `x in [lo, hi]`, positive, with `x_frac` fractional bits (norms pass
 /// extra bits so that mean squares as small as 1e-3 keep their precision); the result comes at
 /// `f + e` fractional bits, `e = ceil(log2 hi / 2)`, so that it keeps its relative precision
-/// when `x` is large (outliers), and is returned with them. Grid guess (relative error <= 4.5%,
-/// so no convergence problem at small inputs, unlike an exp-based guess) and two Newton steps
+/// when `x` is large (outliers), and is returned with them. Grid guess (relative error <= 1.1%,
+/// so no convergence problem at small inputs, unlike an exp-based guess) and one Newton step
 /// `y (3 - (x y) y) / 2`, with `x y` formed first so no intermediate underflows.
-/// Needs `sqrt(hi) 2^(x_frac + f + e) < 2^61`. Rounds 13 / 19. Relative error <= 1e-4.
+/// Needs `sqrt(hi) 2^(x_frac + f + e) < 2^61`. Rounds 7 / 10. Relative error <= 2e-4.
 pub fn rsqrt_wide(
     p: &mut dyn Protocol,
     x: &Share,
@@ -118,18 +119,15 @@ pub fn rsqrt_wide(
 ) -> Result<(Share, u32)> {
     let f = p.fixed_point().frac_bits;
     let wide = f + ((hi.log2() / 2.0).ceil().max(0.0) as u32).min(20);
-    let mut y = grid_guess(p, x, x_frac, wide, lo, hi, |v| 1.0 / v.sqrt())?;
-    for _ in 0..2 {
-        let xy = p.bilinear(x, &y, Bilinear::Mul)?;
-        let xy = p.truncate(&xy, x_frac + wide - f)?;
-        let xyy = p.bilinear(&xy, &y, Bilinear::Mul)?;
-        let xyy = p.truncate(&xyy, wide)?;
-        let h = add_const(p, &xyy.neg(), 3.0)?;
-        // y h / 2: the halving rides on the truncation.
-        let next = p.bilinear(&y, &h, Bilinear::Mul)?;
-        y = p.truncate(&next, f + 1)?;
-    }
-    Ok((y, wide))
+    let y = grid_guess(p, x, x_frac, wide, lo, hi, |v| 1.0 / v.sqrt())?;
+    let xy = p.bilinear(x, &y, Bilinear::Mul)?;
+    let xy = p.truncate(&xy, x_frac + wide - f)?;
+    let xyy = p.bilinear(&xy, &y, Bilinear::Mul)?;
+    let xyy = p.truncate(&xyy, wide)?;
+    let h = add_const(p, &xyy.neg(), 3.0)?;
+    // y h / 2: the halving rides on the truncation.
+    let next = p.bilinear(&y, &h, Bilinear::Mul)?;
+    Ok((p.truncate(&next, f + 1)?, wide))
 }
 
 /// `1 / sqrt(x)` at `f` fractional bits; see [`rsqrt_wide`]. Rounds 14 / 21, words 19.5 / 53.5.
@@ -346,20 +344,36 @@ pub fn polynomial(p: &mut dyn Protocol, t: &Share, coef: &[f64]) -> Result<Share
 
 /// A function written as `relu(x) + g(|x|)` with `g(t) -> 0` beyond `cutoff`
 /// (SiLU: `g(t) = silu(-t)`, GeLU: `g(t) = gelu(-t)`), PUMA-style: one comparison round for
-/// `x < -cutoff, x < 0, x < cutoff` (1 word), one product `[x<0] x` giving ReLU and `|x|`,
-/// a degree-`degree` polynomial for `g` on `[0, cutoff]`, and one product selecting it.
+/// `x < -cutoff, x < 0, x < cutoff`, one product `[x<0] x` giving ReLU and `|x|`, a
+/// degree-`degree` polynomial for `g` on `[0, cutoff]`, and one product selecting it.
+/// `x` comes at `f + extra_bits` fractional bits; with `extra_bits > 0` (an untruncated
+/// product) its truncation shares the comparison's opening.
 fn relu_plus_even(
     p: &mut dyn Protocol,
     x: &Share,
+    extra_bits: u32,
     g: impl Fn(f64) -> f64,
     cutoff: f64,
     degree: usize,
 ) -> Result<Share> {
     let fp = p.fixed_point();
     // A wrong sign near 0 is harmless: x + g(x) = f(x) for the even g as well.
-    let cmp = Comparison::fuzzy(fp, 12, 6);
-    let bits = ops::less_than(p, x, &[-cutoff, 0.0, cutoff], cmp)?;
-    let neg_x = p.bilinear(&bits[1], x, Bilinear::Mul)?;
+    let base = Comparison::fuzzy(fp, 12, 6);
+    let cmp = Comparison {
+        bits: base.bits + extra_bits,
+        ignored_low_bits: base.ignored_low_bits + extra_bits,
+    };
+    let raw: Vec<u64> = [-cutoff, 0.0, cutoff]
+        .iter()
+        .map(|&t| fp.encode(t) << extra_bits)
+        .collect();
+    let (x, bits) = if extra_bits == 0 {
+        (x.clone(), p.less_than(x, &raw, cmp)?)
+    } else {
+        p.truncate_less_than(x, extra_bits, &raw, cmp)?
+    };
+    let m = p.mask(&[&bits[1], &x])?;
+    let neg_x = p.product(&m[0], &m[1], Bilinear::Mul)?;
     let relu = x.sub(&neg_x)?;
     let abs = relu.sub(&neg_x)?;
     let coef = fit_polynomial(&g, 0.0, cutoff, degree);
@@ -402,13 +416,24 @@ fn erf(x: f64) -> f64 {
 /// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-6 fit on `[0, 8]`.
 /// Rounds 10 / 16, words 13.5 / 26. Max error 5e-3 (fit 3e-3 + cut-off 2.7e-3).
 pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
-    relu_plus_even(p, x, |t| silu_f64(-t), 8.0, 6)
+    silu_wide(p, x, 0)
+}
+
+/// [`silu`] of `x` given at `f + extra_bits` fractional bits (e.g. an untruncated product);
+/// the truncation rides on the comparison's opening, saving its round.
+pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
+    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), 8.0, 6)
 }
 
 /// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-6 fit on `[0, 4]`.
 /// Rounds 10 / 16, words 13.5 / 26. Max error 3e-3.
 pub fn gelu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
-    relu_plus_even(p, x, |t| gelu_f64(-t), 4.0, 6)
+    gelu_wide(p, x, 0)
+}
+
+/// [`gelu`] of `x` given at `f + extra_bits` fractional bits; see [`silu_wide`].
+pub fn gelu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
+    relu_plus_even(p, x, extra_bits, |t| gelu_f64(-t), 4.0, 6)
 }
 
 /// Sigmoid as `1 - s(|x|)` for `x >= 0` and `s(|x|)` below, `s(t) = sigmoid(-t)` fitted on

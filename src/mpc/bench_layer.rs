@@ -203,11 +203,14 @@ pub fn layer(p: &mut dyn Protocol, s: &LayerShape, x: &Share, w: &SharedLayer) -
     })?;
     let x1 = x.add(&attn)?;
     let h2 = ops::labelled(p, "norm", |p| approx::rms_norm(p, &x1, None, 1e-5))?;
-    let gu = ops::labelled(p, "matmul", |p| ops::matmul_weight(p, &h2, &w.gate_up))?;
+    // gate and up stay untruncated: gate's truncation rides on SiLU's comparison, up's on the
+    // product with the activation.
+    let gu = ops::labelled(p, "matmul", |p| p.matmul_weight(&h2, &w.gate_up))?;
     let (gate, up) = (gu.narrow(1, 0, s.ffn)?, gu.narrow(1, s.ffn, s.ffn)?);
-    let act = ops::labelled(p, "activation", |p| approx::silu(p, &gate))?;
+    let act = ops::labelled(p, "activation", |p| approx::silu_wide(p, &gate, f))?;
     let down = ops::labelled(p, "matmul", |p| {
-        let m = ops::mul(p, &act, &up)?;
+        let m = p.bilinear(&act, &up, Bilinear::Mul)?;
+        let m = p.truncate(&m, 2 * f)?;
         ops::matmul_weight(p, &m, &w.down)
     })?;
     x1.add(&down)

@@ -7,7 +7,7 @@ use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
-use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role};
+use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight};
 use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, bail, ensure};
@@ -73,14 +73,26 @@ impl Dealer {
             .collect()
     }
 
-    /// Truncation material: shares of `r >> d` and `msb(r)`, which it returns.
-    fn truncation(&mut self, x: &Share, bits: u32) -> Result<(RingTensor, RingTensor)> {
+    /// Truncation material for a fresh mask `r`: shares of `r >> d` and `msb(r)`; returns all
+    /// three.
+    fn truncation(&mut self, x: &Share, bits: u32) -> Result<[RingTensor; 3]> {
         ensure!(bits > 0 && bits < 62, "truncation by {bits} bits");
         let r = self.random(x.shape())?;
         let (high, msb) = (r.map(|v| v >> bits), r.map(|v| v >> 63));
         self.correlated(&high)?;
         self.correlated(&msb)?;
-        Ok((high, msb))
+        Ok([r, high, msb])
+    }
+
+    /// Comparison material for mask `r`: shares of `msb(rho)`, seeds, DCF keys to both.
+    fn comparison_keys(&mut self, mc: MaskedCompare, r: &RingTensor) -> Result<()> {
+        let keys = mc.dealer(r.data());
+        self.correlated(&RingTensor::new(r.shape(), keys.rho_msb)?)?;
+        let seeds = self.seeds(r.len());
+        let cw = dcf::gen_batch(&keys.alphas, &keys.betas, mc.levels(), &seeds);
+        self.comm.send(CLIENT, &cw, Phase::Offline)?;
+        self.comm.send(SERVER, &cw, Phase::Offline)?;
+        Ok(())
     }
 
     fn shape_only(shape: &[usize]) -> Result<Share> {
@@ -113,6 +125,27 @@ impl Protocol for Dealer {
     ) -> Result<Share> {
         ensure!(owner != Role::Dealer, "the dealer owns no inputs");
         Self::shape_only(shape)
+    }
+
+    /// The weight's mask comes from the server's PRG alone.
+    fn weight(&mut self, _value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
+        Ok(SecretWeight(Masked {
+            share: Self::shape_only(shape)?,
+            opened: None,
+            mask: Some(self.server.ring(shape)),
+        }))
+    }
+
+    /// The client's mask `A` comes from the client's PRG alone; `A B` is shared.
+    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
+        let out_shape = Bilinear::MatMul.shape(x.shape(), w.shape())?;
+        let b =
+            w.0.mask
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("weight without dealer mask"))?;
+        let a = self.client.ring(x.shape());
+        self.correlated(&a.matmul(b)?)?;
+        Self::shape_only(&out_shape)
     }
 
     fn reveal(&mut self, _x: &Share, to: Option<Role>) -> Result<Option<RingTensor>> {
@@ -153,21 +186,33 @@ impl Protocol for Dealer {
     }
 
     fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
-        let (high, msb) = self.truncation(x, bits)?;
+        let [_, high, msb] = self.truncation(x, bits)?;
         self.correlated(&high.mul(&high)?)?;
         self.correlated(&high.mul(&msb)?)?;
         Ok((Self::shape_only(x.shape())?, Self::shape_only(x.shape())?))
     }
 
+    fn truncate_less_than(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        thresholds: &[u64],
+        cmp: Comparison,
+    ) -> Result<(Share, Vec<Share>)> {
+        let mc = MaskedCompare::new(cmp)?;
+        let [r, _, _] = self.truncation(x, bits)?;
+        self.comparison_keys(mc, &r)?;
+        let bits_out = thresholds
+            .iter()
+            .map(|_| Self::shape_only(x.shape()))
+            .collect::<Result<_>>()?;
+        Ok((Self::shape_only(x.shape())?, bits_out))
+    }
+
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
         let mc = MaskedCompare::new(cmp)?;
         let r = self.random(x.shape())?;
-        let keys = mc.dealer(r.data());
-        self.correlated(&RingTensor::new(x.shape(), keys.rho_msb)?)?;
-        let seeds = self.seeds(x.len());
-        let cw = dcf::gen_batch(&keys.alphas, &keys.betas, mc.levels(), &seeds);
-        self.comm.send(CLIENT, &cw, Phase::Offline)?;
-        self.comm.send(SERVER, &cw, Phase::Offline)?;
+        self.comparison_keys(mc, &r)?;
         thresholds
             .iter()
             .map(|_| Self::shape_only(x.shape()))

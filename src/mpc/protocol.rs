@@ -233,6 +233,19 @@ pub trait Protocol: Send {
         Ok((t, sq))
     }
 
+    /// `(truncate(x, bits), [x < t_j])`, thresholds raw at `x`'s own scale (before the
+    /// truncation). Protocols that can fuse them use a single opening.
+    fn truncate_less_than(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        thresholds: &[u64],
+        cmp: Comparison,
+    ) -> Result<(Share, Vec<Share>)> {
+        let t = self.truncate(x, bits)?;
+        Ok((t, self.less_than(x, thresholds, cmp)?))
+    }
+
     /// Shares of the integers `[x < t_j]` (0 or 1, not fixed point) for public raw thresholds,
     /// all in one round.
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>>;

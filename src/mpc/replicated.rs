@@ -307,6 +307,22 @@ impl Protocol for Replicated {
         Ok((out.pop().expect("two"), sq))
     }
 
+    fn truncate_less_than(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        thresholds: &[u64],
+        cmp: Comparison,
+    ) -> Result<(Share, Vec<Share>)> {
+        let additive = self.as_additive(x)?;
+        let (t, lt) = self
+            .proto()
+            .truncate_less_than(&additive, bits, thresholds, cmp)?;
+        let mut all = self.reshare_additive(&[vec![t], lt].concat())?;
+        let t = all.remove(0);
+        Ok((t, all))
+    }
+
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
         let additive = self.as_additive(x)?;
         let bits = self.proto().less_than(&additive, thresholds, cmp)?;

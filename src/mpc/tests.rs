@@ -337,6 +337,13 @@ fn activations() {
                 1e-3,
             ),
         ];
+        // The fused truncate-and-compare path: the input arrives untruncated, times 2^16.
+        let wide = unary(kind, &x, &[300], |p, s| {
+            let z = s.scale(1 << 16);
+            approx::silu_wide(p, &z, 16)
+        });
+        let want: Vec<f64> = x.iter().map(|&v| approx::silu_f64(v)).collect();
+        check(&format!("{kind} silu_wide"), &wide, &want, 5e-3);
         for (name, op, reference, tol) in cases {
             let xs: Vec<f64> = if name == "quad" {
                 x.iter().map(|v| v.clamp(-10.0, 10.0)).collect()

@@ -8,7 +8,7 @@ use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
-use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role};
+use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight};
 use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, bail, ensure};
@@ -53,6 +53,17 @@ struct OpenedTruncation {
     own_mask: RingTensor,
     coef: RingTensor,
     extra: Vec<RingTensor>,
+    /// With a fused comparison: its keys and the opened `x + r mod 2^n`.
+    compare: Option<(ComparisonKeys, RingTensor)>,
+}
+
+/// A party's comparison material for the current mask: shares of `msb(rho)`, DCF seeds and
+/// correction words.
+struct ComparisonKeys {
+    mc: MaskedCompare,
+    rho_msb: RingTensor,
+    seeds: Vec<u128>,
+    cw: Vec<u64>,
 }
 
 pub struct TwoPartyDealer {
@@ -122,8 +133,14 @@ impl TwoPartyDealer {
     /// Open `x + 2^62 + r` and return the public part `P = (c >> d) - 2^(62-d)`, this party's
     /// share of the dealer-known `R = (r >> d) - coef msb(r)` (so `trunc(x) = P - R`), with
     /// `coef = (1 - msb(c)) 2^(64-d)`, and `extra` further correlated tensors fetched before
-    /// the opening.
-    fn truncation(&mut self, x: &Share, bits: u32, extra: usize) -> Result<OpenedTruncation> {
+    /// the opening; with `cmp`, comparison keys for the same mask (the opening serves both).
+    fn truncation(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        extra: usize,
+        cmp: Option<MaskedCompare>,
+    ) -> Result<OpenedTruncation> {
         ensure!(bits > 0 && bits < 62, "truncation by {bits} bits");
         let r = self.dealer.random(x.shape());
         let r_high = self.dealer.correlated(&mut self.comm, x.shape())?;
@@ -131,6 +148,9 @@ impl TwoPartyDealer {
         let extra = (0..extra)
             .map(|_| self.dealer.correlated(&mut self.comm, x.shape()))
             .collect::<Result<Vec<_>>>()?;
+        let keys = cmp
+            .map(|mc| self.comparison_keys(mc, x.shape()))
+            .transpose()?;
         let offset = if self.party == 0 {
             1u64 << TRUNCATION_OFFSET_BITS
         } else {
@@ -141,12 +161,60 @@ impl TwoPartyDealer {
         let coef = c.map(|c| (1 - (c >> 63)) << (64 - bits));
         let public = c.map(|c| (c >> bits).wrapping_sub(1 << (TRUNCATION_OFFSET_BITS - bits)));
         let own_mask = r_high.sub(&r_msb.mul(&coef)?)?;
+        let compare = keys.map(|k| {
+            let mask = k.mc.modulus_mask();
+            let low = c.map(|c| c.wrapping_sub(1 << TRUNCATION_OFFSET_BITS) & mask);
+            (k, low)
+        });
         Ok(OpenedTruncation {
             public,
             own_mask,
             coef,
             extra,
+            compare,
         })
+    }
+
+    /// Fetch comparison material for the mask drawn just before.
+    fn comparison_keys(&mut self, mc: MaskedCompare, shape: &[usize]) -> Result<ComparisonKeys> {
+        let rho_msb = self.dealer.correlated(&mut self.comm, shape)?;
+        let n = rho_msb.len();
+        let seeds = self.dealer.seeds(n);
+        let cw = self.comm.recv(DEALER, Phase::Offline)?;
+        ensure!(
+            cw.len() == n * dcf::cw_words(mc.levels()),
+            "dealer sent {} key words",
+            cw.len()
+        );
+        Ok(ComparisonKeys {
+            mc,
+            rho_msb,
+            seeds,
+            cw,
+        })
+    }
+
+    /// Shares of `[x < t]` per threshold from the opened `x + r mod 2^n`.
+    fn comparison_shares(
+        &self,
+        keys: &ComparisonKeys,
+        opened: &RingTensor,
+        thresholds: &[u64],
+    ) -> Result<Vec<Share>> {
+        thresholds
+            .iter()
+            .map(|&t| {
+                let data = keys.mc.party_shares(
+                    self.party,
+                    opened.data(),
+                    t,
+                    keys.rho_msb.data(),
+                    &keys.seeds,
+                    &keys.cw,
+                );
+                self.own(opened.shape(), RingTensor::new(opened.shape(), data)?)
+            })
+            .collect()
     }
 
     fn peer(&self) -> usize {
@@ -185,11 +253,10 @@ impl TwoPartyDealer {
     /// element; one round.
     fn open_low_bits(&mut self, masked: &RingTensor, bits: u32) -> Result<RingTensor> {
         let width = bits.div_ceil(8) as usize;
-        let bytes: Vec<u8> = masked
-            .data()
-            .iter()
-            .flat_map(|v| v.to_le_bytes()[..width].to_vec())
-            .collect();
+        let mut bytes = Vec::with_capacity(masked.len() * width);
+        for v in masked.data() {
+            bytes.extend_from_slice(&v.to_le_bytes()[..width]);
+        }
         let peer = self.peer();
         self.comm.send_bytes(peer, bytes, Phase::Online)?;
         let theirs = self.comm.recv_bytes(peer, Phase::Online)?;
@@ -263,6 +330,61 @@ impl Protocol for TwoPartyDealer {
         self.own(shape, v.sub(&mask)?)
     }
 
+    /// The server owns the weight, so it keeps all of it (the client's share is 0) and its mask
+    /// `B` comes from the server's PRG with the dealer alone; the server sends `F = W - B` to the
+    /// client once (`|W|` words, one way).
+    fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
+        let masked = if self.role == Role::Server {
+            let w = value.ok_or_else(|| anyhow::anyhow!("the server must supply its weight"))?;
+            ensure!(
+                w.shape() == shape,
+                "weight shape {:?} vs {shape:?}",
+                w.shape()
+            );
+            let b = self.dealer.random(shape);
+            let f = w.sub(&b)?;
+            self.comm.send(0, f.data(), Phase::Online)?;
+            Masked {
+                share: self.own(shape, w.clone())?,
+                opened: Some(f),
+                mask: Some(b),
+            }
+        } else {
+            let f = RingTensor::new(shape, self.comm.recv(1, Phase::Online)?)?;
+            let zero = RingTensor::zeros(shape);
+            Masked {
+                share: self.own(shape, zero.clone())?,
+                opened: Some(f),
+                mask: Some(zero),
+            }
+        };
+        Ok(SecretWeight(masked))
+    }
+
+    /// One-sided Beaver, as the server knows `W`: the client sends `E = x_c - A` (its own dealer
+    /// mask `A`) and nothing comes back; `x W = (A F + C_c) + ((E + x_s) W + C_s)` with
+    /// `C = A B`. One message client -> server, `|x|` words; one matmul per party, the client's
+    /// independent of the input.
+    fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
+        let out_shape = Bilinear::MatMul.shape(x.shape(), w.shape())?;
+        let (share, f) = match (&w.0.share.parts().first(), &w.0.opened) {
+            (Some(s), Some(f)) => (*s, f),
+            _ => bail!("weight was not shared by 2pc-dealer"),
+        };
+        let z = if self.party == 0 {
+            let a = self.dealer.random(x.shape());
+            let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
+            self.comm
+                .send(1, Self::mine(x)?.sub(&a)?.data(), Phase::Online)?;
+            c.add(&a.matmul(f)?)?
+        } else {
+            let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
+            let e = RingTensor::new(x.shape(), self.comm.recv(0, Phase::Online)?)?;
+            c.add(&e.add(Self::mine(x)?)?.matmul(share)?)?
+        };
+        self.own(&out_shape, z)
+    }
+
     fn reveal(&mut self, x: &Share, to: Option<Role>) -> Result<Option<RingTensor>> {
         let mine = Self::mine(x)?;
         match to {
@@ -332,7 +454,7 @@ impl Protocol for TwoPartyDealer {
     /// dropped carry makes the result at most one unit high. The dealer shares `r >> d` and
     /// `msb(r)`.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
-        let tr = self.truncation(x, bits, 0)?;
+        let tr = self.truncation(x, bits, 0, None)?;
         let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public))?;
         self.own(x.shape(), t)
     }
@@ -342,7 +464,7 @@ impl Protocol for TwoPartyDealer {
     /// `(r >> d)^2` and `(r >> d) msb(r)` so that `R^2` is linear in shares.
     fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
         ensure!(bits <= 32, "fused truncate-square needs bits <= 32");
-        let tr = self.truncation(x, bits, 2)?;
+        let tr = self.truncation(x, bits, 2, None)?;
         let (high_sq, high_msb) = (&tr.extra[0], &tr.extra[1]);
         let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;
         // R^2 = (r>>d)^2 - 2 coef (r>>d) msb(r): coef^2 vanishes mod 2^64 for d <= 32.
@@ -352,27 +474,31 @@ impl Protocol for TwoPartyDealer {
         Ok((self.own(x.shape(), t)?, self.own(x.shape(), sq)?))
     }
 
+    /// The truncation's opening doubles as the comparison's (same mask): one round, 1 word.
+    fn truncate_less_than(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        thresholds: &[u64],
+        cmp: Comparison,
+    ) -> Result<(Share, Vec<Share>)> {
+        let mc = MaskedCompare::new(cmp)?;
+        let tr = self.truncation(x, bits, 0, Some(mc))?;
+        let (keys, low) = tr.compare.as_ref().expect("requested");
+        let lt = self.comparison_shares(keys, low, thresholds)?;
+        let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;
+        Ok((self.own(x.shape(), t)?, lt))
+    }
+
     /// One opening of `x + r mod 2^bits`, then one DCF evaluation per element and threshold
     /// (see `compare::MaskedCompare`).
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
         let mc = MaskedCompare::new(cmp)?;
-        let n = x.len();
         let r = self.dealer.random(x.shape());
-        let rho_msb = self.dealer.correlated(&mut self.comm, x.shape())?;
-        let seeds = self.dealer.seeds(n);
-        let cw = self.comm.recv(DEALER, Phase::Offline)?;
-        let words = dcf::cw_words(mc.levels());
-        ensure!(cw.len() == n * words, "dealer sent {} key words", cw.len());
+        let keys = self.comparison_keys(mc, x.shape())?;
         let mask = mc.modulus_mask();
         let masked = Self::mine(x)?.add(&r)?.map(|v| v & mask);
         let opened = self.open_low_bits(&masked, cmp.bits)?.map(|v| v & mask);
-        let party = self.party;
-        thresholds
-            .iter()
-            .map(|&t| {
-                let data = mc.party_shares(party, opened.data(), t, rho_msb.data(), &seeds, &cw);
-                self.own(x.shape(), RingTensor::new(x.shape(), data)?)
-            })
-            .collect()
+        self.comparison_shares(&keys, &opened, thresholds)
     }
 }

@@ -1,0 +1,241 @@
+//! `manifest.json`: everything public about a split checkpoint (base model identity, split, LoRA,
+//! head-merge groups, approximations, task, provenance), and its consistency checks.
+
+use crate::data::{PromptFormat, TaskKind};
+use crate::model::LlamaConfig;
+use crate::model::attention::AttentionLayout;
+use crate::model::lora_target::LoraTarget;
+use crate::model::source::sha256_file;
+use crate::model::variants::{Activation, SoftmaxKind};
+use anyhow::{Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::ops::Range;
+use std::path::PathBuf;
+
+/// The manifest layout this marill writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub kind: CheckpointKind,
+    pub base: BaseModel,
+    pub split: Split,
+    /// `None` when no LoRA factors are kept (a teacher whose LoRA was merged into its weights).
+    pub lora: Option<LoraInfo>,
+    pub head_merge: HeadMerge,
+    pub approximations: Approximations,
+    pub task: TaskInfo,
+    pub training: Provenance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointKind {
+    /// Standard fine-tuning: every layer private.
+    Teacher,
+    /// The MARILL model: public bottom layers, the rest private.
+    Student,
+}
+
+impl CheckpointKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointKind::Teacher => "teacher",
+            CheckpointKind::Student => "student",
+        }
+    }
+}
+
+/// The public model the private tensors apply to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaseModel {
+    /// The `--model` string it was loaded from.
+    pub source: String,
+    /// See [`BaseModel::weights_sha256`].
+    pub sha256: String,
+    pub config: LlamaConfig,
+}
+
+impl BaseModel {
+    /// The identity of a base model's weights: the hex sha256 of its weight file, or, for a model
+    /// in several files, the sha256 of their hex digests concatenated in sorted path order.
+    pub fn weights_sha256(files: &[PathBuf]) -> Result<String> {
+        match files {
+            [] => bail!("a base model needs at least one weight file"),
+            [single] => sha256_file(single),
+            several => {
+                let mut sorted: Vec<&PathBuf> = several.iter().collect();
+                sorted.sort();
+                let mut hasher = Sha256::new();
+                for file in sorted {
+                    hasher.update(sha256_file(file)?.as_bytes());
+                }
+                Ok(hasher
+                    .finalize()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Layers `0..public_layers` are public (the client runs them in plaintext), the rest private.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    pub public_layers: usize,
+    pub num_layers: usize,
+}
+
+impl Split {
+    pub fn public_range(&self) -> Range<usize> {
+        0..self.public_layers
+    }
+
+    pub fn private_range(&self) -> Range<usize> {
+        self.public_layers..self.num_layers
+    }
+
+    pub fn is_private(&self, layer: usize) -> bool {
+        self.private_range().contains(&layer)
+    }
+}
+
+/// The unmerged LoRA of the private layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraInfo {
+    pub rank: usize,
+    pub alpha: f64,
+    pub targets: Vec<LoraTarget>,
+}
+
+/// Head merging in the private layers: `groups[j]` lists, for private layer `k + j`, each merged
+/// head as the original query head indices it concatenates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadMerge {
+    pub factor: usize,
+    pub groups: Vec<Vec<Vec<usize>>>,
+}
+
+impl HeadMerge {
+    /// Every private layer merging runs of `factor` consecutive query heads, as
+    /// [`AttentionLayout::merged`] does (`factor = 1`: every head alone).
+    pub fn uniform(factor: usize, config: &LlamaConfig, split: &Split) -> HeadMerge {
+        let layout = AttentionLayout::merged(
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.head_dim(),
+            factor,
+        );
+        HeadMerge {
+            factor,
+            groups: vec![layout.groups(); split.private_range().len()],
+        }
+    }
+}
+
+/// The non-linearities of the private layers (MPCFormer's replacements or the exact ones).
+/// Also the `[student.approximations]` section of a recipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Approximations {
+    pub activation: Activation,
+    pub softmax: SoftmaxKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    pub name: TaskKind,
+    pub format: PromptFormat,
+    pub max_len: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub recipe_sha256: String,
+    /// Whatever the trainer measured (losses, validation accuracy), as it reported it.
+    pub metrics: serde_json::Value,
+}
+
+impl Manifest {
+    /// Internal consistency: the split fits the architecture, a teacher keeps every layer
+    /// private, there is one head partition per private layer, the LoRA is usable.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.format_version == FORMAT_VERSION,
+            "format_version {} (this marill reads version {FORMAT_VERSION})",
+            self.format_version
+        );
+        let config = &self.base.config;
+        config.validate()?;
+        let split = &self.split;
+        ensure!(
+            split.num_layers == config.num_hidden_layers,
+            "split.num_layers {} differs from the config's {} layers",
+            split.num_layers,
+            config.num_hidden_layers
+        );
+        ensure!(
+            split.public_layers < split.num_layers,
+            "split.public_layers {} leaves no private layer of {}",
+            split.public_layers,
+            split.num_layers
+        );
+        ensure!(
+            self.kind == CheckpointKind::Student || split.public_layers == 0,
+            "a teacher checkpoint keeps every layer private, but split.public_layers is {}",
+            split.public_layers
+        );
+        self.check_head_merge()?;
+        if let Some(lora) = &self.lora {
+            ensure!(lora.rank >= 1, "lora.rank must be at least 1");
+            ensure!(
+                lora.alpha.is_finite() && lora.alpha > 0.0,
+                "lora.alpha {} must be positive",
+                lora.alpha
+            );
+            ensure!(!lora.targets.is_empty(), "lora.targets is empty");
+        }
+        Ok(())
+    }
+
+    fn check_head_merge(&self) -> Result<()> {
+        let merge = &self.head_merge;
+        let heads = self.base.config.num_attention_heads;
+        let private = self.split.private_range();
+        ensure!(
+            merge.factor >= 1 && heads.is_multiple_of(merge.factor),
+            "head_merge.factor {} does not divide the {heads} attention heads",
+            merge.factor
+        );
+        ensure!(
+            merge.groups.len() == private.len(),
+            "head_merge.groups has {} layers, expected one per private layer ({})",
+            merge.groups.len(),
+            private.len()
+        );
+        for (layer, groups) in private.zip(&merge.groups) {
+            let mut seen = vec![false; heads];
+            for group in groups {
+                ensure!(
+                    group.len() == merge.factor,
+                    "head_merge.groups of layer {layer}: merged head {group:?} does not have {} heads",
+                    merge.factor
+                );
+                for &head in group {
+                    ensure!(
+                        head < heads && !std::mem::replace(&mut seen[head], true),
+                        "head_merge.groups of layer {layer}: head {head} is out of range or repeated"
+                    );
+                }
+            }
+            ensure!(
+                seen.iter().all(|&s| s),
+                "head_merge.groups of layer {layer} leave some of the {heads} heads out"
+            );
+        }
+        Ok(())
+    }
+}

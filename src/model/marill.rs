@@ -1,0 +1,249 @@
+//! The MARILL architecture changes on a loaded model: which layers are private, head merging and
+//! MPC-friendly non-linearities there, and unmerged LoRA adapters on the private projections.
+
+use super::attention::AttentionLayout;
+use super::linear::Linear;
+use super::llama::Llama;
+use super::lora::{DropoutRng, LoraAdapter};
+use super::lora_target::LoraTarget;
+use super::variants::{Activation, SoftmaxKind};
+use super::weights::layer_prefix;
+use anyhow::{Context, Result, ensure};
+use candle_core::{Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// What runs where: layers `0..public_layers` keep the public base weights (the client runs them
+/// in plaintext); the rest are private and may merge heads and use approximations.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MarillArch {
+    pub public_layers: usize,
+    pub head_merge: usize,
+    pub activation: Activation,
+    pub softmax: SoftmaxKind,
+}
+
+impl MarillArch {
+    /// Standard fine-tuning: every layer private, nothing changed.
+    pub fn standard() -> Self {
+        MarillArch {
+            public_layers: 0,
+            head_merge: 1,
+            activation: Activation::Silu,
+            softmax: SoftmaxKind::Exact,
+        }
+    }
+
+    pub fn private_layers(&self, model: &Llama) -> Range<usize> {
+        self.public_layers..model.num_layers()
+    }
+
+    /// Re-lays out the private layers.
+    pub fn apply(&self, model: &mut Llama) -> Result<()> {
+        ensure!(
+            self.public_layers < model.num_layers(),
+            "{} public layers leave none of the {} layers private",
+            self.public_layers,
+            model.num_layers()
+        );
+        let range = self.private_layers(model);
+        for layer in &mut model.layers[range] {
+            let a = &mut layer.attention;
+            let l = a.layout;
+            a.layout =
+                AttentionLayout::merged(l.num_heads, l.num_kv_heads, l.head_dim, self.head_merge);
+            a.softmax = self.softmax;
+            a.check_shapes()?;
+            layer.mlp.activation = self.activation;
+        }
+        Ok(())
+    }
+}
+
+/// The projection `target` of layer `layer`.
+pub fn projection_mut(model: &mut Llama, layer: usize, target: LoraTarget) -> &mut Linear {
+    let l = &mut model.layers[layer];
+    match target {
+        LoraTarget::Q => &mut l.attention.q_proj,
+        LoraTarget::K => &mut l.attention.k_proj,
+        LoraTarget::V => &mut l.attention.v_proj,
+        LoraTarget::O => &mut l.attention.o_proj,
+        LoraTarget::Gate => &mut l.mlp.gate_proj,
+        LoraTarget::Up => &mut l.mlp.up_proj,
+        LoraTarget::Down => &mut l.mlp.down_proj,
+    }
+}
+
+/// Names of a LoRA adapter's factors in checkpoints (PEFT's, without its prefix).
+pub fn lora_names(layer: usize, target: LoraTarget) -> (String, String) {
+    let base = format!("{}.{}", layer_prefix(layer), target.module());
+    (
+        format!("{base}.lora_A.weight"),
+        format!("{base}.lora_B.weight"),
+    )
+}
+
+/// How to adapt a model with LoRA.
+#[derive(Debug, Clone)]
+pub struct LoraSpec {
+    pub rank: usize,
+    pub alpha: f64,
+    pub targets: Vec<LoraTarget>,
+    pub dropout: f32,
+}
+
+/// Attaches trainable adapters to `targets` of `layers`, starting from `init` where it holds
+/// factors of that name (e.g. the teacher's), else fresh. Returns the variables by name.
+pub fn attach_lora(
+    model: &mut Llama,
+    layers: Range<usize>,
+    spec: &LoraSpec,
+    init: &HashMap<String, Tensor>,
+    rng: &mut ChaCha8Rng,
+    dropout_rng: &DropoutRng,
+) -> Result<Vec<(String, Var)>> {
+    let device = model.device().clone();
+    let mut vars = Vec::new();
+    for layer in layers {
+        for &target in &spec.targets {
+            let linear = projection_mut(model, layer, target);
+            let (a_name, b_name) = lora_names(layer, target);
+            let (mut adapter, a, b) = match (init.get(&a_name), init.get(&b_name)) {
+                (Some(a0), Some(b0)) => {
+                    let (a, b) = (Var::from_tensor(a0)?, Var::from_tensor(b0)?);
+                    let adapter = LoraAdapter {
+                        a: a.as_tensor().clone(),
+                        b: b.as_tensor().clone(),
+                        alpha: spec.alpha,
+                        dropout: 0.0,
+                        dropout_rng: None,
+                    };
+                    (adapter, a, b)
+                }
+                _ => LoraAdapter::init(
+                    linear.in_features(),
+                    linear.out_features(),
+                    spec.rank,
+                    spec.alpha,
+                    rng,
+                    &device,
+                )?,
+            };
+            adapter.dropout = spec.dropout;
+            adapter.dropout_rng = Some(dropout_rng.clone());
+            linear.lora = Some(adapter);
+            vars.push((a_name, a));
+            vars.push((b_name, b));
+        }
+    }
+    Ok(vars)
+}
+
+/// Attaches frozen adapters from checkpoint tensors (no variables, no dropout).
+pub fn load_lora(
+    model: &mut Llama,
+    layers: Range<usize>,
+    targets: &[LoraTarget],
+    alpha: f64,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
+    for layer in layers {
+        for &target in targets {
+            let (a_name, b_name) = lora_names(layer, target);
+            let get = |n: &str| {
+                tensors
+                    .get(n)
+                    .cloned()
+                    .with_context(|| format!("missing tensor {n}"))
+            };
+            projection_mut(model, layer, target).lora = Some(LoraAdapter {
+                a: get(&a_name)?,
+                b: get(&b_name)?,
+                alpha,
+                dropout: 0.0,
+                dropout_rng: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LlamaConfig;
+    use crate::model::tiny::tiny_weights;
+    use crate::model::weights::Weights;
+    use candle_core::Device;
+
+    fn tiny(config: &LlamaConfig, weights: HashMap<String, Tensor>) -> Result<Llama> {
+        Llama::from_weights(config.clone(), &Weights::new(weights), &Device::Cpu)
+    }
+
+    fn ids() -> Result<Tensor> {
+        Ok(Tensor::new(&[[4u32, 80, 15, 16, 23, 42, 8]], &Device::Cpu)?)
+    }
+
+    #[test]
+    fn merge_factor_one_is_the_unmerged_model() -> Result<()> {
+        let config = LlamaConfig::tiny();
+        let base = tiny(&config, tiny_weights(&config, 1)?)?;
+        let mut same = base.clone();
+        MarillArch {
+            public_layers: 1,
+            ..MarillArch::standard()
+        }
+        .apply(&mut same)?;
+        let a = base.forward(&ids()?, None, false)?.logits;
+        let b = same.forward(&ids()?, None, false)?.logits;
+        assert_eq!(
+            a.flatten_all()?.to_vec1::<f32>()?,
+            b.flatten_all()?.to_vec1::<f32>()?
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn merging_heads_that_agree_changes_nothing() -> Result<()> {
+        // When the query heads of each group are copies of each other, the mean of their
+        // scores is each one's score: a merged layer must then compute the unmerged output.
+        let config = LlamaConfig::tiny();
+        let mut weights = tiny_weights(&config, 2)?;
+        let (hd, g) = (
+            config.head_dim(),
+            config.num_attention_heads / config.num_key_value_heads,
+        );
+        for layer in 0..config.num_hidden_layers {
+            let name = format!("model.layers.{layer}.self_attn.q_proj.weight");
+            let q = &weights[&name];
+            let rows: Vec<Tensor> = (0..config.num_attention_heads)
+                .map(|h| q.narrow(0, (h / g) * g * hd, hd))
+                .collect::<candle_core::Result<_>>()?;
+            weights.insert(name, Tensor::cat(&rows, 0)?);
+        }
+        let base = tiny(&config, weights)?;
+        let mut merged = base.clone();
+        let arch = MarillArch {
+            public_layers: 1,
+            head_merge: g,
+            ..MarillArch::standard()
+        };
+        arch.apply(&mut merged)?;
+        assert_eq!(
+            merged.layers[1].attention.layout.softmax_heads(),
+            config.num_key_value_heads
+        );
+        let a = base.forward(&ids()?, None, false)?.logits;
+        let b = merged.forward(&ids()?, None, false)?.logits;
+        let diff = (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "{diff}");
+        // Heads that disagree do change the output.
+        let mut other = tiny(&config, tiny_weights(&config, 2)?)?;
+        let reference = other.forward(&ids()?, None, false)?.logits;
+        arch.apply(&mut other)?;
+        let changed = (reference - other.forward(&ids()?, None, false)?.logits)?;
+        assert!(changed.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()? > 1e-3);
+        Ok(())
+    }
+}
