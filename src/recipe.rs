@@ -755,11 +755,8 @@ batch = 8
         assert_mentions(&parse_error(&batch), &["teacher.batch must be at least 1"]);
         let lr = edited("lr = 1e-3\nbatch = 8\n\n[student]", "lr = 0.0\nbatch = 8\n\n[student]");
         assert_mentions(&parse_error(&lr), &["teacher.lr = 0", "positive"]);
-        let student_lr = format!("{}", MINIMAL.trim_end()).replace(
-            "epochs = 2\nlr = 1e-3",
-            "epochs = 2\nlr = -1e-3",
-        );
-        assert_mentions(&parse_error(&student_lr), &["student.lr"]);
+        let student_lr = edited("epochs = 2\nlr = 1e-3", "epochs = 2\nlr = -1e-3");
+        assert_mentions(&parse_error(&student_lr), &["student.lr = -0.001"]);
     }
 
     #[test]

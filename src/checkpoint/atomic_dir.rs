@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 /// replaced only after `fill` succeeded, and only if it is empty or holds `marker` (so that a
 /// mistyped output path never deletes an unrelated directory). On failure the staging directory
 /// is removed and `dir` is left as it was.
-pub fn replace_dir(
-    dir: &Path,
-    marker: &str,
-    fill: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+pub fn replace_dir(dir: &Path, marker: &str, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let replacing = dir.exists();
     if replacing {
         ensure_replaceable(dir, marker)?;
@@ -28,8 +24,12 @@ pub fn replace_dir(
         return Err(e);
     }
     if !replacing {
-        return std::fs::rename(&staging, dir)
-            .with_context(|| format!("{}: cannot move the new directory into place", dir.display()));
+        return std::fs::rename(&staging, dir).with_context(|| {
+            format!(
+                "{}: cannot move the new directory into place",
+                dir.display()
+            )
+        });
     }
     // Two renames: a crash between them leaves the old directory intact at `retired`.
     let retired = sibling(dir, "old")?;
@@ -41,10 +41,19 @@ pub fn replace_dir(
     if let Err(e) = std::fs::rename(&staging, dir) {
         std::fs::rename(&retired, dir).ok();
         std::fs::remove_dir_all(&staging).ok();
-        return Err(e).with_context(|| format!("{}: cannot move the new directory into place", dir.display()));
+        return Err(e).with_context(|| {
+            format!(
+                "{}: cannot move the new directory into place",
+                dir.display()
+            )
+        });
     }
-    std::fs::remove_dir_all(&retired)
-        .with_context(|| format!("{}: cannot remove the replaced directory", retired.display()))
+    std::fs::remove_dir_all(&retired).with_context(|| {
+        format!(
+            "{}: cannot remove the replaced directory",
+            retired.display()
+        )
+    })
 }
 
 fn ensure_replaceable(dir: &Path, marker: &str) -> Result<()> {

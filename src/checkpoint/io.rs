@@ -96,3 +96,240 @@ pub(super) fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Re
         .and_then(|file| file.sync_all())
         .with_context(|| format!("{}: cannot flush", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{BASE_SHA256, lora_tensors, random, student};
+    use super::super::manifest::CheckpointKind;
+    use super::*;
+
+    fn assert_same_tensors(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) {
+        let mut names: Vec<&String> = a.keys().collect();
+        names.sort();
+        let mut other: Vec<&String> = b.keys().collect();
+        other.sort();
+        assert_eq!(names, other);
+        for name in names {
+            let x: Vec<f32> = a[name].flatten_all().unwrap().to_vec1().unwrap();
+            let y: Vec<f32> = b[name].flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(a[name].dims(), b[name].dims(), "{name}");
+            assert_eq!(x, y, "{name}");
+        }
+    }
+
+    fn message(result: Result<impl std::fmt::Debug>) -> String {
+        let text = format!("{:#}", result.expect_err("should fail"));
+        assert!(!text.contains('\n'), "{text}");
+        text
+    }
+
+    #[test]
+    fn write_then_read_round_trips() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ckpt = dir.path().join("student");
+        let manifest = student();
+        let mut tensors = lora_tensors(&manifest);
+        tensors.insert("model.norm.weight".into(), random(48));
+        tensors.insert(
+            "model.layers.3.post_attention_layernorm.weight".into(),
+            random(48),
+        );
+        write_checkpoint(&ckpt, &manifest, &tensors)?;
+        let (read, read_tensors) = read_checkpoint(&ckpt)?;
+        assert_eq!(read, manifest);
+        assert_same_tensors(&read_tensors, &tensors);
+        // Only the checkpoint itself is left in the parent: no staging directories.
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_rejected_write_keeps_the_old_checkpoint() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ckpt = dir.path().join("student");
+        let manifest = student();
+        let old = lora_tensors(&manifest);
+        write_checkpoint(&ckpt, &manifest, &old)?;
+        let before = std::fs::read(ckpt.join(PRIVATE_FILE))?;
+
+        // Layer 1 is public: a LoRA factor there would leak into the client's prefix.
+        let mut leaking = lora_tensors(&manifest);
+        leaking.insert(
+            "model.layers.1.self_attn.q_proj.lora_A.weight".into(),
+            random((4, 48)),
+        );
+        let text = message(write_checkpoint(&ckpt, &manifest, &leaking));
+        assert!(text.contains("layer 1 is public"), "{text}");
+        assert_eq!(std::fs::read(ckpt.join(PRIVATE_FILE))?, before);
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+
+        // A valid write replaces it.
+        let new = lora_tensors(&manifest);
+        write_checkpoint(&ckpt, &manifest, &new)?;
+        assert_same_tensors(&read_checkpoint(&ckpt)?.1, &new);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failing_fill_leaves_the_old_directory() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ckpt = dir.path().join("student");
+        let manifest = student();
+        write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+        let before = std::fs::read(ckpt.join(MANIFEST_FILE))?;
+        let result = replace_dir(&ckpt, MANIFEST_FILE, |staging| {
+            std::fs::write(staging.join(MANIFEST_FILE), b"half")?;
+            bail!("disk full")
+        });
+        assert!(message(result).contains("disk full"));
+        assert_eq!(std::fs::read(ckpt.join(MANIFEST_FILE))?, before);
+        assert_eq!(std::fs::read_dir(dir.path())?.count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_to_replace_a_directory_that_is_not_a_checkpoint() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("notes.txt"), b"keep me")?;
+        let manifest = student();
+        let text = message(write_checkpoint(
+            dir.path(),
+            &manifest,
+            &lora_tensors(&manifest),
+        ));
+        assert!(text.contains("has no manifest.json"), "{text}");
+        assert!(dir.path().join("notes.txt").is_file());
+        Ok(())
+    }
+
+    #[test]
+    fn tensors_the_manifest_does_not_allow_are_rejected_on_read() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let manifest = student();
+        let cases = [
+            (
+                "model.layers.2.self_attn.k_proj.lora_A.weight",
+                (4, 48),
+                "not among",
+            ),
+            (
+                "model.layers.2.self_attn.q_proj.lora_A.weight",
+                (5, 48),
+                "expected [4, 48]",
+            ),
+            (
+                "model.layers.7.self_attn.q_proj.weight",
+                (48, 48),
+                "no layer 7",
+            ),
+            (
+                "model.embed_tokens.weight",
+                (320, 48),
+                "embedding is public",
+            ),
+        ];
+        for (name, shape, expected) in cases {
+            let mut tensors = lora_tensors(&manifest);
+            tensors.insert(name.into(), random(shape));
+            let ckpt = dir.path().join("bad");
+            write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+            // Bypass the writer's checks, as a foreign tool might.
+            candle_core::safetensors::save(&tensors, ckpt.join(PRIVATE_FILE))?;
+            let text = message(read_checkpoint(&ckpt));
+            assert!(
+                text.contains(PRIVATE_FILE) && text.contains(expected),
+                "{text}"
+            );
+        }
+        // A LoRA factor in a checkpoint whose manifest has no LoRA.
+        let mut merged = student();
+        merged.lora = None;
+        let text = message(write_checkpoint(
+            &dir.path().join("merged"),
+            &merged,
+            &lora_tensors(&manifest),
+        ));
+        assert!(text.contains("manifest has no LoRA"), "{text}");
+        // An A factor without its B.
+        let mut unpaired = lora_tensors(&manifest);
+        unpaired.remove("model.layers.3.self_attn.v_proj.lora_B.weight");
+        let text = message(write_checkpoint(
+            &dir.path().join("u"),
+            &manifest,
+            &unpaired,
+        ));
+        assert!(text.contains("no partner"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn broken_manifests_name_the_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ckpt = dir.path().join("ckpt");
+        let manifest_path = ckpt.join(MANIFEST_FILE);
+        let manifest = student();
+        write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest_path)?)?;
+        json["format_version"] = 2.into();
+        std::fs::write(&manifest_path, serde_json::to_string(&json)?)?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(text.contains("manifest.json: format_version 2"), "{text}");
+
+        std::fs::write(&manifest_path, "{\"format_version\": 1, \"kind\": ")?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(text.contains("manifest.json: invalid manifest"), "{text}");
+
+        std::fs::remove_file(&manifest_path)?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(text.contains("manifest.json: missing"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn missing_or_corrupt_tensors_name_the_file() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let ckpt = dir.path().join("ckpt");
+        let manifest = student();
+        write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+        let private = ckpt.join(PRIVATE_FILE);
+        let bytes = std::fs::read(&private)?;
+        std::fs::write(&private, &bytes[..bytes.len() / 2])?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(
+            text.contains("private.safetensors: not a valid safetensors"),
+            "{text}"
+        );
+        std::fs::remove_file(&private)?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(text.contains("private.safetensors: missing"), "{text}");
+        Ok(())
+    }
+
+    #[test]
+    fn inconsistent_manifests_are_refused() {
+        let mut teacher = student();
+        teacher.kind = CheckpointKind::Teacher;
+        assert!(message(teacher.validate()).contains("teacher checkpoint keeps every layer"));
+        let mut groups = student();
+        groups.head_merge.groups[1][0] = vec![0, 1, 1];
+        assert!(message(groups.validate()).contains("head 1 is out of range or repeated"));
+        let mut layers = student();
+        layers.head_merge.groups.pop();
+        assert!(message(layers.validate()).contains("one per private layer"));
+    }
+
+    #[test]
+    fn verify_base_refuses_another_base() -> Result<()> {
+        let manifest = student();
+        verify_base(&manifest, BASE_SHA256)?;
+        verify_base(&manifest, &BASE_SHA256.to_uppercase())?;
+        let other = "0".repeat(64);
+        let text = message(verify_base(&manifest, &other));
+        for part in [other.as_str(), BASE_SHA256, "checkpoints/base/tiny.gguf"] {
+            assert!(text.contains(part), "{part} missing from {text}");
+        }
+        Ok(())
+    }
+}

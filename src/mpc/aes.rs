@@ -192,7 +192,9 @@ mod tests {
         ];
         assert_eq!(ct, want);
         for i in 0..100u128 {
-            let block = (i * 0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835).to_le_bytes();
+            let block = i
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+                .to_le_bytes();
             let portable = t
                 .round_keys
                 .each_ref()

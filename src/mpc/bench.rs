@@ -149,19 +149,25 @@ pub fn case_spec(name: &str) -> Result<CaseSpec> {
             approx::sigmoid_f64,
         ),
         "rsqrt" => {
-            // Mean squares of RMSNorm rows: log-uniform over [1e-3, 1e4].
+            // Mean squares of RMSNorm rows, log-uniform over [1e-3, 1e4], shared with 8 extra
+            // fractional bits as the norms keep them.
             let ms: Vec<f64> = (0..64)
                 .map(|i| 1e-3 * 10f64.powf(7.0 * i as f64 / 63.0))
                 .collect();
-            unary_spec(
-                ms,
-                vec![64],
-                |p, s| {
-                    let f = p.fixed_point().frac_bits;
-                    approx::rsqrt(p, s, f, 5e-4, 2e4)
-                },
-                |v| 1.0 / v.sqrt(),
-            )
+            let want = ms.iter().map(|v| 1.0 / v.sqrt()).collect();
+            let wide: Vec<f64> = ms.iter().map(|v| v * 256.0).collect();
+            CaseSpec {
+                want,
+                ..unary_spec(
+                    wide,
+                    vec![64],
+                    |p, s| {
+                        let f = p.fixed_point().frac_bits;
+                        approx::rsqrt(p, s, f + 8, 5e-4, 2e4)
+                    },
+                    |v| v,
+                )
+            }
         }
         "matmul_64x576x1536" => matmul_spec(),
         "llama_layer_64" => layer_spec(),

@@ -1,1 +1,5 @@
+pub mod batch;
+pub mod loss;
 pub mod optimizer;
+pub mod state;
+pub mod trainer;

@@ -1,0 +1,77 @@
+//! Tiny checkpoints for the tests: `LlamaConfig::tiny()` (4 layers, 6 heads over 2 KV heads).
+
+use super::manifest::{
+    Approximations, BaseModel, CheckpointKind, FORMAT_VERSION, HeadMerge, LoraInfo, Manifest,
+    Provenance, Split, TaskInfo,
+};
+use super::tensor_name::{LoraFactor, PrivateTensor, projection_dims};
+use crate::data::{PromptFormat, TaskKind};
+use crate::model::LlamaConfig;
+use crate::model::lora_target::LoraTarget;
+use candle_core::{Device, Tensor};
+use std::collections::HashMap;
+
+pub const BASE_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// A student: layers 0..2 public, LoRA rank 4 on q and v of layers 2..4, heads merged by 3.
+pub fn student() -> Manifest {
+    let config = LlamaConfig::tiny();
+    let split = Split {
+        public_layers: 2,
+        num_layers: config.num_hidden_layers,
+    };
+    Manifest {
+        format_version: FORMAT_VERSION,
+        kind: CheckpointKind::Student,
+        head_merge: HeadMerge::uniform(3, &config, &split),
+        base: BaseModel {
+            source: "checkpoints/base/tiny.gguf".into(),
+            sha256: BASE_SHA256.into(),
+            config,
+        },
+        split,
+        lora: Some(LoraInfo {
+            rank: 4,
+            alpha: 8.0,
+            targets: vec![LoraTarget::Q, LoraTarget::V],
+        }),
+        approximations: Approximations::default(),
+        task: TaskInfo {
+            name: TaskKind::Sst2,
+            format: PromptFormat::Plain,
+            max_len: 64,
+        },
+        training: Provenance {
+            recipe_sha256: "ab".repeat(32),
+            metrics: serde_json::json!({"validation_accuracy": 0.9}),
+        },
+    }
+}
+
+/// Random LoRA factors for every private layer and target of `manifest`.
+pub fn lora_tensors(manifest: &Manifest) -> HashMap<String, Tensor> {
+    let lora = manifest.lora.as_ref().expect("fixture has LoRA");
+    let mut tensors = HashMap::new();
+    for layer in manifest.split.private_range() {
+        for &target in &lora.targets {
+            let (fan_in, fan_out) = projection_dims(target, &manifest.base.config);
+            for (factor, shape) in [
+                (LoraFactor::A, (lora.rank, fan_in)),
+                (LoraFactor::B, (fan_out, lora.rank)),
+            ] {
+                let name = PrivateTensor::Lora {
+                    layer,
+                    target,
+                    factor,
+                }
+                .name();
+                tensors.insert(name, random(shape));
+            }
+        }
+    }
+    tensors
+}
+
+pub fn random(shape: impl Into<candle_core::Shape>) -> Tensor {
+    Tensor::randn(0f32, 1.0, shape, &Device::Cpu).expect("random tensor")
+}

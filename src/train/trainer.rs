@@ -1,0 +1,360 @@
+//! One training stage: AdamW over the trainable variables, with warm-up and decay, clipping,
+//! accumulation, periodic validation (the best variables are kept) and resumable state.
+
+use super::batch::{Batch, Encoded, forward_batch};
+use super::loss::{choice_cross_entropy, correct_choices, distillation_kl, hidden_mse};
+use super::optimizer::{AdamW, AdamWConfig, Schedule, clip_grad_norm, learning_rate};
+use super::state::{Progress, StatePaths, log_metrics};
+use crate::model::Llama;
+use crate::model::lora::DropoutRng;
+use crate::progress::progress_bar;
+use anyhow::{Result, ensure};
+use candle_core::backprop::GradStore;
+use candle_core::{Tensor, Var};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+pub struct LossWeights {
+    pub ce: f64,
+    pub kl: f64,
+    pub hidden: f64,
+    pub temperature: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub accumulation: usize,
+    pub adamw: AdamWConfig,
+    pub schedule: Schedule,
+    pub warmup_ratio: f64,
+    pub grad_clip: f64,
+    /// Optimizer steps between validations; 0 = at the end of each epoch.
+    pub eval_interval: usize,
+    pub seed: u64,
+    pub loss: LossWeights,
+}
+
+/// What the teacher said about each training example, computed once.
+pub struct TeacherOutputs {
+    /// Per example, the logits of its choices.
+    pub choice_logits: Vec<Tensor>,
+    /// Per example, the teacher's output of each of the student's trainable layers (only when
+    /// the hidden-state loss is on).
+    pub hidden_states: Vec<Vec<Tensor>>,
+}
+
+pub struct StageData<'a> {
+    pub train: &'a [Encoded],
+    pub train_inputs: &'a [Tensor],
+    pub validation: &'a [Encoded],
+    pub validation_inputs: &'a [Tensor],
+    pub teacher: Option<&'a TeacherOutputs>,
+}
+
+/// A model and the variables one stage trains; layers `first..L` run on cached inputs.
+pub struct Stage<'a> {
+    pub name: &'a str,
+    pub model: &'a Llama,
+    pub vars: Vec<(String, Var)>,
+    pub first_layer: usize,
+    pub dropout: DropoutRng,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StageOutcome {
+    pub steps: usize,
+    pub best_val_accuracy: f64,
+    pub best_step: usize,
+    pub train_tok_s: f64,
+}
+
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Validation accuracy of the model on cached inputs.
+pub fn choice_accuracy(
+    model: &Llama,
+    examples: &[Encoded],
+    inputs: &[Tensor],
+    first: usize,
+    batch: usize,
+) -> Result<f64> {
+    let mut correct = 0;
+    let rows: Vec<usize> = (0..examples.len()).collect();
+    for chunk in rows.chunks(batch) {
+        let b = Batch::new(chunk, examples, inputs)?;
+        let out = forward_batch(model, &b, first, false)?;
+        correct += correct_choices(&out.choice_logits, &b.choice_mask, &b.targets)?;
+    }
+    Ok(correct as f64 / examples.len().max(1) as f64)
+}
+
+/// Teacher outputs for `examples`, from layers `first..L` on cached inputs; keeps hidden states
+/// of layers `keep_from..L` when asked.
+pub fn teacher_outputs(
+    model: &Llama,
+    examples: &[Encoded],
+    inputs: &[Tensor],
+    batch: usize,
+    keep_hidden_from: Option<usize>,
+) -> Result<TeacherOutputs> {
+    let mut out = TeacherOutputs {
+        choice_logits: Vec::new(),
+        hidden_states: Vec::new(),
+    };
+    let rows: Vec<usize> = (0..examples.len()).collect();
+    let bar = progress_bar(examples.len(), "teacher outputs");
+    for chunk in rows.chunks(batch) {
+        let b = Batch::new(chunk, examples, inputs)?;
+        let o = forward_batch(model, &b, 0, keep_hidden_from.is_some())?;
+        for (row, &i) in chunk.iter().enumerate() {
+            let n = examples[i].choices.len();
+            out.choice_logits
+                .push(o.choice_logits.get(row)?.narrow(0, 0, n)?.detach());
+            if let Some(from) = keep_hidden_from {
+                let len = examples[i].ids.len();
+                let states = o.hidden_states[from..]
+                    .iter()
+                    .map(|h| Ok(h.get(row)?.narrow(0, 0, len)?.detach()))
+                    .collect::<Result<Vec<_>>>()?;
+                out.hidden_states.push(states);
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// The stage's loss on one batch.
+fn batch_loss(
+    stage: &Stage,
+    data: &StageData,
+    rows: &[usize],
+    w: &LossWeights,
+) -> Result<(Tensor, Batch)> {
+    let batch = Batch::new(rows, data.train, data.train_inputs)?;
+    let out = forward_batch(stage.model, &batch, stage.first_layer, w.hidden > 0.0)?;
+    let mut loss =
+        (choice_cross_entropy(&out.choice_logits, &batch.choice_mask, &batch.targets)? * w.ce)?;
+    if let Some(teacher) = data.teacher {
+        let c = batch.choice_mask.dims()[1];
+        let t_logits = rows
+            .iter()
+            .map(|&i| {
+                let l = &teacher.choice_logits[i];
+                Ok(l.pad_with_zeros(0, 0, c - l.dims()[0])?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let t_logits = Tensor::stack(&t_logits, 0)?;
+        if w.kl > 0.0 {
+            let kl = distillation_kl(
+                &out.choice_logits,
+                &t_logits,
+                &batch.choice_mask,
+                w.temperature,
+            )?;
+            loss = (loss + (kl * w.kl)?)?;
+        }
+        if w.hidden > 0.0 {
+            let t = batch.hidden.dims()[1];
+            let layers = out.hidden_states.len();
+            for (layer, student) in out.hidden_states.iter().enumerate() {
+                let target = rows
+                    .iter()
+                    .map(|&i| {
+                        let h = &teacher.hidden_states[i][layer];
+                        Ok(h.pad_with_zeros(0, 0, t - h.dims()[0])?)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let mse = hidden_mse(student, &Tensor::stack(&target, 0)?, &batch.token_mask)?;
+                loss = (loss + (mse * (w.hidden / layers as f64))?)?;
+            }
+        }
+    }
+    Ok((loss, batch))
+}
+
+fn add_grads(acc: &mut Option<GradStore>, grads: GradStore, vars: &[(String, Var)]) -> Result<()> {
+    match acc {
+        None => *acc = Some(grads),
+        Some(total) => {
+            for (_, var) in vars {
+                if let (Some(g), Some(t)) =
+                    (grads.get(var.as_tensor()), total.remove(var.as_tensor()))
+                {
+                    total.insert(var.as_tensor(), (t + g)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn snapshot(vars: &[(String, Var)]) -> Result<HashMap<String, Tensor>> {
+    vars.iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+        .collect()
+}
+
+/// Trains `stage` on `data`; resumes from `run_dir/state/<stage>` when `resume` and a state is
+/// there. `stop_after` ends the run after that many optimizer steps (as a kill would), leaving
+/// the state to resume from.
+pub fn train_stage(
+    stage: &Stage,
+    data: &StageData,
+    cfg: &StageConfig,
+    run_dir: &Path,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<StageOutcome> {
+    ensure!(
+        cfg.batch > 0 && cfg.accumulation > 0 && cfg.epochs > 0,
+        "batch, accumulation and epochs must be positive"
+    );
+    ensure!(!data.train.is_empty(), "no training examples");
+    let micro_per_epoch = data.train.len().div_ceil(cfg.batch);
+    let steps_per_epoch = micro_per_epoch.div_ceil(cfg.accumulation);
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let warmup = (cfg.warmup_ratio * total_steps as f64).round() as usize;
+    let eval_every = if cfg.eval_interval == 0 {
+        steps_per_epoch
+    } else {
+        cfg.eval_interval
+    };
+    let paths = StatePaths::new(run_dir, stage.name);
+    let metrics = run_dir.join("metrics.jsonl");
+
+    let mut opt = AdamW::new(stage.vars.clone(), cfg.adamw)?;
+    let mut progress = Progress::default();
+    let mut best: Option<HashMap<String, Tensor>> = None;
+    if resume && paths.exists() {
+        let (saved, tensors) = paths.load()?;
+        for (name, var) in &stage.vars {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| anyhow::anyhow!("{}: no {name}", paths.tensors.display()))?;
+            var.set(t)?;
+        }
+        opt.restore(&tensors, saved.step)?;
+        let best_tensors: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix("best.").map(|n| (n.to_string(), v.clone())))
+            .collect();
+        best = (!best_tensors.is_empty()).then_some(best_tensors);
+        progress = saved;
+    }
+    let save =
+        |progress: &Progress, opt: &AdamW, best: &Option<HashMap<String, Tensor>>| -> Result<()> {
+            let mut tensors = snapshot(&stage.vars)?;
+            tensors.extend(opt.state_tensors());
+            if let Some(b) = best {
+                tensors.extend(b.iter().map(|(k, v)| (format!("best.{k}"), v.clone())));
+            }
+            paths.save(progress, &tensors)
+        };
+
+    let bar = progress_bar(total_steps, stage.name);
+    bar.set_position(progress.step as u64);
+    let start = Instant::now();
+    let mut tokens = 0usize;
+    while progress.step < total_steps && !progress.done {
+        let epoch = progress.step / steps_per_epoch;
+        let order = epoch_order(data.train.len(), cfg.seed, epoch);
+        let micro: Vec<&[usize]> = order.chunks(cfg.batch).collect();
+        let first_micro = (progress.step % steps_per_epoch) * cfg.accumulation;
+        for group in micro[first_micro..].chunks(cfg.accumulation) {
+            let mut acc = None;
+            let mut loss_sum = 0.0;
+            for (j, rows) in group.iter().enumerate() {
+                stage.dropout.reseed(
+                    cfg.seed
+                        ^ ((progress.step * cfg.accumulation + j) as u64)
+                            .wrapping_mul(0xA24B_AED4_963E_E407),
+                );
+                let (loss, batch) = batch_loss(stage, data, rows, &cfg.loss)?;
+                loss_sum += f64::from(loss.to_scalar::<f32>()?);
+                tokens += batch.tokens();
+                add_grads(
+                    &mut acc,
+                    (loss / group.len() as f64)?.backward()?,
+                    &stage.vars,
+                )?;
+            }
+            let mut grads = acc.expect("a non-empty group");
+            let grad_norm = clip_grad_norm(&mut grads, &stage.vars, cfg.grad_clip)?;
+            let lr = learning_rate(
+                cfg.adamw.lr,
+                cfg.schedule,
+                progress.step,
+                warmup,
+                total_steps,
+            );
+            opt.update(&grads, lr)?;
+            progress.step += 1;
+            let loss = loss_sum / group.len() as f64;
+            let tok_s = tokens as f64 / start.elapsed().as_secs_f64();
+            bar.set_message(format!("loss {loss:.4} {tok_s:.0} tok/s"));
+            bar.inc(1);
+            log_metrics(
+                &metrics,
+                &serde_json::json!({"stage": stage.name, "step": progress.step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tok_s": tok_s}),
+            )?;
+            if progress.step % eval_every == 0 || progress.step == total_steps {
+                let acc = choice_accuracy(
+                    stage.model,
+                    data.validation,
+                    data.validation_inputs,
+                    stage.first_layer,
+                    cfg.batch,
+                )?;
+                log_metrics(
+                    &metrics,
+                    &serde_json::json!({"stage": stage.name, "step": progress.step, "val_accuracy": acc}),
+                )?;
+                if progress.best_val_accuracy.is_none_or(|b| acc > b) {
+                    progress.best_val_accuracy = Some(acc);
+                    progress.best_step = progress.step;
+                    best = Some(snapshot(&stage.vars)?);
+                }
+                save(&progress, &opt, &best)?;
+            }
+            if stop_after.is_some_and(|s| progress.step >= s) {
+                save(&progress, &opt, &best)?;
+                bar.finish_and_clear();
+                return Ok(StageOutcome {
+                    steps: progress.step,
+                    best_val_accuracy: progress.best_val_accuracy.unwrap_or(0.0),
+                    best_step: progress.best_step,
+                    train_tok_s: tokens as f64 / start.elapsed().as_secs_f64(),
+                });
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(best) = &best {
+        for (name, var) in &stage.vars {
+            var.set(&best[name])?;
+        }
+    }
+    progress.done = true;
+    save(&progress, &opt, &best)?;
+    Ok(StageOutcome {
+        steps: progress.step,
+        best_val_accuracy: progress.best_val_accuracy.unwrap_or(0.0),
+        best_step: progress.best_step,
+        train_tok_s: tokens as f64 / start.elapsed().as_secs_f64().max(1e-9),
+    })
+}
