@@ -81,7 +81,7 @@ impl Attention {
             l.num_kv_heads
         );
         ensure!(
-            l.merge > 0 && l.num_heads % l.merge == 0,
+            l.merge > 0 && l.num_heads.is_multiple_of(l.merge),
             "{} query heads cannot be merged in groups of {}",
             l.num_heads,
             l.merge
