@@ -3,9 +3,11 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
 pub mod eval;
 pub mod fetch;
 pub mod model;
 pub mod progress;
+pub mod recipe;
 pub mod train;

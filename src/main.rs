@@ -6,7 +6,11 @@ use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
 use marill::fetch::{BASE_MODEL_PATH, fetch_base_model};
-use marill::model::{ModelSource, load};
+use marill::checkpoint::{CheckpointSummary, is_checkpoint, load_checkpoint, read_checkpoint};
+use marill::recipe::Recipe;
+use marill::train::export::export_run;
+use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
+use marill::model::{LoadedModel, ModelSource, load};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,8 +32,28 @@ enum Command {
         #[arg(long, default_value = BASE_MODEL_PATH)]
         out: PathBuf,
     },
-    /// Show a model's architecture, parameter count and weight-file sha256.
+    /// Show a model's architecture, parameter count and weight-file sha256, or what a split
+    /// checkpoint keeps public and private.
     Inspect { path: String },
+    /// Train a recipe's teacher and MARILL student into a run directory.
+    Train {
+        /// The recipe (TOML); see recipes/README.md.
+        recipe: PathBuf,
+        /// Run directory (default runs/<recipe name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = StageSelect::All)]
+        stage: StageSelect,
+        /// Continue from the run directory's last saved state.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Write a run's split checkpoints (and PEFT adapters of LoRA checkpoints) to a directory.
+    Export {
+        run: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Evaluate a model on a task.
     Eval(EvalArgs),
     /// Benchmarks.
@@ -75,6 +99,19 @@ struct EvalArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// LoRA training throughput, batch 4 × 64: all layers, and the top half on cached inputs.
+    Train {
+        #[arg(long, default_value = BASE_MODEL_PATH)]
+        model: String,
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        seq: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Model load time and plaintext forward throughput.
     Forward {
         #[arg(long, default_value = BASE_MODEL_PATH)]
@@ -98,6 +135,24 @@ fn model_source(spec: &str) -> Result<ModelSource> {
     ModelSource::parse(spec)
 }
 
+/// Prints a benchmark report and writes it to `json` if given.
+fn print_and_save(report: &impl serde::Serialize, json: Option<&std::path::Path>) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    if let Some(path) = json {
+        marill::atomic::write_json_atomic(path, report).context("writing the report")?;
+    }
+    Ok(())
+}
+
+/// A split checkpoint directory, or any model `--model` accepts.
+fn load_model_or_checkpoint(spec: &str, device: &candle_core::Device) -> Result<LoadedModel> {
+    let path = std::path::Path::new(spec);
+    if is_checkpoint(path) {
+        return Ok(load_checkpoint(path, device)?.0);
+    }
+    load(&model_source(spec)?, device)
+}
+
 fn run(cli: Cli) -> Result<()> {
     let device = candle_core::Device::Cpu;
     match cli.command {
@@ -109,6 +164,34 @@ fn run(cli: Cli) -> Result<()> {
                 "already present"
             };
             println!("{}: {state}, sha256 verified", out.display());
+        }
+        Command::Inspect { path } if is_checkpoint(std::path::Path::new(&path)) => {
+            let (manifest, tensors) = read_checkpoint(std::path::Path::new(&path))?;
+            println!("{}", CheckpointSummary::new(&manifest, &tensors)?);
+        }
+        Command::Train {
+            recipe,
+            out,
+            stage,
+            resume,
+        } => {
+            let out = out.unwrap_or_else(|| {
+                let name = recipe.file_stem().map(|s| s.to_string_lossy().into_owned());
+                PathBuf::from("runs").join(name.unwrap_or_else(|| "run".into()))
+            });
+            let recipe = Recipe::load(&recipe)?;
+            let report = run_training(&TrainRequest {
+                recipe,
+                out: out.clone(),
+                stage,
+                resume,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Export { run, out } => {
+            for path in export_run(&run, &out)? {
+                println!("wrote {}", path.display());
+            }
         }
         Command::Inspect { path } => {
             let source = model_source(&path)?;
@@ -145,10 +228,11 @@ fn run(cli: Cli) -> Result<()> {
             };
             // Rows first: a bad data file fails before the model is loaded.
             let rows = rows.load(args.task, args.limit)?;
-            let loaded = load(&model_source(&args.model)?, &device)?;
+            let loaded = load_model_or_checkpoint(&args.model, &device)?;
             let report = evaluate_plaintext(
                 &loaded,
                 &EvalRequest {
+                    model_name: args.model.clone(),
                     task: args.task,
                     rows,
                     batch: args.batch,
@@ -170,6 +254,16 @@ fn run(cli: Cli) -> Result<()> {
                 report.tokens_per_second
             );
         }
+        Command::Bench(BenchCommand::Train {
+            model,
+            batch,
+            seq,
+            steps,
+            json,
+        }) => {
+            let report = marill::bench::train::bench_train(&model_source(&model)?, batch, seq, steps)?;
+            print_and_save(&report, json.as_deref())?;
+        }
         Command::Bench(BenchCommand::Forward {
             model,
             batch,
@@ -183,10 +277,7 @@ fn run(cli: Cli) -> Result<()> {
                 seq,
                 iterations,
             )?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            if let Some(path) = json {
-                marill::atomic::write_json_atomic(&path, &report).context("writing the report")?;
-            }
+            print_and_save(&report, json.as_deref())?;
         }
     }
     Ok(())

@@ -11,7 +11,8 @@ use marill::model::weights::Weights;
 use marill::model::{Llama, LlamaConfig};
 use marill::train::batch::{Batch, Encoded, forward_batch, prefix_activations};
 use marill::train::loss::choice_cross_entropy;
-use marill::train::optimizer::{AdamWConfig, Schedule};
+use marill::recipe::LrSchedule;
+use marill::train::optimizer::AdamWConfig;
 use marill::train::trainer::{LossWeights, Stage, StageConfig, StageData, train_stage};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -82,7 +83,7 @@ fn config(epochs: usize) -> StageConfig {
             eps: 1e-8,
             weight_decay: 0.01,
         },
-        schedule: Schedule::Cosine,
+        schedule: LrSchedule::Cosine,
         warmup_ratio: 0.1,
         grad_clip: 1.0,
         eval_interval: 3,

@@ -1,3 +1,4 @@
 //! Benchmarks behind `marill bench`.
 
 pub mod forward;
+pub mod train;

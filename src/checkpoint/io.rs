@@ -102,6 +102,7 @@ mod tests {
     use super::super::fixtures::{BASE_SHA256, lora_tensors, random, student};
     use super::super::manifest::CheckpointKind;
     use super::*;
+    use std::path::PathBuf;
 
     fn assert_same_tensors(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) {
         let mut names: Vec<&String> = a.keys().collect();
@@ -115,6 +116,15 @@ mod tests {
             assert_eq!(a[name].dims(), b[name].dims(), "{name}");
             assert_eq!(x, y, "{name}");
         }
+    }
+
+    /// A temporary directory holding the fixture student checkpoint, and the checkpoint's path.
+    fn written_student() -> Result<(tempfile::TempDir, PathBuf)> {
+        let dir = tempfile::tempdir()?;
+        let ckpt = dir.path().join("student");
+        let manifest = student();
+        write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+        Ok((dir, ckpt))
     }
 
     fn message(result: Result<impl std::fmt::Debug>) -> String {
@@ -145,11 +155,8 @@ mod tests {
 
     #[test]
     fn a_rejected_write_keeps_the_old_checkpoint() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let ckpt = dir.path().join("student");
+        let (dir, ckpt) = written_student()?;
         let manifest = student();
-        let old = lora_tensors(&manifest);
-        write_checkpoint(&ckpt, &manifest, &old)?;
         let before = std::fs::read(ckpt.join(PRIVATE_FILE))?;
 
         // Layer 1 is public: a LoRA factor there would leak into the client's prefix.
@@ -172,10 +179,7 @@ mod tests {
 
     #[test]
     fn a_failing_fill_leaves_the_old_directory() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let ckpt = dir.path().join("student");
-        let manifest = student();
-        write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+        let (dir, ckpt) = written_student()?;
         let before = std::fs::read(ckpt.join(MANIFEST_FILE))?;
         let result = replace_dir(&ckpt, MANIFEST_FILE, |staging| {
             std::fs::write(staging.join(MANIFEST_FILE), b"half")?;
@@ -264,11 +268,8 @@ mod tests {
 
     #[test]
     fn broken_manifests_name_the_file() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let ckpt = dir.path().join("ckpt");
+        let (_dir, ckpt) = written_student()?;
         let manifest_path = ckpt.join(MANIFEST_FILE);
-        let manifest = student();
-        write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
 
         let mut json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&manifest_path)?)?;
@@ -289,10 +290,7 @@ mod tests {
 
     #[test]
     fn missing_or_corrupt_tensors_name_the_file() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let ckpt = dir.path().join("ckpt");
-        let manifest = student();
-        write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+        let (_dir, ckpt) = written_student()?;
         let private = ckpt.join(PRIVATE_FILE);
         let bytes = std::fs::read(&private)?;
         std::fs::write(&private, &bytes[..bytes.len() / 2])?;

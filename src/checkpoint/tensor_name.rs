@@ -31,15 +31,6 @@ pub enum LoraFactor {
     B,
 }
 
-impl LoraFactor {
-    fn infix(self) -> &'static str {
-        match self {
-            LoraFactor::A => "lora_A",
-            LoraFactor::B => "lora_B",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LayerNorm {
     Input,
@@ -95,11 +86,14 @@ impl PrivateTensor {
                 layer,
                 target,
                 factor,
-            } => format!(
-                "{LAYER_PREFIX}{layer}.{}.{}.weight",
-                target.module(),
-                factor.infix()
-            ),
+            } => {
+                // One naming for the trainer's variables and the checkpoint: the model's.
+                let (a, b) = crate::model::marill::lora_names(layer, target);
+                match factor {
+                    LoraFactor::A => a,
+                    LoraFactor::B => b,
+                }
+            }
             PrivateTensor::Projection { layer, target } => {
                 format!("{LAYER_PREFIX}{layer}.{}.weight", target.module())
             }

@@ -52,6 +52,8 @@ impl Rows {
 }
 
 pub struct EvalRequest<'a> {
+    /// How the report names the model (the `--model` argument).
+    pub model_name: String,
     pub task: TaskKind,
     /// The rows to evaluate and a name for them (the split or the file).
     pub rows: (Vec<Example>, String),
@@ -85,7 +87,7 @@ pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<Eva
     let wall = start.elapsed().as_secs_f64();
     let report = EvalReport {
         task: req.task.to_string(),
-        model: loaded.source.describe(),
+        model: req.model_name.clone(),
         mode: "plaintext",
         rows: rows_name.clone(),
         n: result.accuracy.total,

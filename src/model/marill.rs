@@ -62,6 +62,20 @@ impl MarillArch {
 }
 
 /// The projection `target` of layer `layer`.
+pub fn projection(model: &Llama, layer: usize, target: LoraTarget) -> &Linear {
+    let l = &model.layers[layer];
+    match target {
+        LoraTarget::Q => &l.attention.q_proj,
+        LoraTarget::K => &l.attention.k_proj,
+        LoraTarget::V => &l.attention.v_proj,
+        LoraTarget::O => &l.attention.o_proj,
+        LoraTarget::Gate => &l.mlp.gate_proj,
+        LoraTarget::Up => &l.mlp.up_proj,
+        LoraTarget::Down => &l.mlp.down_proj,
+    }
+}
+
+/// The projection `target` of layer `layer`, to change.
 pub fn projection_mut(model: &mut Llama, layer: usize, target: LoraTarget) -> &mut Linear {
     let l = &mut model.layers[layer];
     match target {
@@ -138,6 +152,21 @@ pub fn attach_lora(
         }
     }
     Ok(vars)
+}
+
+/// The LoRA factors a model carries, by checkpoint name.
+pub fn adapter_tensors(model: &Llama) -> HashMap<String, Tensor> {
+    let mut out = HashMap::new();
+    for layer in 0..model.num_layers() {
+        for target in LoraTarget::ALL {
+            if let Some(lora) = &projection(model, layer, target).lora {
+                let (a, b) = lora_names(layer, target);
+                out.insert(a, lora.a.detach());
+                out.insert(b, lora.b.detach());
+            }
+        }
+    }
+    out
 }
 
 /// Attaches frozen adapters from checkpoint tensors (no variables, no dropout).

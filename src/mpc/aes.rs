@@ -118,7 +118,11 @@ fn encrypt_portable(sbox: &[u8; 256], rk: &RoundKeys, block: [u8; 16]) -> [u8; 1
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "aes,sse2")]
 #[allow(clippy::needless_range_loop)]
-fn encrypt3_ni<const N: usize>(rk: &[RoundKeys; 3], blocks: [[u8; 16]; N]) -> [[[u8; 16]; 3]; N] {
+fn encrypt_ni<const N: usize, const K: usize>(
+    rk: &[RoundKeys; 3],
+    blocks: [[u8; 16]; N],
+    which: [[usize; K]; N],
+) -> [[[u8; 16]; K]; N] {
     use std::arch::x86_64::*;
     // Plain loops: closures would not inherit the target features and would not inline.
     // SAFETY: unaligned loads and stores of 16-byte arrays; the features are enabled.
@@ -129,50 +133,54 @@ fn encrypt3_ni<const N: usize>(rk: &[RoundKeys; 3], blocks: [[u8; 16]; N]) -> [[
                 keys[k][r] = _mm_loadu_si128(rk[k][r].as_ptr().cast());
             }
         }
-        // 3N independent blocks in flight hide the AES latency.
-        let mut s = [[_mm_setzero_si128(); 3]; N];
+        // N K independent blocks in flight hide the AES latency.
+        let mut s = [[_mm_setzero_si128(); K]; N];
         for lane in 0..N {
             let b = _mm_loadu_si128(blocks[lane].as_ptr().cast());
-            for k in 0..3 {
-                s[lane][k] = _mm_xor_si128(b, keys[k][0]);
+            for j in 0..K {
+                s[lane][j] = _mm_xor_si128(b, keys[which[lane][j]][0]);
             }
         }
         for round in 1..10 {
             for lane in 0..N {
-                for k in 0..3 {
-                    s[lane][k] = _mm_aesenc_si128(s[lane][k], keys[k][round]);
+                for j in 0..K {
+                    s[lane][j] = _mm_aesenc_si128(s[lane][j], keys[which[lane][j]][round]);
                 }
             }
         }
-        let mut out = [[[0u8; 16]; 3]; N];
+        let mut out = [[[0u8; 16]; K]; N];
         for lane in 0..N {
-            for k in 0..3 {
-                let last = _mm_aesenclast_si128(s[lane][k], keys[k][10]);
-                _mm_storeu_si128(out[lane][k].as_mut_ptr().cast(), last);
+            for j in 0..K {
+                let last = _mm_aesenclast_si128(s[lane][j], keys[which[lane][j]][10]);
+                _mm_storeu_si128(out[lane][j].as_mut_ptr().cast(), last);
             }
         }
         out
     }
 }
 
-/// `AES_{k_i}(block)` for the three fixed keys, for `N` blocks at once.
-fn encrypt3<const N: usize>(blocks: [[u8; 16]; N]) -> [[[u8; 16]; 3]; N] {
+/// `AES_{k_w}(block)` for the keys `w` listed per block, `N` blocks at once.
+fn encrypt<const N: usize, const K: usize>(
+    blocks: [[u8; 16]; N],
+    which: [[usize; K]; N],
+) -> [[[u8; 16]; K]; N] {
     let t = tables();
     #[cfg(target_arch = "x86_64")]
     if t.aes_ni {
         // SAFETY: AES-NI was detected at runtime.
-        return unsafe { encrypt3_ni(&t.round_keys, blocks) };
+        return unsafe { encrypt_ni(&t.round_keys, blocks, which) };
     }
-    blocks.map(|b| {
-        t.round_keys
-            .each_ref()
-            .map(|rk| encrypt_portable(&t.sbox, rk, b))
+    std::array::from_fn(|i| {
+        which[i].map(|k| encrypt_portable(&t.sbox, &t.round_keys[k], blocks[i]))
     })
 }
 
-/// The PRG on `N` seeds: three 128-bit blocks `AES_{k_i}(seed) xor seed` each.
-pub fn expand3<const N: usize>(seeds: [u128; N]) -> [[u128; 3]; N] {
-    let out = encrypt3(seeds.map(u128::to_le_bytes));
+/// `AES_{k_w}(seed) xor seed` for the listed keys of each of `N` seeds.
+pub fn expand<const N: usize, const K: usize>(
+    seeds: [u128; N],
+    which: [[usize; K]; N],
+) -> [[u128; K]; N] {
+    let out = encrypt(seeds.map(u128::to_le_bytes), which);
     std::array::from_fn(|i| out[i].map(|b| u128::from_le_bytes(b) ^ seeds[i]))
 }
 
@@ -199,7 +207,11 @@ mod tests {
                 .round_keys
                 .each_ref()
                 .map(|rk| encrypt_portable(&t.sbox, rk, block));
-            assert_eq!(encrypt3([block, block]), [portable, portable]);
+            assert_eq!(
+                encrypt([block, block], [[0, 1, 2]; 2]),
+                [portable, portable]
+            );
+            assert_eq!(encrypt([block], [[2, 0]]), [[portable[2], portable[0]]]);
         }
     }
 }

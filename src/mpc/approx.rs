@@ -89,22 +89,20 @@ fn grid_guess(
 /// `1 / x` for `x in [lo, hi]`, positive, at `f + e` fractional bits with
 /// `e = ceil(log2 hi)` so that small results keep their relative precision; returns the
 /// result and its fractional bits. Grid guess (relative error <= 9%) and two Newton steps
-/// `y (2 - x y)`. Rounds 9 / 14. Relative error <= 1e-4 (plus input quantisation).
+/// `y (2 - x y)`. Rounds 9 / 10. Relative error <= 1e-4 (plus input quantisation).
 pub fn reciprocal_wide(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<(Share, u32)> {
     let f = p.fixed_point().frac_bits;
     let wide = f + (hi.log2().ceil().max(0.0) as u32).min(20);
     let mut y = grid_guess(p, x, f, wide, lo, hi, |v| 1.0 / v)?;
     for _ in 0..NEWTON_STEPS {
-        let xy = p.bilinear(x, &y, Bilinear::Mul)?;
-        let xy = p.truncate(&xy, wide)?;
+        let xy = p.bilinear_truncate(x, &y, Bilinear::Mul, wide)?;
         let two_minus = add_const(p, &xy.neg(), 2.0)?;
-        let next = p.bilinear(&y, &two_minus, Bilinear::Mul)?;
-        y = p.truncate(&next, f)?;
+        y = p.bilinear_truncate(&y, &two_minus, Bilinear::Mul, f)?;
     }
     Ok((y, wide))
 }
 
-/// `1 / x` at the default precision; see [`reciprocal_wide`]. Rounds 10 / 15, words 13.5 / 46.5.
+/// `1 / x` at the default precision; see [`reciprocal_wide`]. Rounds 10 / 11, words 13.5 / 44.5.
 pub fn reciprocal(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<Share> {
     let (y, wide) = reciprocal_wide(p, x, lo, hi)?;
     narrow_to_default(p, y, wide)
@@ -116,7 +114,7 @@ pub fn reciprocal(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<S
 /// when `x` is large (outliers), and is returned with them. Grid guess (relative error <= 4.5%,
 /// so no convergence problem at small inputs, unlike an exp-based guess) and two Newton steps
 /// `y (3 - (x y) y) / 2`, with `x y` formed first so no intermediate underflows.
-/// Needs `sqrt(hi) 2^(x_frac + f + e) < 2^61`. Rounds 13 / 19. Relative error <= 1e-4.
+/// Needs `sqrt(hi) 2^(x_frac + f + e) < 2^61`. Rounds 13 / 14. Relative error <= 1e-4.
 pub fn rsqrt_wide(
     p: &mut dyn Protocol,
     x: &Share,
@@ -128,19 +126,16 @@ pub fn rsqrt_wide(
     let wide = f + ((hi.log2() / 2.0).ceil().max(0.0) as u32).min(20);
     let mut y = grid_guess(p, x, x_frac, wide, lo, hi, |v| 1.0 / v.sqrt())?;
     for _ in 0..NEWTON_STEPS {
-        let xy = p.bilinear(x, &y, Bilinear::Mul)?;
-        let xy = p.truncate(&xy, x_frac + wide - f)?;
-        let xyy = p.bilinear(&xy, &y, Bilinear::Mul)?;
-        let xyy = p.truncate(&xyy, wide)?;
+        let xy = p.bilinear_truncate(x, &y, Bilinear::Mul, x_frac + wide - f)?;
+        let xyy = p.bilinear_truncate(&xy, &y, Bilinear::Mul, wide)?;
         let h = add_const(p, &xyy.neg(), 3.0)?;
         // y h / 2: the halving rides on the truncation.
-        let next = p.bilinear(&y, &h, Bilinear::Mul)?;
-        y = p.truncate(&next, f + 1)?;
+        y = p.bilinear_truncate(&y, &h, Bilinear::Mul, f + 1)?;
     }
     Ok((y, wide))
 }
 
-/// `1 / sqrt(x)` at `f` fractional bits; see [`rsqrt_wide`]. Rounds 14 / 21, words 19.5 / 53.5.
+/// `1 / sqrt(x)` at `f` fractional bits; see [`rsqrt_wide`]. Rounds 14 / 15, words 19.5 / 50.5.
 pub fn rsqrt(p: &mut dyn Protocol, x: &Share, x_frac: u32, lo: f64, hi: f64) -> Result<Share> {
     let (y, wide) = rsqrt_wide(p, x, x_frac, lo, hi)?;
     narrow_to_default(p, y, wide)
@@ -194,7 +189,7 @@ fn apply_mask(x: &Share, mask: &[bool]) -> Result<Share> {
 /// Softmax along the last axis, optionally with a causal mask (`[.., T, T]`, row `i` sees
 /// columns `<= i`). Max by tournament with fuzzy comparisons (2 log2 n rounds; shift
 /// invariance makes the fuzz harmless), [`exp`] (9), row sums, [`reciprocal`] over `[1, n+1]`
-/// (9), product (2). n = 64: rounds 32 / 44, words 13.7 / 31.6. Max error 6e-3 (tested 5e-3 on
+/// (9), product (2). n = 64: rounds 32 / 39, words 13.7 / 31.1. Max error 6e-3 (tested 5e-3 on
 /// N(0, 3) scores) for a row range < 256.
 pub fn softmax(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
     let fp = p.fixed_point();
@@ -209,12 +204,11 @@ pub fn softmax(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
     }
     let sum = e.sum_axis(axis)?;
     let (inv, wide) = reciprocal_wide(p, &sum, 0.5, n as f64 + 1.0)?;
-    let out = p.bilinear(&e, &inv, Bilinear::Mul)?;
-    p.truncate(&out, wide)
+    p.bilinear_truncate(&e, &inv, Bilinear::Mul, wide)
 }
 
 /// MPCFormer's 2Quad: `(x + c)^2 / sum (x + c)^2` with `c = 5`, masked entries 0.
-/// n = 64: rounds 13 / 19, words 4.2 / 9.1. Exact up to fixed-point error (2e-3).
+/// n = 64: rounds 13 / 13, words 4.2 / 8.0. Exact up to fixed-point error (2e-3).
 pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
     let axis = x.shape().len() - 1;
     let n = x.shape()[axis];
@@ -226,8 +220,7 @@ pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Sh
     // Bound the row sum away from 0 so the reciprocal's range holds.
     let sum = add_const(p, &q.sum_axis(axis)?, 1e-3)?;
     let (inv, wide) = reciprocal_wide(p, &sum, 1e-3, 1e4 * n as f64)?;
-    let out = p.bilinear(&q, &inv, Bilinear::Mul)?;
-    p.truncate(&out, wide)
+    p.bilinear_truncate(&q, &inv, Bilinear::Mul, wide)
 }
 
 /// MPCFormer's Quad GeLU replacement `0.125 x^2 + 0.25 x + 0.5`: rounds 2 / 3, words 2 / 3.5.
@@ -325,20 +318,18 @@ pub fn polynomial(p: &mut dyn Protocol, t: &Share, coef: &[f64]) -> Result<Share
         for (j, m) in need.iter().zip(p.mask(&shares)?) {
             masked[*j] = Some(m);
         }
-        let prods = factors
+        let pairs: Vec<(&Masked, &Masked)> = factors
             .iter()
             .map(|&(a, b)| {
-                let (ma, mb) = (
+                (
                     masked[a].as_ref().expect("masked"),
                     masked[b].as_ref().expect("masked"),
-                );
-                p.product(ma, mb, Bilinear::Mul)?.reshape(&[t.len()])
+                )
             })
-            .collect::<Result<Vec<_>>>()?;
-        let joined = Share::concat(&prods.iter().collect::<Vec<_>>(), 0)?;
-        let trunc = p.truncate(&joined, f)?;
-        for (i, &k) in next.iter().enumerate() {
-            pow[k] = Some(trunc.narrow(0, i * t.len(), t.len())?.reshape(t.shape())?);
+            .collect();
+        let powers = p.product_truncate(&pairs, Bilinear::Mul, f)?;
+        for (&k, power) in next.iter().zip(powers) {
+            pow[k] = Some(power);
         }
         have = *next.last().expect("non-empty");
     }
@@ -424,7 +415,7 @@ fn erf(x: f64) -> f64 {
 }
 
 /// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-6 fit on `[0, 8]`.
-/// Rounds 10 / 16, words 13.5 / 26. Max error 5e-3 (fit 3e-3 + cut-off 2.7e-3).
+/// Rounds 10 / 11, words 13.5 / 23.5. Max error 5e-3 (fit 3e-3 + cut-off 2.7e-3).
 pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     silu_wide(p, x, 0)
 }
@@ -436,7 +427,7 @@ pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Sha
 }
 
 /// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-6 fit on `[0, 4]`.
-/// Rounds 10 / 16, words 13.5 / 26. Max error 3e-3.
+/// Rounds 10 / 11, words 13.5 / 23.5. Max error 3e-3.
 pub fn gelu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     gelu_wide(p, x, 0)
 }
@@ -448,7 +439,7 @@ pub fn gelu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Sha
 
 /// Sigmoid as `1 - s(|x|)` for `x >= 0` and `s(|x|)` below, `s(t) = sigmoid(-t)` fitted on
 /// `[0, 8]` (degree 6): the same structure as [`silu`] plus one product.
-/// Rounds 11 / 17, words 14.5 / 27.5. Max error 5e-3.
+/// Rounds 11 / 12, words 14.5 / 25. Max error 5e-3.
 pub fn sigmoid(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let fp = p.fixed_point();
     // A wrong sign near 0 is harmless: 1 - s(x) = sigmoid(x) on both sides.
@@ -529,8 +520,7 @@ fn mean_square(p: &mut dyn Protocol, sum_sq: &Share, d: usize, eps: f64) -> Resu
 fn normalise(p: &mut dyn Protocol, x: &Share, ms: &Share, gamma: Option<&[f64]>) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     let (r, r_frac) = rsqrt_wide(p, ms, f + EXP_EXTRA_BITS, 1e-4, 2f64.powi(20))?;
-    let prod = p.bilinear(x, &r, Bilinear::Mul)?;
-    let out = p.truncate(&prod, r_frac)?;
+    let out = p.bilinear_truncate(x, &r, Bilinear::Mul, r_frac)?;
     match gamma {
         None => Ok(out),
         Some(g) => {

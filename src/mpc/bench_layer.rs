@@ -185,9 +185,8 @@ pub fn layer(p: &mut dyn Protocol, s: &LayerShape, x: &Share, w: &SharedLayer) -
     // Query heads sharing a KV head are stacked along rows: [kv, g T, hd].
     let qg = q.reshape(&[s.kv_heads, g * t, hd])?;
     let scores = ops::labelled(p, "matmul", |p| {
-        let sc = p.bilinear(&qg, &k.transpose()?, Bilinear::MatMul)?;
-        let scale_bits = (hd as f64).log2() / 2.0;
-        p.truncate(&sc, f + scale_bits.round() as u32)
+        let scale_bits = ((hd as f64).log2() / 2.0).round() as u32;
+        p.bilinear_truncate(&qg, &k.transpose()?, Bilinear::MatMul, f + scale_bits)
     })?;
     let probs = ops::labelled(p, "softmax", |p| {
         approx::softmax(p, &scores.reshape(&[s.heads, t, t])?, true)
@@ -209,8 +208,7 @@ pub fn layer(p: &mut dyn Protocol, s: &LayerShape, x: &Share, w: &SharedLayer) -
     let (gate, up) = (gu.narrow(1, 0, s.ffn)?, gu.narrow(1, s.ffn, s.ffn)?);
     let act = ops::labelled(p, "activation", |p| approx::silu_wide(p, &gate, f))?;
     let down = ops::labelled(p, "matmul", |p| {
-        let m = p.bilinear(&act, &up, Bilinear::Mul)?;
-        let m = p.truncate(&m, 2 * f)?;
+        let m = p.bilinear_truncate(&act, &up, Bilinear::Mul, 2 * f)?;
         ops::matmul_weight(p, &m, &w.down)
     })?;
     x1.add(&down)

@@ -28,12 +28,22 @@ struct Expanded {
 }
 
 /// The length-doubling PRG G on `N` seeds: seed -> (s_L, v_L, t_L, s_R, v_R, t_R) from three
-/// fixed-key AES blocks; the control bits are the seeds' low bits (seeds keep 127 bits).
+/// fixed-key AES blocks (block 0: left seed, block 1: right seed, block 2: both values); the
+/// control bits are the seeds' low bits (seeds keep 127 bits).
 fn expand<const N: usize>(seeds: [u128; N]) -> [Expanded; N] {
-    aes::expand3(seeds).map(|[b0, b1, b2]| Expanded {
+    aes::expand(seeds, [[0, 1, 2]; N]).map(|[b0, b1, b2]| Expanded {
         s: [b0 & !1, b1 & !1],
         v: [b2 as u64, (b2 >> 64) as u64],
         t: [b0 & 1 == 1, b1 & 1 == 1],
+    })
+}
+
+/// One side of G (what evaluation needs): `(s, v, t)` of child `side` in two AES blocks.
+fn expand_side<const N: usize>(seeds: [u128; N], sides: [usize; N]) -> [(u128, u64, bool); N] {
+    let out = aes::expand(seeds, sides.map(|side| [side, 2]));
+    std::array::from_fn(|i| {
+        let [b, bv] = out[i];
+        (b & !1, (bv >> (64 * sides[i])) as u64, b & 1 == 1)
     })
 }
 
@@ -107,19 +117,20 @@ fn eval_lanes<const N: usize>(
     let n = levels as usize;
     let (mut s, mut t, mut v) = (seeds, [party == 1; N], [0u64; N]);
     for i in 0..levels {
-        let g = expand(s);
+        let sides: [usize; N] = std::array::from_fn(|lane| bit(xs[lane], levels, i));
+        let g = expand_side(s, sides);
         for lane in 0..N {
             let cw = cws[lane];
             let w = &cw[3 * i as usize..3 * i as usize + 3];
             let (s_cw, v_cw) = (w[0] as u128 | (w[1] as u128) << 64, w[2]);
-            let side = bit(xs[lane], levels, i);
+            let side = sides[lane];
+            let (g_s, g_v, g_t) = g[lane];
             let t_cw = (cw[3 * n + side] >> i) & 1 == 1;
             let tl = t[lane];
             let v_corr = if tl { v_cw } else { 0 };
-            v[lane] =
-                v[lane].wrapping_add(signed(party == 1, g[lane].v[side].wrapping_add(v_corr)));
-            s[lane] = g[lane].s[side] ^ if tl { s_cw } else { 0 };
-            t[lane] = g[lane].t[side] ^ (tl & t_cw);
+            v[lane] = v[lane].wrapping_add(signed(party == 1, g_v.wrapping_add(v_corr)));
+            s[lane] = g_s ^ if tl { s_cw } else { 0 };
+            t[lane] = g_t ^ (tl & t_cw);
         }
     }
     std::array::from_fn(|lane| {

@@ -93,30 +93,31 @@ pub fn zeros_like(x: &Share) -> Share {
     x.scale(0)
 }
 
-/// Element-wise product: rounds 2 / 3, words 3 / 3.5.
+/// Element-wise product: rounds 2 / 2, words 3 / 3.
 pub fn mul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
-    let z = p.bilinear(x, y, Bilinear::Mul)?;
-    p.truncate(&z, p.fixed_point().frac_bits)
+    let f = p.fixed_point().frac_bits;
+    p.bilinear_truncate(x, y, Bilinear::Mul, f)
 }
 
-/// Square: rounds 2 / 3, words 2 / 3.5.
+/// Square: rounds 2 / 2, words 2 / 3.
 pub fn square(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
-    let z = p.square(x)?;
-    p.truncate(&z, p.fixed_point().frac_bits)
+    let f = p.fixed_point().frac_bits;
+    let m = p.mask(&[x])?.remove(0);
+    Ok(p.product_truncate(&[(&m, &m)], Bilinear::Mul, f)?.remove(0))
 }
 
 /// Secret x secret matmul: 2pc-dealer opens both operands (1 round) then truncates the
-/// output (1); 3pc reshares the output (1) then truncates (2).
+/// output (1); 3pc opens its output terms for the truncation (1) and reshares (1).
 pub fn matmul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
-    let z = p.bilinear(x, y, Bilinear::MatMul)?;
-    p.truncate(&z, p.fixed_point().frac_bits)
+    let f = p.fixed_point().frac_bits;
+    p.bilinear_truncate(x, y, Bilinear::MatMul, f)
 }
 
-/// `x W` for a server weight: 2pc-dealer opens only `x` (1 round) and truncates the output (1);
-/// 3pc as [`matmul`].
+/// `x W` for a server weight: 2pc-dealer sends only the client's masked `x` (1 round, one way)
+/// and truncates the output (1); 3pc as [`matmul`].
 pub fn matmul_weight(p: &mut dyn Protocol, x: &Share, w: &SecretWeight) -> Result<Share> {
-    let z = p.matmul_weight(x, w)?;
-    p.truncate(&z, p.fixed_point().frac_bits)
+    let f = p.fixed_point().frac_bits;
+    p.matmul_weight_truncate(x, w, f)
 }
 
 /// `x W` for a public real `W`: local product + trunc.
@@ -147,27 +148,14 @@ pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64, max_raw_log2: f64) -> Resu
 
 /// Element-wise products of several same-shape pairs in one round (untruncated).
 pub fn mul_many(p: &mut dyn Protocol, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
-    let flat = |s: &Share| s.reshape(&[s.len()]);
-    let xs = pairs
-        .iter()
-        .map(|(x, _)| flat(x))
-        .collect::<Result<Vec<_>>>()?;
-    let ys = pairs
-        .iter()
-        .map(|(_, y)| flat(y))
-        .collect::<Result<Vec<_>>>()?;
-    let x = Share::concat(&xs.iter().collect::<Vec<_>>(), 0)?;
-    let y = Share::concat(&ys.iter().collect::<Vec<_>>(), 0)?;
-    let z = p.bilinear(&x, &y, Bilinear::Mul)?;
-    let mut offset = 0;
-    pairs
-        .iter()
-        .map(|(a, _)| {
-            let part = z.narrow(0, offset, a.len())?.reshape(a.shape())?;
-            offset += a.len();
-            Ok(part)
-        })
-        .collect()
+    let xs: Vec<Share> = pairs.iter().map(|(x, _)| (*x).clone()).collect();
+    let ys: Vec<Share> = pairs.iter().map(|(_, y)| (*y).clone()).collect();
+    let z = p.bilinear(
+        &Share::concat_flat(&xs)?,
+        &Share::concat_flat(&ys)?,
+        Bilinear::Mul,
+    )?;
+    z.split_flat(&xs)
 }
 
 /// `[x < t_j]` as integer shares for real thresholds, all from one opening of

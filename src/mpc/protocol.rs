@@ -168,6 +168,21 @@ impl SecretWeight {
     }
 }
 
+/// The value an owning party must pass to [`Protocol::input`] or [`Protocol::weight`], checked.
+pub(crate) fn supplied<'a>(
+    value: Option<&'a RingTensor>,
+    shape: &[usize],
+    owner: Role,
+) -> Result<&'a RingTensor> {
+    let v = value.ok_or_else(|| anyhow::anyhow!("{owner} must supply its input"))?;
+    anyhow::ensure!(
+        v.shape() == shape,
+        "input shape {:?} vs {shape:?}",
+        v.shape()
+    );
+    Ok(v)
+}
+
 /// One party's endpoint of a protocol run. All parties (dealer and helper included) run the
 /// same program against this trait; shapes and control flow are public.
 ///
@@ -215,10 +230,47 @@ pub trait Protocol: Send {
         self.product(&m, &m, Bilinear::Mul)
     }
 
+    /// `truncate(x_j * y_j, bits)` under `op` for several prepared pairs, all truncated in one
+    /// round. 3pc folds the products' resharing into that round's opening.
+    fn product_truncate(
+        &mut self,
+        pairs: &[(&Masked, &Masked)],
+        op: Bilinear,
+        bits: u32,
+    ) -> Result<Vec<Share>> {
+        let prods = pairs
+            .iter()
+            .map(|(x, y)| self.product(x, y, op))
+            .collect::<Result<Vec<_>>>()?;
+        let joined = Share::concat_flat(&prods)?;
+        let t = self.truncate(&joined, bits)?;
+        t.split_flat(&prods)
+    }
+
+    /// `truncate(op(x, y), bits)`: [`Protocol::mask`] and [`Protocol::product_truncate`].
+    fn bilinear_truncate(
+        &mut self,
+        x: &Share,
+        y: &Share,
+        op: Bilinear,
+        bits: u32,
+    ) -> Result<Share> {
+        let m = self.mask(&[x, y])?;
+        Ok(self
+            .product_truncate(&[(&m[0], &m[1])], op, bits)?
+            .remove(0))
+    }
+
     /// `x W` for a shared server weight, reusing its opened mask (untruncated).
     fn matmul_weight(&mut self, x: &Share, w: &SecretWeight) -> Result<Share> {
         let m = self.mask(&[x])?.remove(0);
         self.product(&m, &w.0, Bilinear::MatMul)
+    }
+
+    /// `truncate(x W, bits)` for a shared server weight.
+    fn matmul_weight_truncate(&mut self, x: &Share, w: &SecretWeight, bits: u32) -> Result<Share> {
+        let z = self.matmul_weight(x, w)?;
+        self.truncate(&z, bits)
     }
 
     /// Arithmetic shift right by `bits` of a signed value with `|x| < 2^61`; the result is the

@@ -10,12 +10,18 @@
 //!   receives values masked by a client–server PRG). This is sound because no two parties
 //!   collude: the helper knows the masks but never a masked value, client and server see only
 //!   masked values.
+//! - A product followed by a truncation skips the product's resharing: its 3-of-3 terms enter
+//!   the truncation's opening directly (two rounds in all).
+//! - Comparison is therefore not by bit decomposition but by the helper's DCF keys: one round
+//!   plus the resharing, and far fewer bytes.
 
 use super::comm::{Communicator, Phase};
 use super::dealer::Dealer;
 use super::fixed::FixedPoint;
 use super::prg::{Prg, Seed};
-use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role};
+use super::protocol::{
+    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, supplied,
+};
 use super::ring::RingTensor;
 use super::share::Share;
 use super::two_party::TwoPartyDealer;
@@ -96,6 +102,18 @@ impl Replicated {
             prev: Prg::derive(&prev_seed, ZERO_STREAM),
             pair,
         })
+    }
+
+    /// This party's 3-of-3 additive term of `op(x, y)`:
+    /// `z_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i)` plus its zero share.
+    fn local_term(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<RingTensor> {
+        let (x0, x1) = Self::parts(&x.share)?;
+        let (y0, y1) = Self::parts(&y.share)?;
+        let shape = op.shape(x.shape(), y.shape())?;
+        let zero = self.next.ring(&shape).sub(&self.prev.ring(&shape))?;
+        op.apply(x0, &y0.add(y1)?)?
+            .add(&op.apply(x1, y0)?)?
+            .add(&zero)
     }
 
     fn proto(&mut self) -> &mut dyn Protocol {
@@ -207,12 +225,7 @@ impl Protocol for Replicated {
         let o = owner.index();
         let me = self.party;
         if me == o {
-            let v = value.ok_or_else(|| anyhow::anyhow!("{owner} must supply its input"))?;
-            ensure!(
-                v.shape() == shape,
-                "input shape {:?} vs {shape:?}",
-                v.shape()
-            );
+            let v = supplied(value, shape, owner)?;
             let x_next = self.next.ring(shape);
             let x_own = self.prev.ring(shape);
             let x_last = v.sub(&x_own)?.sub(&x_next)?;
@@ -276,21 +289,60 @@ impl Protocol for Replicated {
             .collect())
     }
 
-    /// `z_i = op(x_i, y_i + y_{i+1}) + op(x_{i+1}, y_i) + zero_i`, then `z_i` goes to party
-    /// `i - 1`: one round, `|z|` words each.
+    /// This party's 3-of-3 term `z_i` goes to party `i - 1`: one round, `|z|` words each.
     fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share> {
-        let (x0, x1) = Self::parts(&x.share)?;
-        let (y0, y1) = Self::parts(&y.share)?;
-        let shape = op.shape(x.shape(), y.shape())?;
-        let zero = self.next.ring(&shape).sub(&self.prev.ring(&shape))?;
-        let z = op
-            .apply(x0, &y0.add(y1)?)?
-            .add(&op.apply(x1, y0)?)?
-            .add(&zero)?;
+        let z = self.local_term(x, y, op)?;
         let (prev, next) = ((self.party + 2) % 3, (self.party + 1) % 3);
         self.comm().send(prev, z.data(), Phase::Online)?;
+        let shape = z.shape().to_vec();
         let z_next = RingTensor::new(&shape, self.comm().recv(next, Phase::Online)?)?;
         Self::replicated(&shape, z, z_next)
+    }
+
+    /// The products' 3-of-3 terms go straight into the truncation's opening: client and server
+    /// open `z_c + r_c` and `z_s + r_s` to each other while the helper sends them `z_h` (masked
+    /// by a zero share they cannot both remove), then the 2-of-2 result is reshared. Two rounds
+    /// instead of three.
+    fn product_truncate(
+        &mut self,
+        pairs: &[(&Masked, &Masked)],
+        op: Bilinear,
+        bits: u32,
+    ) -> Result<Vec<Share>> {
+        let terms = pairs
+            .iter()
+            .map(|(x, y)| self.local_term(x, y, op))
+            .collect::<Result<Vec<_>>>()?;
+        let shapes: Vec<Share> = terms
+            .iter()
+            .map(|t| Share::new(t.shape(), vec![]))
+            .collect::<Result<_>>()?;
+        let flat: Vec<u64> = terms
+            .iter()
+            .flat_map(|t| t.data().iter().copied())
+            .collect();
+        let n = flat.len();
+        let t = match &mut self.inner {
+            Inner::Party(party) => {
+                let z = Share::new(&[n], vec![RingTensor::new(&[n], flat)?])?;
+                party.truncate_with_dealer_addend(&z, bits)?
+            }
+            Inner::Helper(dealer) => {
+                let t = dealer.truncate(&Share::new(&[n], vec![])?, bits)?;
+                for to in [0, 1] {
+                    dealer.comm().send(to, &flat, Phase::Online)?;
+                }
+                t
+            }
+        };
+        self.reshare_additive(&[t])?.remove(0).split_flat(&shapes)
+    }
+
+    fn matmul_weight_truncate(&mut self, x: &Share, w: &SecretWeight, bits: u32) -> Result<Share> {
+        let m = self.mask(&[x])?.remove(0);
+        Ok(self
+            .product_truncate(&[(&m, &w.0)], Bilinear::MatMul, bits)?
+            .remove(0))
     }
 
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {

@@ -161,6 +161,27 @@ impl Share {
         Self::new(&shape, parts)
     }
 
+    /// All elements of `shares` in one flat share (to batch an operation over them).
+    pub fn concat_flat(shares: &[Share]) -> Result<Self> {
+        let flat = shares
+            .iter()
+            .map(|s| s.reshape(&[s.len()]))
+            .collect::<Result<Vec<_>>>()?;
+        Self::concat(&flat.iter().collect::<Vec<_>>(), 0)
+    }
+
+    /// Undo [`Share::concat_flat`]: split into the shapes of `like`.
+    pub fn split_flat(&self, like: &[Share]) -> Result<Vec<Self>> {
+        let mut offset = 0;
+        like.iter()
+            .map(|l| {
+                let part = self.narrow(0, offset, l.len())?.reshape(l.shape())?;
+                offset += l.len();
+                Ok(part)
+            })
+            .collect()
+    }
+
     /// Sum along `axis`, keeping it with length 1.
     pub fn sum_axis(&self, axis: usize) -> Result<Self> {
         ensure!(

@@ -8,6 +8,7 @@ use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Largest frame accepted (a guard against corrupt length prefixes).
@@ -15,7 +16,9 @@ const MAX_FRAME: u64 = 1 << 34;
 
 struct PeerConn {
     reader: BufReader<TcpStream>,
-    writer: Sender<Vec<u8>>,
+    /// `None` once closed.
+    writer: Option<Sender<Vec<u8>>>,
+    writer_thread: Option<JoinHandle<()>>,
     /// Set by the writer thread when a write fails.
     write_error: Arc<Mutex<Option<String>>>,
 }
@@ -122,7 +125,7 @@ impl TcpTransport {
         let (tx, rx) = channel::<Vec<u8>>();
         let write_error = Arc::new(Mutex::new(None));
         let err_slot = write_error.clone();
-        std::thread::spawn(move || {
+        let writer_thread = std::thread::spawn(move || {
             for frame in rx {
                 let res = write_half
                     .write_all(&(frame.len() as u64).to_le_bytes())
@@ -136,7 +139,8 @@ impl TcpTransport {
         });
         Ok(PeerConn {
             reader: BufReader::with_capacity(1 << 20, stream),
-            writer: tx,
+            writer: Some(tx),
+            writer_thread: Some(writer_thread),
             write_error,
         })
     }
@@ -159,6 +163,8 @@ impl Transport for TcpTransport {
             });
         }
         conn.writer
+            .as_ref()
+            .ok_or(TransportError::Disconnected { peer: to })?
             .send(message)
             .map_err(|_| TransportError::Disconnected { peer: to })
     }
@@ -183,5 +189,16 @@ impl Transport for TcpTransport {
         let mut buf = vec![0u8; len as usize];
         read(&mut conn.reader, &mut buf)?;
         Ok(buf)
+    }
+}
+
+/// Closing flushes: queued frames are written before the connection goes (a dealer that
+/// finishes early must not take its last material with it). Bounded by the write timeout.
+impl Drop for PeerConn {
+    fn drop(&mut self) {
+        self.writer.take();
+        if let Some(t) = self.writer_thread.take() {
+            let _ = t.join();
+        }
     }
 }

@@ -6,7 +6,7 @@ use super::local::{LocalRun, RunOptions, run_local, run_local_with};
 use super::ops;
 use super::prg::Prg;
 use super::protocol::Comparison;
-use super::protocol::{Protocol, ProtocolKind, Role};
+use super::protocol::{Bilinear, Protocol, ProtocolKind, Role};
 use super::share::Share;
 use super::transport::{MemoryTransport, Transport, TransportError};
 use anyhow::Result;
@@ -103,6 +103,11 @@ fn products_truncation_and_public_ops() {
             let w1 = ops::matmul_weight(p, &xs, &ws)?;
             // The weight's mask is reused: a second product costs only the activation opening.
             let w2 = ops::matmul_weight(p, &ys, &ws)?;
+            // The generic product path with a weight gives the same.
+            let ym = p.mask(&[&ys])?.remove(0);
+            let w2_generic = p
+                .product_truncate(&[(&ym, &ws.0)], Bilinear::MatMul, 16)?
+                .remove(0);
             let wt = ops::encode(p, &w, &[20, 12])?;
             let wp = ops::matmul_public(p, &xs, &wt)?;
             let sc = ops::scale(p, &xs, 1.0 / 576.0, 16.0 + 9.0)?;
@@ -113,6 +118,7 @@ fn products_truncation_and_public_ops() {
                     &mm.reshape(&[144])?,
                     &w1.reshape(&[144])?,
                     &w2.reshape(&[144])?,
+                    &w2_generic.reshape(&[144])?,
                     &wp.reshape(&[144])?,
                     &sc.reshape(&[240])?,
                 ],
@@ -136,6 +142,7 @@ fn products_truncation_and_public_ops() {
         want.extend(x.iter().map(|a| a * a));
         want.extend(mm(&x, &y, true));
         want.extend(mm(&x, &w, false));
+        want.extend(mm(&y, &w, false));
         want.extend(mm(&y, &w, false));
         want.extend(mm(&x, &w, false));
         want.extend(x.iter().map(|a| a / 576.0));

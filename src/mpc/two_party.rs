@@ -8,7 +8,9 @@ use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
-use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight};
+use super::protocol::{
+    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, supplied,
+};
 use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, bail, ensure};
@@ -45,6 +47,15 @@ impl DealerLink {
             .map(|_| self.prg.next_u64() as u128 | (self.prg.next_u64() as u128) << 64)
             .collect()
     }
+}
+
+/// What a truncation opening carries besides the truncation, see
+/// [`TwoPartyDealer::truncation`].
+#[derive(Default)]
+struct TruncationRequest {
+    extra: usize,
+    cmp: Option<MaskedCompare>,
+    dealer_addend: bool,
 }
 
 /// A truncation opening, see [`TwoPartyDealer::truncation`].
@@ -133,14 +144,20 @@ impl TwoPartyDealer {
     /// Open `x + 2^62 + r` and return the public part `P = (c >> d) - 2^(62-d)`, this party's
     /// share of the dealer-known `R = (r >> d) - coef msb(r)` (so `trunc(x) = P - R`), with
     /// `coef = (1 - msb(c)) 2^(64-d)`, and `extra` further correlated tensors fetched before
-    /// the opening; with `cmp`, comparison keys for the same mask (the opening serves both).
+    /// the opening; with `cmp`, comparison keys for the same mask (the opening serves both);
+    /// with `dealer_addend`, the opened value also includes a term the dealer sends (3pc's
+    /// helper holding the third additive term of `x`).
     fn truncation(
         &mut self,
         x: &Share,
         bits: u32,
-        extra: usize,
-        cmp: Option<MaskedCompare>,
+        req: TruncationRequest,
     ) -> Result<OpenedTruncation> {
+        let TruncationRequest {
+            extra,
+            cmp,
+            dealer_addend,
+        } = req;
         ensure!(bits > 0 && bits < 62, "truncation by {bits} bits");
         let r = self.dealer.random(x.shape());
         let r_high = self.dealer.correlated(&mut self.comm, x.shape())?;
@@ -157,7 +174,11 @@ impl TwoPartyDealer {
             0
         };
         let masked = Self::mine(x)?.add(&r)?.map(|v| v.wrapping_add(offset));
-        let c = self.open(&[&masked])?.remove(0);
+        let mut c = self.open(&[&masked])?.remove(0);
+        if dealer_addend {
+            let addend = self.comm.recv(DEALER, Phase::Online)?;
+            c = c.add(&RingTensor::new(x.shape(), addend)?)?;
+        }
         let coef = c.map(|c| (1 - (c >> 63)) << (64 - bits));
         let public = c.map(|c| (c >> bits).wrapping_sub(1 << (TRUNCATION_OFFSET_BITS - bits)));
         let own_mask = r_high.sub(&r_msb.mul(&coef)?)?;
@@ -215,6 +236,18 @@ impl TwoPartyDealer {
                 self.own(opened.shape(), RingTensor::new(opened.shape(), data)?)
             })
             .collect()
+    }
+
+    /// Truncate `x + h`, where `h` is a term the dealer sends online (3pc: the helper's additive
+    /// term of a product), with `h` entering only the opened, masked value.
+    pub(crate) fn truncate_with_dealer_addend(&mut self, x: &Share, bits: u32) -> Result<Share> {
+        let req = TruncationRequest {
+            dealer_addend: true,
+            ..Default::default()
+        };
+        let tr = self.truncation(x, bits, req)?;
+        let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public))?;
+        self.own(x.shape(), t)
     }
 
     fn peer(&self) -> usize {
@@ -321,12 +354,7 @@ impl Protocol for TwoPartyDealer {
         if owner != self.role {
             return self.own(shape, mask);
         }
-        let v = value.ok_or_else(|| anyhow::anyhow!("{owner} must supply its input"))?;
-        ensure!(
-            v.shape() == shape,
-            "input shape {:?} vs {shape:?}",
-            v.shape()
-        );
+        let v = supplied(value, shape, owner)?;
         self.own(shape, v.sub(&mask)?)
     }
 
@@ -335,12 +363,7 @@ impl Protocol for TwoPartyDealer {
     /// client once (`|W|` words, one way).
     fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
         let masked = if self.role == Role::Server {
-            let w = value.ok_or_else(|| anyhow::anyhow!("the server must supply its weight"))?;
-            ensure!(
-                w.shape() == shape,
-                "weight shape {:?} vs {shape:?}",
-                w.shape()
-            );
+            let w = supplied(value, shape, Role::Server)?;
             let b = self.dealer.random(shape);
             let f = w.sub(&b)?;
             self.comm.send(0, f.data(), Phase::Online)?;
@@ -454,7 +477,7 @@ impl Protocol for TwoPartyDealer {
     /// dropped carry makes the result at most one unit high. The dealer shares `r >> d` and
     /// `msb(r)`.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
-        let tr = self.truncation(x, bits, 0, None)?;
+        let tr = self.truncation(x, bits, TruncationRequest::default())?;
         let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public))?;
         self.own(x.shape(), t)
     }
@@ -464,7 +487,11 @@ impl Protocol for TwoPartyDealer {
     /// `(r >> d)^2` and `(r >> d) msb(r)` so that `R^2` is linear in shares.
     fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
         ensure!(bits <= 32, "fused truncate-square needs bits <= 32");
-        let tr = self.truncation(x, bits, 2, None)?;
+        let req = TruncationRequest {
+            extra: 2,
+            ..Default::default()
+        };
+        let tr = self.truncation(x, bits, req)?;
         let (high_sq, high_msb) = (&tr.extra[0], &tr.extra[1]);
         let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;
         // R^2 = (r>>d)^2 - 2 coef (r>>d) msb(r): coef^2 vanishes mod 2^64 for d <= 32.
@@ -483,7 +510,11 @@ impl Protocol for TwoPartyDealer {
         cmp: Comparison,
     ) -> Result<(Share, Vec<Share>)> {
         let mc = MaskedCompare::new(cmp)?;
-        let tr = self.truncation(x, bits, 0, Some(mc))?;
+        let req = TruncationRequest {
+            cmp: Some(mc),
+            ..Default::default()
+        };
+        let tr = self.truncation(x, bits, req)?;
         let (keys, low) = tr.compare.as_ref().expect("requested");
         let lt = self.comparison_shares(keys, low, thresholds)?;
         let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;

@@ -6,6 +6,7 @@ use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
+use crate::recipe::LrSchedule;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -99,20 +100,11 @@ impl AdamW {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    #[default]
-    Cosine,
-    Linear,
-    Constant,
-}
-
 /// The learning rate at optimizer step `step` (0-based) of `total`: linear warm-up over
 /// `warmup` steps, then the decay to zero.
 pub fn learning_rate(
     base: f64,
-    schedule: Schedule,
+    schedule: LrSchedule,
     step: usize,
     warmup: usize,
     total: usize,
@@ -123,9 +115,9 @@ pub fn learning_rate(
     let decay_steps = total.saturating_sub(warmup).max(1);
     let progress = ((step - warmup) as f64 / decay_steps as f64).min(1.0);
     match schedule {
-        Schedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
-        Schedule::Linear => base * (1.0 - progress),
-        Schedule::Constant => base,
+        LrSchedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        LrSchedule::Linear => base * (1.0 - progress),
+        LrSchedule::Constant => base,
     }
 }
 
@@ -157,12 +149,12 @@ mod tests {
 
     #[test]
     fn schedule_warms_up_then_decays_to_zero() {
-        let lr = |s| learning_rate(1.0, Schedule::Cosine, s, 10, 110);
+        let lr = |s| learning_rate(1.0, LrSchedule::Cosine, s, 10, 110);
         assert!((lr(0) - 0.1).abs() < 1e-12);
         assert!((lr(9) - 1.0).abs() < 1e-12);
         assert!((lr(60) - 0.5).abs() < 1e-12);
         assert!(lr(110).abs() < 1e-12);
-        assert!((learning_rate(1.0, Schedule::Linear, 35, 10, 110) - 0.75).abs() < 1e-12);
+        assert!((learning_rate(1.0, LrSchedule::Linear, 35, 10, 110) - 0.75).abs() < 1e-12);
     }
 
     #[test]

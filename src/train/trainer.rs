@@ -3,7 +3,8 @@
 
 use super::batch::{Batch, Encoded, forward_batch};
 use super::loss::{choice_cross_entropy, correct_choices, distillation_kl, hidden_mse};
-use super::optimizer::{AdamW, AdamWConfig, Schedule, clip_grad_norm, learning_rate};
+use super::optimizer::{AdamW, AdamWConfig, clip_grad_norm, learning_rate};
+use crate::recipe::LrSchedule;
 use super::state::{Progress, StatePaths, log_metrics};
 use crate::model::Llama;
 use crate::model::lora::DropoutRng;
@@ -32,7 +33,7 @@ pub struct StageConfig {
     pub batch: usize,
     pub accumulation: usize,
     pub adamw: AdamWConfig,
-    pub schedule: Schedule,
+    pub schedule: LrSchedule,
     pub warmup_ratio: f64,
     pub grad_clip: f64,
     /// Optimizer steps between validations; 0 = at the end of each epoch.

@@ -1,0 +1,270 @@
+//! `marill train`: a recipe's teacher and student stages, end to end, into a run directory:
+//! `teacher/` and `student/` split checkpoints, `metrics.jsonl`, `state/` (for `--resume`) and
+//! `train_report.json`.
+
+use super::batch::{Encoded, encode_examples, prefix_activations};
+use super::export::{ExportContext, export_student, export_teacher};
+use super::optimizer::AdamWConfig;
+use super::trainer::{
+    LossWeights, Stage, StageConfig, StageData, StageOutcome, TeacherOutputs, choice_accuracy,
+    teacher_outputs, train_stage,
+};
+use crate::checkpoint::{BaseModel, LoraInfo, TaskInfo, load_checkpoint};
+use crate::data::{Dataset, Split};
+use crate::model::lora::DropoutRng;
+use crate::model::lora_target::LoraTarget;
+use crate::model::marill::{LoraSpec, MarillArch, adapter_tensors, attach_lora, projection_mut};
+use crate::model::weights::layer_prefix;
+use crate::model::{Llama, LoadedModel, ModelSource, load};
+use crate::recipe::{LoraSection, Recipe, TeacherMethod};
+use anyhow::{Context, Result, bail};
+use candle_core::{Device, Tensor, Var};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StageSelect {
+    Teacher,
+    Student,
+    All,
+}
+
+pub struct TrainRequest {
+    pub recipe: Recipe,
+    pub out: PathBuf,
+    pub stage: StageSelect,
+    pub resume: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageReport {
+    pub outcome: StageOutcome,
+    pub test_accuracy: f64,
+    pub checkpoint: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TrainReport {
+    pub recipe: String,
+    pub teacher: Option<StageReport>,
+    pub student: Option<StageReport>,
+}
+
+/// The encoded rows of one split with the activations their first trainable layer reads.
+struct SplitData {
+    examples: Vec<Encoded>,
+    inputs: Vec<Tensor>,
+}
+
+struct Rows {
+    train: Vec<Encoded>,
+    validation: Vec<Encoded>,
+    test: Vec<Encoded>,
+}
+
+impl Rows {
+    fn with_inputs(&self, model: &Llama, first: usize) -> Result<[SplitData; 3]> {
+        let make = |examples: &Vec<Encoded>| -> Result<SplitData> {
+            Ok(SplitData {
+                inputs: prefix_activations(model, examples, first)?,
+                examples: examples.clone(),
+            })
+        };
+        Ok([make(&self.train)?, make(&self.validation)?, make(&self.test)?])
+    }
+}
+
+fn stage_config(recipe: &Recipe, epochs: usize, lr: f64, batch: usize, loss: LossWeights) -> StageConfig {
+    let o = &recipe.optimizer;
+    StageConfig {
+        epochs,
+        batch,
+        accumulation: o.accumulation,
+        adamw: AdamWConfig {
+            lr,
+            beta1: o.betas[0],
+            beta2: o.betas[1],
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+        },
+        schedule: o.schedule,
+        warmup_ratio: o.warmup_ratio,
+        grad_clip: o.grad_clip,
+        eval_interval: o.eval_interval,
+        seed: o.seed,
+        loss,
+    }
+}
+
+fn lora_spec(section: &LoraSection) -> LoraSpec {
+    LoraSpec {
+        rank: section.rank,
+        alpha: section.alpha(),
+        targets: section.targets.clone(),
+        dropout: section.dropout as f32,
+    }
+}
+
+/// Every projection and norm weight of every layer as a variable (full fine-tuning; the tied
+/// embedding stays frozen).
+fn make_all_trainable(model: &mut Llama) -> Result<Vec<(String, Var)>> {
+    let mut vars = Vec::new();
+    for layer in 0..model.num_layers() {
+        for target in LoraTarget::ALL {
+            let linear = projection_mut(model, layer, target);
+            let var = Var::from_tensor(&linear.weight)?;
+            linear.weight = var.as_tensor().clone();
+            vars.push((format!("{}.{}.weight", layer_prefix(layer), target.module()), var));
+        }
+    }
+    Ok(vars)
+}
+
+fn run_stage(
+    stage: &Stage,
+    data: &[SplitData; 3],
+    teacher: Option<&TeacherOutputs>,
+    cfg: &StageConfig,
+    req: &TrainRequest,
+) -> Result<(StageOutcome, f64)> {
+    let [train, validation, test] = data;
+    let stage_data = StageData {
+        train: &train.examples,
+        train_inputs: &train.inputs,
+        validation: &validation.examples,
+        validation_inputs: &validation.inputs,
+        teacher,
+    };
+    let outcome = train_stage(stage, &stage_data, cfg, &req.out, req.resume, None)?;
+    let test_accuracy = choice_accuracy(stage.model, &test.examples, &test.inputs, stage.first_layer, cfg.batch)?;
+    Ok((outcome, test_accuracy))
+}
+
+pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
+    let recipe = &req.recipe;
+    recipe.check_base_exists()?;
+    if recipe.model.base == crate::fetch::BASE_MODEL_PATH && !Path::new(&recipe.model.base).exists() {
+        crate::fetch::fetch_base_model(Path::new(&recipe.model.base))?;
+    }
+    let device = Device::Cpu;
+    let base: LoadedModel = load(&ModelSource::parse(&recipe.model.base)?, &device)?;
+    recipe.validate(&base.model.config)?;
+    if recipe.task.name.is_generation() {
+        bail!("{}: training on generation tasks ({}) is not supported yet", recipe.path().display(), recipe.task.name);
+    }
+    std::fs::create_dir_all(&req.out).with_context(|| format!("{}: cannot create", req.out.display()))?;
+    let base_sha = BaseModel::weights_sha256(&base.weight_files)?;
+    let task = TaskInfo {
+        name: recipe.task.name,
+        format: recipe.model.format,
+        max_len: recipe.task.max_len,
+    };
+    let ctx = ExportContext {
+        base_source: &recipe.model.base,
+        base_sha256: &base_sha,
+        task: task.clone(),
+        recipe_sha256: recipe.sha256(),
+    };
+
+    let dataset = Dataset::load(Path::new("datasets"), recipe.task.name)?;
+    let encode = |split: Split| -> Result<Vec<Encoded>> {
+        let rows = dataset.split(split, recipe.task.split_seed, &recipe.task.ratios);
+        encode_examples(&base.tokenizer, recipe.model.format, &rows, recipe.task.max_len)
+    };
+    let rows = Rows {
+        train: encode(Split::Train)?,
+        validation: encode(Split::Validation)?,
+        test: encode(Split::Test)?,
+    };
+    let mut report = TrainReport {
+        recipe: recipe.path().display().to_string(),
+        ..Default::default()
+    };
+    let teacher_dir = req.out.join("teacher");
+    let student_dir = req.out.join("student");
+    let mut rng = ChaCha8Rng::seed_from_u64(recipe.optimizer.seed);
+
+    // Teacher: standard fine-tuning, every layer private.
+    let teacher_lora = recipe.teacher.lora();
+    let mut teacher_model = base.model.clone();
+    let teacher_trained = if req.stage != StageSelect::Student {
+        let dropout = DropoutRng::new(recipe.optimizer.seed);
+        let vars = match (&recipe.teacher.method, &teacher_lora) {
+            (TeacherMethod::Lora, Some(l)) => {
+                let layers = 0..teacher_model.num_layers();
+                attach_lora(&mut teacher_model, layers, &lora_spec(l), &HashMap::new(), &mut rng, &dropout)?
+            }
+            _ => make_all_trainable(&mut teacher_model)?,
+        };
+        let data = rows.with_inputs(&teacher_model, 0)?;
+        let loss = LossWeights { ce: 1.0, kl: 0.0, hidden: 0.0, temperature: 1.0 };
+        let t = &recipe.teacher;
+        let cfg = stage_config(recipe, t.epochs, t.lr, t.batch, loss);
+        let stage = Stage { name: "teacher", model: &teacher_model, vars, first_layer: 0, dropout };
+        let (outcome, test_accuracy) = run_stage(&stage, &data, None, &cfg, req)?;
+        let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
+        let targets = teacher_lora.as_ref().map(|l| l.targets.clone()).unwrap_or_else(|| LoraTarget::ALL.to_vec());
+        export_teacher(&teacher_dir, &ctx, &teacher_model, &targets, metrics)?;
+        eprintln!("teacher: test accuracy {test_accuracy:.4} -> {}", teacher_dir.display());
+        report.teacher = Some(StageReport { outcome, test_accuracy, checkpoint: teacher_dir.clone() });
+        true
+    } else {
+        false
+    };
+    if req.stage == StageSelect::Teacher {
+        write_report(&req.out, &report)?;
+        return Ok(report);
+    }
+
+    // Student: MARILL architecture, distilled from the teacher.
+    if !teacher_trained {
+        teacher_model = load_checkpoint(&teacher_dir, &device)
+            .with_context(|| "the student stage needs the teacher checkpoint (train it with --stage teacher)")?
+            .0
+            .model;
+    }
+    let s = &recipe.student;
+    let arch = MarillArch {
+        public_layers: recipe.public_layers(&base.model.config),
+        head_merge: s.head_merge.factor,
+        activation: s.approximations.activation,
+        softmax: s.approximations.softmax,
+    };
+    let d = &s.distill;
+    let teacher_data = rows.with_inputs(&teacher_model, 0)?;
+    let keep_hidden = (d.w_hidden > 0.0).then_some(arch.public_layers);
+    let teacher_out = teacher_outputs(&teacher_model, &teacher_data[0].examples, &teacher_data[0].inputs, s.batch, keep_hidden)?;
+    // The student's adapters start from the teacher's where it had them on the same layers.
+    let init: HashMap<String, Tensor> = if teacher_trained {
+        adapter_tensors(&teacher_model)
+    } else {
+        HashMap::new()
+    };
+    drop(teacher_data);
+    drop(teacher_model);
+
+    let mut student = base.model.clone();
+    arch.apply(&mut student)?;
+    let dropout = DropoutRng::new(recipe.optimizer.seed ^ 1);
+    let private = arch.private_layers(&student);
+    let vars = attach_lora(&mut student, private, &lora_spec(&s.lora), &init, &mut rng, &dropout)?;
+    let data = rows.with_inputs(&student, arch.public_layers)?;
+    let loss = LossWeights { ce: d.w_ce, kl: d.w_logits, hidden: d.w_hidden, temperature: d.temperature };
+    let cfg = stage_config(recipe, s.epochs, s.lr, s.batch, loss);
+    let stage = Stage { name: "student", model: &student, vars, first_layer: arch.public_layers, dropout };
+    let (outcome, test_accuracy) = run_stage(&stage, &data, Some(&teacher_out), &cfg, req)?;
+    let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
+    let lora = LoraInfo { rank: s.lora.rank, alpha: s.lora.alpha(), targets: s.lora.targets.clone() };
+    export_student(&student_dir, &ctx, &student, &arch, lora, metrics)?;
+    eprintln!("student: test accuracy {test_accuracy:.4} -> {}", student_dir.display());
+    report.student = Some(StageReport { outcome, test_accuracy, checkpoint: student_dir });
+    write_report(&req.out, &report)?;
+    Ok(report)
+}
+
+fn write_report(dir: &Path, report: &TrainReport) -> Result<()> {
+    crate::atomic::write_json_atomic(&dir.join("train_report.json"), report)
+}
