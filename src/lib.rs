@@ -8,6 +8,7 @@ pub mod data;
 pub mod eval;
 pub mod fetch;
 pub mod model;
+pub mod mpc;
 pub mod progress;
 pub mod recipe;
 pub mod train;

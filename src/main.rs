@@ -2,15 +2,18 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use marill::checkpoint::{CheckpointSummary, is_checkpoint, load_checkpoint, read_checkpoint};
 use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
 use marill::fetch::{BASE_MODEL_PATH, fetch_base_model};
-use marill::checkpoint::{CheckpointSummary, is_checkpoint, load_checkpoint, read_checkpoint};
+use marill::model::{LoadedModel, ModelSource, load};
+use marill::mpc::party::{PartyConfig, run_bench_party};
+use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::recipe::Recipe;
 use marill::train::export::export_run;
 use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
-use marill::model::{LoadedModel, ModelSource, load};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -59,6 +62,39 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Run one MPC party over TCP (one process per party; see README "Running parties by hand").
+    Party(PartyArgs),
+}
+
+#[derive(clap::Args)]
+struct PartyArgs {
+    /// 2pc-dealer or 3pc.
+    #[arg(long, default_value = "2pc-dealer")]
+    protocol: ProtocolKind,
+    /// client, server, dealer (2pc-dealer) or helper (3pc).
+    #[arg(long)]
+    role: Role,
+    /// Address this party listens on.
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Another party: ROLE=HOST:PORT (once per other party).
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<(Role, SocketAddr)>,
+    /// The computation to run: one of the `bench mpc` cases.
+    #[arg(long, default_value = "llama_layer_64")]
+    case: String,
+    /// Seconds to wait for a peer before giving up.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+}
+
+fn parse_peer(s: &str) -> std::result::Result<(Role, SocketAddr), String> {
+    let (role, addr) = s.split_once('=').ok_or("expected ROLE=HOST:PORT")?;
+    let role = role.parse::<Role>().map_err(|e| e.to_string())?;
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|e| format!("`{addr}`: {e}"))?;
+    Ok((role, addr))
 }
 
 #[derive(clap::Args)]
@@ -99,6 +135,14 @@ struct EvalArgs {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// MPC engine costs: softmax, sigmoid, rsqrt, a secret-weight matmul and a SmolLM2-shaped layer.
+    Mpc {
+        /// 2pc-dealer, 3pc or all.
+        #[arg(long, default_value = "all")]
+        protocol: String,
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// LoRA training throughput, batch 4 × 64: all layers, and the top half on cached inputs.
     Train {
         #[arg(long, default_value = BASE_MODEL_PATH)]
@@ -254,6 +298,31 @@ fn run(cli: Cli) -> Result<()> {
                 report.tokens_per_second
             );
         }
+        Command::Bench(BenchCommand::Mpc { protocol, json }) => {
+            let kinds = if protocol == "all" {
+                ProtocolKind::ALL.to_vec()
+            } else {
+                vec![
+                    protocol
+                        .parse::<ProtocolKind>()
+                        .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?,
+                ]
+            };
+            print_and_save(&marill::mpc::bench::bench(&kinds)?, json.as_deref())?;
+        }
+        Command::Party(args) => {
+            let config = PartyConfig {
+                kind: args.protocol,
+                role: args.role,
+                listen: args.listen,
+                peers: args.peers,
+                fixed: Default::default(),
+                timeout: std::time::Duration::from_secs(args.timeout),
+                seed: None,
+            };
+            let result = run_bench_party(&config, &args.case)?;
+            println!("{}", serde_json::to_string_pretty(&result)?);
+        }
         Command::Bench(BenchCommand::Train {
             model,
             batch,
@@ -261,7 +330,8 @@ fn run(cli: Cli) -> Result<()> {
             steps,
             json,
         }) => {
-            let report = marill::bench::train::bench_train(&model_source(&model)?, batch, seq, steps)?;
+            let report =
+                marill::bench::train::bench_train(&model_source(&model)?, batch, seq, steps)?;
             print_and_save(&report, json.as_deref())?;
         }
         Command::Bench(BenchCommand::Forward {

@@ -33,23 +33,49 @@ pub struct TrainBench {
 
 /// Tokens per second of full optimizer steps (forward, backward, AdamW) with LoRA on layers
 /// `first..L`, whose input is cached.
-fn steps_per_second(base: &Llama, first: usize, batch: usize, seq: usize, steps: usize) -> Result<f64> {
+fn steps_per_second(
+    base: &Llama,
+    first: usize,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+) -> Result<f64> {
     let mut model = base.clone();
-    let spec = LoraSpec { rank: 8, alpha: 16.0, targets: LoraTarget::ALL.to_vec(), dropout: 0.0 };
+    let spec = LoraSpec {
+        rank: 8,
+        alpha: 16.0,
+        targets: LoraTarget::ALL.to_vec(),
+        dropout: 0.0,
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let layers = first..model.num_layers();
-    let vars = attach_lora(&mut model, layers, &spec, &HashMap::new(), &mut rng, &DropoutRng::new(0))?;
+    let vars = attach_lora(
+        &mut model,
+        layers,
+        &spec,
+        &HashMap::new(),
+        &mut rng,
+        &DropoutRng::new(0),
+    )?;
     let vocab = model.config.vocab_size as u32;
     let examples: Vec<Encoded> = (0..batch)
         .map(|b| Encoded {
-            ids: (0..seq).map(|i| ((b * seq + i) as u32).wrapping_mul(2_654_435_761) % vocab).collect(),
+            ids: (0..seq)
+                .map(|i| ((b * seq + i) as u32).wrapping_mul(2_654_435_761) % vocab)
+                .collect(),
             choices: vec![30, 31],
             target: b % 2,
         })
         .collect();
     let inputs = prefix_activations(&model, &examples, first)?;
     let rows: Vec<usize> = (0..batch).collect();
-    let config = AdamWConfig { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 };
+    let config = AdamWConfig {
+        lr: 1e-4,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
     let mut opt = AdamW::new(vars, config)?;
     let mut step = || -> Result<()> {
         let b = Batch::new(&rows, &examples, &inputs)?;
@@ -69,7 +95,12 @@ fn steps_per_second(base: &Llama, first: usize, batch: usize, seq: usize, steps:
     Ok((batch * seq * steps) as f64 / start.elapsed().as_secs_f64())
 }
 
-pub fn bench_train(source: &ModelSource, batch: usize, seq: usize, steps: usize) -> Result<TrainBench> {
+pub fn bench_train(
+    source: &ModelSource,
+    batch: usize,
+    seq: usize,
+    steps: usize,
+) -> Result<TrainBench> {
     let base = load(source, &Device::Cpu)?.model;
     let top_layers = base.num_layers() / 2;
     Ok(TrainBench {
@@ -78,7 +109,13 @@ pub fn bench_train(source: &ModelSource, batch: usize, seq: usize, steps: usize)
         seq_len: seq,
         steps,
         lora_all_tok_s: steps_per_second(&base, 0, batch, seq, steps)?,
-        lora_top_cached_tok_s: steps_per_second(&base, base.num_layers() - top_layers, batch, seq, steps)?,
+        lora_top_cached_tok_s: steps_per_second(
+            &base,
+            base.num_layers() - top_layers,
+            batch,
+            seq,
+            steps,
+        )?,
         top_layers,
         threads: candle_core::utils::get_num_threads(),
     })

@@ -76,7 +76,14 @@ pub fn export_teacher(
             tensors.insert(name, weight.detach());
         }
     }
-    let m = manifest(ctx, model, CheckpointKind::Teacher, &MarillArch::standard(), None, metrics);
+    let m = manifest(
+        ctx,
+        model,
+        CheckpointKind::Teacher,
+        &MarillArch::standard(),
+        None,
+        metrics,
+    );
     write_checkpoint(dir, &m, &tensors)
 }
 
@@ -101,7 +108,14 @@ pub fn export_student(
             tensors.insert(b, adapter.b.detach());
         }
     }
-    let m = manifest(ctx, model, CheckpointKind::Student, arch, Some(lora), metrics);
+    let m = manifest(
+        ctx,
+        model,
+        CheckpointKind::Student,
+        arch,
+        Some(lora),
+        metrics,
+    );
     write_checkpoint(dir, &m, &tensors)
 }
 
@@ -124,6 +138,10 @@ pub fn export_run(run: &Path, out: &Path) -> Result<Vec<std::path::PathBuf>> {
             written.push(peft);
         }
     }
-    anyhow::ensure!(!written.is_empty(), "{}: no teacher/ or student/ checkpoint in this run directory", run.display());
+    anyhow::ensure!(
+        !written.is_empty(),
+        "{}: no teacher/ or student/ checkpoint in this run directory",
+        run.display()
+    );
     Ok(written)
 }

@@ -2,11 +2,11 @@
 //! gradient clipping. candle-nn's AdamW keeps its moments private, so a resumed run could not
 //! restore them: this one exposes its state.
 
+use crate::recipe::LrSchedule;
 use anyhow::{Result, bail};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
-use crate::recipe::LrSchedule;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -73,11 +73,21 @@ impl Rows {
                 examples: examples.clone(),
             })
         };
-        Ok([make(&self.train)?, make(&self.validation)?, make(&self.test)?])
+        Ok([
+            make(&self.train)?,
+            make(&self.validation)?,
+            make(&self.test)?,
+        ])
     }
 }
 
-fn stage_config(recipe: &Recipe, epochs: usize, lr: f64, batch: usize, loss: LossWeights) -> StageConfig {
+fn stage_config(
+    recipe: &Recipe,
+    epochs: usize,
+    lr: f64,
+    batch: usize,
+    loss: LossWeights,
+) -> StageConfig {
     let o = &recipe.optimizer;
     StageConfig {
         epochs,
@@ -117,7 +127,10 @@ fn make_all_trainable(model: &mut Llama) -> Result<Vec<(String, Var)>> {
             let linear = projection_mut(model, layer, target);
             let var = Var::from_tensor(&linear.weight)?;
             linear.weight = var.as_tensor().clone();
-            vars.push((format!("{}.{}.weight", layer_prefix(layer), target.module()), var));
+            vars.push((
+                format!("{}.{}.weight", layer_prefix(layer), target.module()),
+                var,
+            ));
         }
     }
     Ok(vars)
@@ -139,23 +152,35 @@ fn run_stage(
         teacher,
     };
     let outcome = train_stage(stage, &stage_data, cfg, &req.out, req.resume, None)?;
-    let test_accuracy = choice_accuracy(stage.model, &test.examples, &test.inputs, stage.first_layer, cfg.batch)?;
+    let test_accuracy = choice_accuracy(
+        stage.model,
+        &test.examples,
+        &test.inputs,
+        stage.first_layer,
+        cfg.batch,
+    )?;
     Ok((outcome, test_accuracy))
 }
 
 pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     let recipe = &req.recipe;
     recipe.check_base_exists()?;
-    if recipe.model.base == crate::fetch::BASE_MODEL_PATH && !Path::new(&recipe.model.base).exists() {
+    if recipe.model.base == crate::fetch::BASE_MODEL_PATH && !Path::new(&recipe.model.base).exists()
+    {
         crate::fetch::fetch_base_model(Path::new(&recipe.model.base))?;
     }
     let device = Device::Cpu;
     let base: LoadedModel = load(&ModelSource::parse(&recipe.model.base)?, &device)?;
     recipe.validate(&base.model.config)?;
     if recipe.task.name.is_generation() {
-        bail!("{}: training on generation tasks ({}) is not supported yet", recipe.path().display(), recipe.task.name);
+        bail!(
+            "{}: training on generation tasks ({}) is not supported yet",
+            recipe.path().display(),
+            recipe.task.name
+        );
     }
-    std::fs::create_dir_all(&req.out).with_context(|| format!("{}: cannot create", req.out.display()))?;
+    std::fs::create_dir_all(&req.out)
+        .with_context(|| format!("{}: cannot create", req.out.display()))?;
     let base_sha = BaseModel::weights_sha256(&base.weight_files)?;
     let task = TaskInfo {
         name: recipe.task.name,
@@ -172,7 +197,12 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     let dataset = Dataset::load(Path::new("datasets"), recipe.task.name)?;
     let encode = |split: Split| -> Result<Vec<Encoded>> {
         let rows = dataset.split(split, recipe.task.split_seed, &recipe.task.ratios);
-        encode_examples(&base.tokenizer, recipe.model.format, &rows, recipe.task.max_len)
+        encode_examples(
+            &base.tokenizer,
+            recipe.model.format,
+            &rows,
+            recipe.task.max_len,
+        )
     };
     let rows = Rows {
         train: encode(Split::Train)?,
@@ -195,21 +225,49 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
         let vars = match (&recipe.teacher.method, &teacher_lora) {
             (TeacherMethod::Lora, Some(l)) => {
                 let layers = 0..teacher_model.num_layers();
-                attach_lora(&mut teacher_model, layers, &lora_spec(l), &HashMap::new(), &mut rng, &dropout)?
+                attach_lora(
+                    &mut teacher_model,
+                    layers,
+                    &lora_spec(l),
+                    &HashMap::new(),
+                    &mut rng,
+                    &dropout,
+                )?
             }
             _ => make_all_trainable(&mut teacher_model)?,
         };
         let data = rows.with_inputs(&teacher_model, 0)?;
-        let loss = LossWeights { ce: 1.0, kl: 0.0, hidden: 0.0, temperature: 1.0 };
+        let loss = LossWeights {
+            ce: 1.0,
+            kl: 0.0,
+            hidden: 0.0,
+            temperature: 1.0,
+        };
         let t = &recipe.teacher;
         let cfg = stage_config(recipe, t.epochs, t.lr, t.batch, loss);
-        let stage = Stage { name: "teacher", model: &teacher_model, vars, first_layer: 0, dropout };
+        let stage = Stage {
+            name: "teacher",
+            model: &teacher_model,
+            vars,
+            first_layer: 0,
+            dropout,
+        };
         let (outcome, test_accuracy) = run_stage(&stage, &data, None, &cfg, req)?;
         let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
-        let targets = teacher_lora.as_ref().map(|l| l.targets.clone()).unwrap_or_else(|| LoraTarget::ALL.to_vec());
+        let targets = teacher_lora
+            .as_ref()
+            .map(|l| l.targets.clone())
+            .unwrap_or_else(|| LoraTarget::ALL.to_vec());
         export_teacher(&teacher_dir, &ctx, &teacher_model, &targets, metrics)?;
-        eprintln!("teacher: test accuracy {test_accuracy:.4} -> {}", teacher_dir.display());
-        report.teacher = Some(StageReport { outcome, test_accuracy, checkpoint: teacher_dir.clone() });
+        eprintln!(
+            "teacher: test accuracy {test_accuracy:.4} -> {}",
+            teacher_dir.display()
+        );
+        report.teacher = Some(StageReport {
+            outcome,
+            test_accuracy,
+            checkpoint: teacher_dir.clone(),
+        });
         true
     } else {
         false
@@ -222,7 +280,9 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     // Student: MARILL architecture, distilled from the teacher.
     if !teacher_trained {
         teacher_model = load_checkpoint(&teacher_dir, &device)
-            .with_context(|| "the student stage needs the teacher checkpoint (train it with --stage teacher)")?
+            .with_context(
+                || "the student stage needs the teacher checkpoint (train it with --stage teacher)",
+            )?
             .0
             .model;
     }
@@ -236,7 +296,13 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     let d = &s.distill;
     let teacher_data = rows.with_inputs(&teacher_model, 0)?;
     let keep_hidden = (d.w_hidden > 0.0).then_some(arch.public_layers);
-    let teacher_out = teacher_outputs(&teacher_model, &teacher_data[0].examples, &teacher_data[0].inputs, s.batch, keep_hidden)?;
+    let teacher_out = teacher_outputs(
+        &teacher_model,
+        &teacher_data[0].examples,
+        &teacher_data[0].inputs,
+        s.batch,
+        keep_hidden,
+    )?;
     // The student's adapters start from the teacher's where it had them on the same layers.
     let init: HashMap<String, Tensor> = if teacher_trained {
         adapter_tensors(&teacher_model)
@@ -250,17 +316,46 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     arch.apply(&mut student)?;
     let dropout = DropoutRng::new(recipe.optimizer.seed ^ 1);
     let private = arch.private_layers(&student);
-    let vars = attach_lora(&mut student, private, &lora_spec(&s.lora), &init, &mut rng, &dropout)?;
+    let vars = attach_lora(
+        &mut student,
+        private,
+        &lora_spec(&s.lora),
+        &init,
+        &mut rng,
+        &dropout,
+    )?;
     let data = rows.with_inputs(&student, arch.public_layers)?;
-    let loss = LossWeights { ce: d.w_ce, kl: d.w_logits, hidden: d.w_hidden, temperature: d.temperature };
+    let loss = LossWeights {
+        ce: d.w_ce,
+        kl: d.w_logits,
+        hidden: d.w_hidden,
+        temperature: d.temperature,
+    };
     let cfg = stage_config(recipe, s.epochs, s.lr, s.batch, loss);
-    let stage = Stage { name: "student", model: &student, vars, first_layer: arch.public_layers, dropout };
+    let stage = Stage {
+        name: "student",
+        model: &student,
+        vars,
+        first_layer: arch.public_layers,
+        dropout,
+    };
     let (outcome, test_accuracy) = run_stage(&stage, &data, Some(&teacher_out), &cfg, req)?;
     let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
-    let lora = LoraInfo { rank: s.lora.rank, alpha: s.lora.alpha(), targets: s.lora.targets.clone() };
+    let lora = LoraInfo {
+        rank: s.lora.rank,
+        alpha: s.lora.alpha(),
+        targets: s.lora.targets.clone(),
+    };
     export_student(&student_dir, &ctx, &student, &arch, lora, metrics)?;
-    eprintln!("student: test accuracy {test_accuracy:.4} -> {}", student_dir.display());
-    report.student = Some(StageReport { outcome, test_accuracy, checkpoint: student_dir });
+    eprintln!(
+        "student: test accuracy {test_accuracy:.4} -> {}",
+        student_dir.display()
+    );
+    report.student = Some(StageReport {
+        outcome,
+        test_accuracy,
+        checkpoint: student_dir,
+    });
     write_report(&req.out, &report)?;
     Ok(report)
 }

@@ -4,11 +4,11 @@
 use super::batch::{Batch, Encoded, forward_batch};
 use super::loss::{choice_cross_entropy, correct_choices, distillation_kl, hidden_mse};
 use super::optimizer::{AdamW, AdamWConfig, clip_grad_norm, learning_rate};
-use crate::recipe::LrSchedule;
 use super::state::{Progress, StatePaths, log_metrics};
 use crate::model::Llama;
 use crate::model::lora::DropoutRng;
 use crate::progress::progress_bar;
+use crate::recipe::LrSchedule;
 use anyhow::{Result, ensure};
 use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
