@@ -76,12 +76,25 @@ pub struct StageOutcome {
     pub train_tok_s: f64,
 }
 
-fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
+/// Examples sorted by length within each window of this many batches, so that a batch pads
+/// little while batches still come in random order.
+const LENGTH_WINDOW: usize = 16;
+
+/// One epoch's micro-batches: a seeded shuffle, length-sorted windows, shuffled batches.
+/// Depends only on `(seed, epoch)`, so a resumed run replays the same order.
+fn epoch_batches(examples: &[Encoded], batch: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut order: Vec<usize> = (0..examples.len()).collect();
     order.shuffle(&mut rng);
-    order
+    let mut batches = Vec::new();
+    for window in order.chunks(batch * LENGTH_WINDOW) {
+        let mut window = window.to_vec();
+        window.sort_by_key(|&i| examples[i].ids.len());
+        batches.extend(window.chunks(batch).map(<[usize]>::to_vec));
+    }
+    batches.shuffle(&mut rng);
+    batches
 }
 
 /// Validation accuracy of the model on cached inputs.
@@ -273,8 +286,7 @@ pub fn train_stage(
     let mut tokens = 0usize;
     while progress.step < total_steps && !progress.done {
         let epoch = progress.step / steps_per_epoch;
-        let order = epoch_order(data.train.len(), cfg.seed, epoch);
-        let micro: Vec<&[usize]> = order.chunks(cfg.batch).collect();
+        let micro = epoch_batches(data.train, cfg.batch, cfg.seed, epoch);
         let first_micro = (progress.step % steps_per_epoch) * cfg.accumulation;
         for group in micro[first_micro..].chunks(cfg.accumulation) {
             let mut acc = None;
