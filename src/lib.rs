@@ -9,6 +9,7 @@ pub mod eval;
 pub mod fetch;
 pub mod model;
 pub mod mpc;
+pub mod parallel;
 pub mod progress;
 pub mod recipe;
 pub mod train;

@@ -198,6 +198,13 @@ fn load_model_or_checkpoint(spec: &str, device: &candle_core::Device) -> Result<
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let mpc_only = matches!(
+        cli.command,
+        Command::Party(_) | Command::Bench(BenchCommand::Mpc { .. })
+    );
+    if !mpc_only {
+        marill::parallel::use_single_threaded_ops();
+    }
     let device = candle_core::Device::Cpu;
     match cli.command {
         Command::Fetch { out } => {

@@ -3,7 +3,6 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
-use marill::model::lora::DropoutRng;
 use marill::model::lora_target::LoraTarget;
 use marill::model::marill::{LoraSpec, MarillArch, attach_lora};
 use marill::model::tiny::tiny_weights;
@@ -37,7 +36,7 @@ fn dataset(n: usize, seed: u64) -> Vec<Encoded> {
         .collect()
 }
 
-type Student = (Llama, Vec<(String, Var)>, DropoutRng);
+type Student = (Llama, Vec<(String, Var)>);
 
 fn student(public_layers: usize) -> Result<Student> {
     let config = LlamaConfig::tiny();
@@ -58,7 +57,6 @@ fn student(public_layers: usize) -> Result<Student> {
         targets: LoraTarget::ALL.to_vec(),
         dropout: 0.1,
     };
-    let dropout = DropoutRng::new(0);
     let private = arch.private_layers(&model);
     let vars = attach_lora(
         &mut model,
@@ -66,9 +64,8 @@ fn student(public_layers: usize) -> Result<Student> {
         &spec,
         &HashMap::new(),
         &mut ChaCha8Rng::seed_from_u64(5),
-        &dropout,
     )?;
-    Ok((model, vars, dropout))
+    Ok((model, vars))
 }
 
 fn config(epochs: usize) -> StageConfig {
@@ -105,7 +102,7 @@ fn values(vars: &[(String, Var)]) -> Result<Vec<Vec<f32>>> {
 
 #[test]
 fn every_adapter_gets_a_gradient_and_frozen_weights_stay() -> Result<()> {
-    let (model, vars, _) = student(2)?;
+    let (model, vars) = student(2)?;
     // B starts at zero, so A's gradient is zero on the first step by construction; one step of
     // plain SGD on B makes every factor's gradient non-zero.
     let train = dataset(16, 1);
@@ -145,7 +142,7 @@ fn training_learns_and_a_killed_run_resumes_to_the_same_end() -> Result<()> {
                resume: bool,
                dir: &std::path::Path|
      -> Result<(Vec<Vec<f32>>, f64)> {
-        let (model, vars, dropout) = student(1)?;
+        let (model, vars) = student(1)?;
         let frozen_before: Vec<f32> = model.layers[2]
             .mlp
             .up_proj
@@ -159,7 +156,6 @@ fn training_learns_and_a_killed_run_resumes_to_the_same_end() -> Result<()> {
             model: &model,
             vars: vars.clone(),
             first_layer: 1,
-            dropout,
         };
         let data = StageData {
             train: &train,

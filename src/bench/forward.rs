@@ -1,6 +1,7 @@
 //! `marill bench forward`: model load time and plaintext forward throughput.
 
 use crate::model::{ModelSource, load};
+use crate::parallel::map_parts;
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
@@ -15,7 +16,8 @@ pub struct ForwardBench {
     pub iterations: usize,
     /// Full forward, logits at every position.
     pub forward_tok_s: f64,
-    pub threads: usize,
+    /// Worker threads the batch is split across.
+    pub workers: usize,
 }
 
 pub fn bench_forward(
@@ -34,11 +36,20 @@ pub fn bench_forward(
         .map(|i| (i as u32).wrapping_mul(2_654_435_761) % vocab)
         .collect();
     let ids = Tensor::from_vec(ids, (batch, seq_len), model.device())?;
-    model.forward(&ids, None, false)?; // warm-up
+    let rows: Vec<usize> = (0..batch).collect();
+    // Rows split across cores, as evaluation does.
+    let forward = || -> Result<()> {
+        map_parts(&rows, |_, part| {
+            let ids = ids.narrow(0, part[0], part.len())?;
+            model.forward(&ids, None, false).map(|_| ())
+        })
+        .map(|_| ())
+    };
+    forward()?; // warm-up
     let bar = crate::progress::progress_bar(iterations, "forward");
     let start = Instant::now();
     for _ in 0..iterations {
-        model.forward(&ids, None, false)?;
+        forward()?;
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -50,6 +61,6 @@ pub fn bench_forward(
         seq_len,
         iterations,
         forward_tok_s: (batch * seq_len * iterations) as f64 / secs,
-        threads: candle_core::utils::get_num_threads(),
+        workers: crate::parallel::workers(),
     })
 }

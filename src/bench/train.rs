@@ -2,15 +2,14 @@
 //! rank 8 on q, k, v, o, gate, up, down), (a) on all layers and (b) on the top half with the
 //! frozen bottom half's activations cached, as the MARILL student trains.
 
-use crate::model::lora::DropoutRng;
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{LoraSpec, attach_lora};
 use crate::model::{Llama, ModelSource, load};
 use crate::progress::progress_bar;
 use crate::recipe::LrSchedule;
-use crate::train::batch::{Batch, Encoded, forward_batch, prefix_activations};
-use crate::train::loss::choice_cross_entropy;
-use crate::train::optimizer::{AdamW, AdamWConfig, learning_rate};
+use crate::train::batch::{Encoded, prefix_activations};
+use crate::train::optimizer::{AdamW, AdamWConfig};
+use crate::train::trainer::{LossWeights, Stage, StageConfig, StageData, step_gradients};
 use anyhow::Result;
 use candle_core::Device;
 use rand::SeedableRng;
@@ -28,11 +27,12 @@ pub struct TrainBench {
     pub lora_all_tok_s: f64,
     pub lora_top_cached_tok_s: f64,
     pub top_layers: usize,
-    pub threads: usize,
+    /// Worker threads the batch is split across.
+    pub workers: usize,
 }
 
-/// Tokens per second of full optimizer steps (forward, backward, AdamW) with LoRA on layers
-/// `first..L`, whose input is cached.
+/// Tokens per second of the trainer's optimizer steps (forward and backward split across cores,
+/// AdamW) with LoRA on layers `first..L`, whose input is cached.
 fn steps_per_second(
     base: &Llama,
     first: usize,
@@ -49,14 +49,7 @@ fn steps_per_second(
     };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let layers = first..model.num_layers();
-    let vars = attach_lora(
-        &mut model,
-        layers,
-        &spec,
-        &HashMap::new(),
-        &mut rng,
-        &DropoutRng::new(0),
-    )?;
+    let vars = attach_lora(&mut model, layers, &spec, &HashMap::new(), &mut rng)?;
     let vocab = model.config.vocab_size as u32;
     let examples: Vec<Encoded> = (0..batch)
         .map(|b| Encoded {
@@ -68,21 +61,47 @@ fn steps_per_second(
         })
         .collect();
     let inputs = prefix_activations(&model, &examples, first)?;
-    let rows: Vec<usize> = (0..batch).collect();
-    let config = AdamWConfig {
-        lr: 1e-4,
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.0,
+    let cfg = StageConfig {
+        epochs: 1,
+        batch,
+        accumulation: 1,
+        adamw: AdamWConfig {
+            lr: 1e-4,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        },
+        schedule: LrSchedule::Constant,
+        warmup_ratio: 0.0,
+        grad_clip: 1.0,
+        eval_interval: 0,
+        seed: 0,
+        loss: LossWeights {
+            ce: 1.0,
+            kl: 0.0,
+            hidden: 0.0,
+            temperature: 1.0,
+        },
     };
-    let mut opt = AdamW::new(vars, config)?;
+    let mut opt = AdamW::new(vars.clone(), cfg.adamw)?;
+    let stage = Stage {
+        name: "bench",
+        model: &model,
+        vars,
+        first_layer: first,
+    };
+    let data = StageData {
+        train: &examples,
+        train_inputs: &inputs,
+        validation: &[],
+        validation_inputs: &[],
+        teacher: None,
+    };
+    let group = vec![(0..batch).collect::<Vec<usize>>()];
     let mut step = || -> Result<()> {
-        let b = Batch::new(&rows, &examples, &inputs)?;
-        let out = forward_batch(&model, &b, first, false)?;
-        let loss = choice_cross_entropy(&out.choice_logits, &b.choice_mask, &b.targets)?;
-        let grads = loss.backward()?;
-        opt.update(&grads, learning_rate(1e-4, LrSchedule::Constant, 0, 0, 1))
+        let (grads, _, _) = step_gradients(&stage, &data, &group, &cfg, 0)?;
+        opt.update(&grads, cfg.adamw.lr)
     };
     step()?; // warm-up
     let bar = progress_bar(steps, "train step");
@@ -117,6 +136,6 @@ pub fn bench_train(
             steps,
         )?,
         top_layers,
-        threads: candle_core::utils::get_num_threads(),
+        workers: crate::parallel::workers(),
     })
 }

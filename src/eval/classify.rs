@@ -5,6 +5,7 @@ use super::report::Outcome;
 use crate::data::PromptFormat;
 use crate::data::{Example, Prediction};
 use crate::model::Llama;
+use crate::parallel::map_parts;
 use crate::progress::progress_bar;
 use anyhow::{Result, bail};
 use candle_core::Tensor;
@@ -36,8 +37,11 @@ pub fn classify(
     let bar = progress_bar(examples.len(), "eval");
     let mut scores: Vec<Vec<f32>> = vec![Vec::new(); examples.len()];
     for chunk in order.chunks(batch) {
-        let rows: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
-        let last = last_position_logits(model, &rows)?;
+        let parts = map_parts(chunk, |_, part| {
+            let rows: Vec<&[u32]> = part.iter().map(|&i| prompts[i].as_slice()).collect();
+            last_position_logits(model, &rows)
+        })?;
+        let last = Tensor::cat(&parts, 0)?;
         for (row, &i) in chunk.iter().enumerate() {
             let logits = last.get(row)?;
             let ids = Tensor::new(choices[i].as_slice(), model.device())?;

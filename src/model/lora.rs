@@ -6,41 +6,34 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::sync::{Arc, Mutex};
+use std::cell::RefCell;
 
-/// A seeded source of dropout masks shared by the adapters of one model, so that a resumed run
-/// draws the same masks as an uninterrupted one (the trainer reseeds it every step).
-#[derive(Debug, Clone)]
-pub struct DropoutRng(Arc<Mutex<ChaCha8Rng>>);
+thread_local! {
+    static DROPOUT_RNG: RefCell<ChaCha8Rng> = RefCell::new(ChaCha8Rng::seed_from_u64(0));
+}
 
-impl DropoutRng {
-    pub fn new(seed: u64) -> Self {
-        DropoutRng(Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))))
-    }
+/// Seeds this thread's dropout masks. The trainer reseeds every worker for every part of every
+/// step, so a resumed run draws the same masks as an uninterrupted one.
+pub fn seed_dropout(seed: u64) {
+    DROPOUT_RNG.with(|rng| *rng.borrow_mut() = ChaCha8Rng::seed_from_u64(seed));
+}
 
-    pub fn reseed(&self, seed: u64) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = ChaCha8Rng::seed_from_u64(seed);
-    }
-
-    /// Inverted dropout of `x` with drop probability `p`.
-    fn apply(&self, x: &Tensor, p: f32) -> Result<Tensor> {
-        let n = x.elem_count();
-        let keep = 1.0 - p;
-        let mask: Vec<f32> = {
-            let mut rng = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            (0..n)
-                .map(|_| {
-                    if rng.random::<f32>() < keep {
-                        1.0 / keep
-                    } else {
-                        0.0
-                    }
-                })
-                .collect()
-        };
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?;
-        Ok((x * mask)?)
-    }
+/// Inverted dropout of `x` with drop probability `p`, from this thread's generator.
+fn dropout(x: &Tensor, p: f32) -> Result<Tensor> {
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = DROPOUT_RNG.with(|rng| {
+        let mut rng = rng.borrow_mut();
+        (0..x.elem_count())
+            .map(|_| {
+                if rng.random::<f32>() < keep {
+                    1.0 / keep
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    });
+    Ok((x * Tensor::from_vec(mask, x.shape(), x.device())?)?)
 }
 
 #[derive(Debug, Clone)]
@@ -50,8 +43,8 @@ pub struct LoraAdapter {
     /// `(out, rank)`.
     pub b: Tensor,
     pub alpha: f64,
+    /// Dropout on the adapter's input while training (0 = none).
     pub dropout: f32,
-    pub dropout_rng: Option<DropoutRng>,
 }
 
 impl LoraAdapter {
@@ -84,16 +77,16 @@ impl LoraAdapter {
             b: b.as_tensor().clone(),
             alpha,
             dropout: 0.0,
-            dropout_rng: None,
         };
         Ok((adapter, a, b))
     }
 
     /// `(α/r)·(x·Aᵀ)·Bᵀ` for `x` of shape `(rows, in)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = match (&self.dropout_rng, self.dropout > 0.0) {
-            (Some(rng), true) => rng.apply(x, self.dropout)?,
-            _ => x.clone(),
+        let x = if self.dropout > 0.0 && x.track_op() {
+            dropout(x, self.dropout)?
+        } else {
+            x.clone()
         };
         Ok((x.matmul(&self.a.t()?)?.matmul(&self.b.t()?)? * self.scale())?)
     }

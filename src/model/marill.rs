@@ -4,7 +4,7 @@
 use super::attention::AttentionLayout;
 use super::linear::Linear;
 use super::llama::Llama;
-use super::lora::{DropoutRng, LoraAdapter};
+use super::lora::LoraAdapter;
 use super::lora_target::LoraTarget;
 use super::variants::{Activation, SoftmaxKind};
 use super::weights::layer_prefix;
@@ -115,7 +115,6 @@ pub fn attach_lora(
     spec: &LoraSpec,
     init: &HashMap<String, Tensor>,
     rng: &mut ChaCha8Rng,
-    dropout_rng: &DropoutRng,
 ) -> Result<Vec<(String, Var)>> {
     let device = model.device().clone();
     let mut vars = Vec::new();
@@ -131,7 +130,6 @@ pub fn attach_lora(
                         b: b.as_tensor().clone(),
                         alpha: spec.alpha,
                         dropout: 0.0,
-                        dropout_rng: None,
                     };
                     (adapter, a, b)
                 }
@@ -145,7 +143,6 @@ pub fn attach_lora(
                 )?,
             };
             adapter.dropout = spec.dropout;
-            adapter.dropout_rng = Some(dropout_rng.clone());
             linear.lora = Some(adapter);
             vars.push((a_name, a));
             vars.push((b_name, b));
@@ -191,7 +188,6 @@ pub fn load_lora(
                 b: get(&b_name)?,
                 alpha,
                 dropout: 0.0,
-                dropout_rng: None,
             });
         }
     }

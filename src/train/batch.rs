@@ -3,6 +3,7 @@
 use crate::data::{Answer, Example, PromptFormat};
 use crate::eval::prompt::{choice_token_ids, prompt_ids};
 use crate::model::Llama;
+use crate::parallel::map_parts;
 use crate::progress::progress_bar;
 use anyhow::{Result, bail};
 use candle_core::Tensor;
@@ -45,19 +46,21 @@ pub fn prefix_activations(
     public_layers: usize,
 ) -> Result<Vec<Tensor>> {
     let bar = progress_bar(examples.len(), "prefix cache");
-    let out = examples
-        .iter()
-        .map(|ex| {
-            let ids = Tensor::new(ex.ids.as_slice(), model.device())?.unsqueeze(0)?;
-            let allowed = model.attention_mask(ex.ids.len(), None)?;
-            let (h, _) =
-                model.forward_layers(&model.embed(&ids)?, 0..public_layers, &allowed, false)?;
-            bar.inc(1);
-            Ok(h.squeeze(0)?.detach())
-        })
-        .collect();
+    let all: Vec<usize> = (0..examples.len()).collect();
+    let parts = map_parts(&all, |_, part| {
+        part.iter()
+            .map(|&i| {
+                let ids = &examples[i].ids;
+                let x = model.embed(&Tensor::new(ids.as_slice(), model.device())?.unsqueeze(0)?)?;
+                let allowed = model.attention_mask(ids.len(), None)?;
+                let (h, _) = model.forward_layers(&x, 0..public_layers, &allowed, false)?;
+                bar.inc(1);
+                Ok(h.squeeze(0)?.detach())
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
     bar.finish_and_clear();
-    out
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// A right-padded batch: under the causal mask no real token sees a pad, so none is masked.

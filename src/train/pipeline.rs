@@ -11,7 +11,6 @@ use super::trainer::{
 };
 use crate::checkpoint::{BaseModel, LoraInfo, TaskInfo, load_checkpoint};
 use crate::data::{Dataset, Split};
-use crate::model::lora::DropoutRng;
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{LoraSpec, MarillArch, adapter_tensors, attach_lora, projection_mut};
 use crate::model::weights::layer_prefix;
@@ -221,7 +220,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     let teacher_lora = recipe.teacher.lora();
     let mut teacher_model = base.model.clone();
     let teacher_trained = if req.stage != StageSelect::Student {
-        let dropout = DropoutRng::new(recipe.optimizer.seed);
         let vars = match (&recipe.teacher.method, &teacher_lora) {
             (TeacherMethod::Lora, Some(l)) => {
                 let layers = 0..teacher_model.num_layers();
@@ -231,7 +229,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
                     &lora_spec(l),
                     &HashMap::new(),
                     &mut rng,
-                    &dropout,
                 )?
             }
             _ => make_all_trainable(&mut teacher_model)?,
@@ -250,7 +247,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
             model: &teacher_model,
             vars,
             first_layer: 0,
-            dropout,
         };
         let (outcome, test_accuracy) = run_stage(&stage, &data, None, &cfg, req)?;
         let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
@@ -314,16 +310,8 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
 
     let mut student = base.model.clone();
     arch.apply(&mut student)?;
-    let dropout = DropoutRng::new(recipe.optimizer.seed ^ 1);
     let private = arch.private_layers(&student);
-    let vars = attach_lora(
-        &mut student,
-        private,
-        &lora_spec(&s.lora),
-        &init,
-        &mut rng,
-        &dropout,
-    )?;
+    let vars = attach_lora(&mut student, private, &lora_spec(&s.lora), &init, &mut rng)?;
     let data = rows.with_inputs(&student, arch.public_layers)?;
     let loss = LossWeights {
         ce: d.w_ce,
@@ -337,7 +325,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
         model: &student,
         vars,
         first_layer: arch.public_layers,
-        dropout,
     };
     let (outcome, test_accuracy) = run_stage(&stage, &data, Some(&teacher_out), &cfg, req)?;
     let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});

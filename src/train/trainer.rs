@@ -6,7 +6,8 @@ use super::loss::{choice_cross_entropy, correct_choices, distillation_kl, hidden
 use super::optimizer::{AdamW, AdamWConfig, clip_grad_norm, learning_rate};
 use super::state::{Progress, StatePaths, log_metrics};
 use crate::model::Llama;
-use crate::model::lora::DropoutRng;
+use crate::model::lora::seed_dropout;
+use crate::parallel::map_parts;
 use crate::progress::progress_bar;
 use crate::recipe::LrSchedule;
 use anyhow::{Result, ensure};
@@ -65,7 +66,6 @@ pub struct Stage<'a> {
     pub model: &'a Llama,
     pub vars: Vec<(String, Var)>,
     pub first_layer: usize,
-    pub dropout: DropoutRng,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -108,9 +108,12 @@ pub fn choice_accuracy(
     let mut correct = 0;
     let rows: Vec<usize> = (0..examples.len()).collect();
     for chunk in rows.chunks(batch) {
-        let b = Batch::new(chunk, examples, inputs)?;
-        let out = forward_batch(model, &b, first, false)?;
-        correct += correct_choices(&out.choice_logits, &b.choice_mask, &b.targets)?;
+        let parts = map_parts(chunk, |_, part| {
+            let b = Batch::new(part, examples, inputs)?;
+            let out = forward_batch(model, &b, first, false)?;
+            correct_choices(&out.choice_logits, &b.choice_mask, &b.targets)
+        })?;
+        correct += parts.iter().sum::<usize>();
     }
     Ok(correct as f64 / examples.len().max(1) as f64)
 }
@@ -131,18 +134,29 @@ pub fn teacher_outputs(
     let rows: Vec<usize> = (0..examples.len()).collect();
     let bar = progress_bar(examples.len(), "teacher outputs");
     for chunk in rows.chunks(batch) {
-        let b = Batch::new(chunk, examples, inputs)?;
-        let o = forward_batch(model, &b, 0, keep_hidden_from.is_some())?;
-        for (row, &i) in chunk.iter().enumerate() {
-            let n = examples[i].choices.len();
-            out.choice_logits
-                .push(o.choice_logits.get(row)?.narrow(0, 0, n)?.detach());
-            if let Some(from) = keep_hidden_from {
-                let len = examples[i].ids.len();
-                let states = o.hidden_states[from..]
-                    .iter()
-                    .map(|h| Ok(h.get(row)?.narrow(0, 0, len)?.detach()))
-                    .collect::<Result<Vec<_>>>()?;
+        let parts = map_parts(chunk, |_, part| {
+            let b = Batch::new(part, examples, inputs)?;
+            let o = forward_batch(model, &b, 0, keep_hidden_from.is_some())?;
+            part.iter()
+                .enumerate()
+                .map(|(row, &i)| {
+                    let n = examples[i].choices.len();
+                    let logits = o.choice_logits.get(row)?.narrow(0, 0, n)?.detach();
+                    let len = examples[i].ids.len();
+                    let states = match keep_hidden_from {
+                        Some(from) => o.hidden_states[from..]
+                            .iter()
+                            .map(|h| Ok(h.get(row)?.narrow(0, 0, len)?.detach()))
+                            .collect::<Result<Vec<_>>>()?,
+                        None => Vec::new(),
+                    };
+                    Ok((logits, states))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        for (logits, states) in parts.into_iter().flatten() {
+            out.choice_logits.push(logits);
+            if keep_hidden_from.is_some() {
                 out.hidden_states.push(states);
             }
         }
@@ -199,6 +213,45 @@ fn batch_loss(
         }
     }
     Ok((loss, batch))
+}
+
+/// Gradients of one optimizer step's mean loss over the micro-batches `group`, each split
+/// across cores; also the loss and the tokens processed. `first_micro` numbers the micro-batches
+/// for the dropout seeds.
+pub fn step_gradients(
+    stage: &Stage,
+    data: &StageData,
+    group: &[Vec<usize>],
+    cfg: &StageConfig,
+    first_micro: u64,
+) -> Result<(GradStore, f64, usize)> {
+    let (mut acc, mut loss_sum, mut tokens) = (None, 0.0, 0);
+    for (j, rows) in group.iter().enumerate() {
+        let micro = first_micro + j as u64;
+        // Each part's loss is a mean over its rows: weighting it by its share of the
+        // micro-batch (and the micro-batch by its share of the step) makes the summed
+        // gradient that of the whole step's mean loss.
+        let parts = map_parts(rows, |part_index, part| {
+            seed_dropout(
+                cfg.seed ^ (micro * 64 + part_index as u64).wrapping_mul(0xA24B_AED4_963E_E407),
+            );
+            let (loss, batch) = batch_loss(stage, data, part, &cfg.loss)?;
+            let share = part.len() as f64 / rows.len() as f64 / group.len() as f64;
+            let grads = (&loss * share)?.backward()?;
+            Ok((
+                f64::from(loss.to_scalar::<f32>()?) * share,
+                batch.tokens(),
+                grads,
+            ))
+        })?;
+        for (loss, part_tokens, grads) in parts {
+            loss_sum += loss;
+            tokens += part_tokens;
+            add_grads(&mut acc, grads, &stage.vars)?;
+        }
+    }
+    let grads = acc.ok_or_else(|| anyhow::anyhow!("an optimizer step needs at least one batch"))?;
+    Ok((grads, loss_sum, tokens))
 }
 
 fn add_grads(acc: &mut Option<GradStore>, grads: GradStore, vars: &[(String, Var)]) -> Result<()> {
@@ -289,24 +342,9 @@ pub fn train_stage(
         let micro = epoch_batches(data.train, cfg.batch, cfg.seed, epoch);
         let first_micro = (progress.step % steps_per_epoch) * cfg.accumulation;
         for group in micro[first_micro..].chunks(cfg.accumulation) {
-            let mut acc = None;
-            let mut loss_sum = 0.0;
-            for (j, rows) in group.iter().enumerate() {
-                stage.dropout.reseed(
-                    cfg.seed
-                        ^ ((progress.step * cfg.accumulation + j) as u64)
-                            .wrapping_mul(0xA24B_AED4_963E_E407),
-                );
-                let (loss, batch) = batch_loss(stage, data, rows, &cfg.loss)?;
-                loss_sum += f64::from(loss.to_scalar::<f32>()?);
-                tokens += batch.tokens();
-                add_grads(
-                    &mut acc,
-                    (loss / group.len() as f64)?.backward()?,
-                    &stage.vars,
-                )?;
-            }
-            let mut grads = acc.expect("a non-empty group");
+            let first = (progress.step * cfg.accumulation) as u64;
+            let (mut grads, loss, step_tokens) = step_gradients(stage, data, group, cfg, first)?;
+            tokens += step_tokens;
             let grad_norm = clip_grad_norm(&mut grads, &stage.vars, cfg.grad_clip)?;
             let lr = learning_rate(
                 cfg.adamw.lr,
@@ -317,7 +355,6 @@ pub fn train_stage(
             );
             opt.update(&grads, lr)?;
             progress.step += 1;
-            let loss = loss_sum / group.len() as f64;
             let tok_s = tokens as f64 / start.elapsed().as_secs_f64();
             bar.set_message(format!("loss {loss:.4} {tok_s:.0} tok/s"));
             bar.inc(1);
