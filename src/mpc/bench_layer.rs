@@ -135,7 +135,7 @@ pub fn share_weights(
 }
 
 /// `x cos + rotate_half(x) sin` on `[h, T, hd]` without truncation (scale grows by f).
-fn rope(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
+pub fn rope(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
     let hd = *x.shape().last().expect("rank 3");
     let (x1, x2) = (x.narrow(2, 0, hd / 2)?, x.narrow(2, hd / 2, hd / 2)?);
     let rotated = Share::concat(&[&x2.neg(), &x1], 2)?;
@@ -143,7 +143,7 @@ fn rope(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
 }
 
 /// `[T, h * hd]` columns `start..` as heads `[h, T, hd]`.
-fn heads(x: &Share, start: usize, h: usize, hd: usize) -> Result<Share> {
+pub fn heads(x: &Share, start: usize, h: usize, hd: usize) -> Result<Share> {
     let t = x.shape()[0];
     x.narrow(1, start, h * hd)?
         .reshape(&[t, h, hd])?

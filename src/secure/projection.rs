@@ -1,0 +1,199 @@
+//! One (possibly fused) projection `x·Wᵀ (+ LoRA)` of a private layer as the protocol runs it:
+//! which part is public, which is the server's secret, and how shares flow through it.
+
+use crate::model::linear::Linear;
+use crate::mpc::ops;
+use crate::mpc::protocol::{Protocol, Role, SecretWeight};
+use crate::mpc::ring::RingTensor;
+use crate::mpc::share::Share;
+use anyhow::Result;
+use candle_core::{DType, Tensor};
+
+/// Who holds the projection weights of the private layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrecy {
+    /// MARILL student: the base `W` is public, only the LoRA factors are the server's.
+    LoraOnly,
+    /// Standard fine-tuning (teacher, or a base model served as is): every projection weight is
+    /// the server's secret.
+    FullWeights,
+}
+
+/// A row-major `(rows, cols)` real matrix.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f64>,
+}
+
+impl Matrix {
+    /// `tensor` `(out, in)` as `(in, out)`, row `i` scaled by `gain[i]` (a preceding RMSNorm's
+    /// gain folded in: `(x ⊙ γ)·Wᵀ = x·(diag(γ)·Wᵀ)` exactly).
+    pub fn transposed(tensor: &Tensor, gain: &[f64]) -> Result<Matrix> {
+        let (out, inp) = tensor.dims2()?;
+        let mut data: Vec<f64> = tensor
+            .t()?
+            .contiguous()?
+            .to_dtype(DType::F64)?
+            .flatten_all()?
+            .to_vec1()?;
+        for (row, &g) in data.chunks_mut(out).zip(gain) {
+            row.iter_mut().for_each(|v| *v *= g);
+        }
+        Ok(Matrix {
+            rows: inp,
+            cols: out,
+            data,
+        })
+    }
+
+    /// Side by side: `[a | b | …]` (equal row counts).
+    fn hconcat(parts: &[Matrix]) -> Matrix {
+        let rows = parts[0].rows;
+        let cols = parts.iter().map(|m| m.cols).sum();
+        let mut data = Vec::with_capacity(rows * cols);
+        for r in 0..rows {
+            for m in parts {
+                data.extend_from_slice(&m.data[r * m.cols..(r + 1) * m.cols]);
+            }
+        }
+        Matrix { rows, cols, data }
+    }
+
+    /// Block-diagonal `diag(a, b, …)`, placed at the given column offsets of `cols` columns.
+    fn block_rows(blocks: &[(usize, Matrix)], cols: usize) -> Matrix {
+        let rows = blocks.iter().map(|(_, m)| m.rows).sum();
+        let mut data = vec![0.0; rows * cols];
+        let mut r0 = 0;
+        for (offset, m) in blocks {
+            for r in 0..m.rows {
+                let dst = (r0 + r) * cols + offset;
+                data[dst..dst + m.cols].copy_from_slice(&m.data[r * m.cols..(r + 1) * m.cols]);
+            }
+            r0 += m.rows;
+        }
+        Matrix { rows, cols, data }
+    }
+
+    pub fn shape(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+}
+
+/// The real weights of one projection, or of several sharing an input fused column-wise
+/// (q | k | v, gate | up): one product serves them all.
+#[derive(Debug, Clone)]
+pub struct ProjectionWeights {
+    /// `W` `(in, out)` when it is public.
+    public: Option<Matrix>,
+    /// `W` `(in, out)` (LoRA merged in) when it is the server's secret.
+    secret: Option<Matrix>,
+    /// LoRA `Aᵀ` `(in, r)` and `(α/r)·Bᵀ` `(r, out)`, block-diagonal when fused: secret.
+    lora: Option<(Matrix, Matrix)>,
+    out_features: usize,
+}
+
+impl ProjectionWeights {
+    /// Fuses `linears` (same input) with the preceding norm's `gain` folded in.
+    pub fn fused(linears: &[&Linear], gain: &[f64], secrecy: Secrecy) -> Result<Self> {
+        let out_features = linears.iter().map(|l| l.out_features()).sum();
+        if secrecy == Secrecy::FullWeights {
+            let merged = linears
+                .iter()
+                .map(|l| {
+                    let w = match &l.lora {
+                        Some(lora) => lora.merged_into(&l.weight)?,
+                        None => l.weight.clone(),
+                    };
+                    Matrix::transposed(&w, gain)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(ProjectionWeights {
+                public: None,
+                secret: Some(Matrix::hconcat(&merged)),
+                lora: None,
+                out_features,
+            });
+        }
+        let public = linears
+            .iter()
+            .map(|l| Matrix::transposed(&l.weight, gain))
+            .collect::<Result<Vec<_>>>()?;
+        let mut a_parts = Vec::new();
+        let mut b_blocks = Vec::new();
+        let mut offset = 0;
+        for l in linears {
+            if let Some(lora) = &l.lora {
+                a_parts.push(Matrix::transposed(&lora.a, gain)?);
+                let scale = vec![lora.scale(); lora.rank()];
+                b_blocks.push((offset, Matrix::transposed(&lora.b, &scale)?));
+            }
+            offset += l.out_features();
+        }
+        let lora = (!a_parts.is_empty())
+            .then(|| (Matrix::hconcat(&a_parts), Matrix::block_rows(&b_blocks, offset)));
+        Ok(ProjectionWeights {
+            public: Some(Matrix::hconcat(&public)),
+            secret: None,
+            lora,
+            out_features,
+        })
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+
+    /// Encodes the public part and shares the secret parts from the server (only the server
+    /// reads their values), opening their masks once for every later product.
+    pub fn share(&self, p: &mut dyn Protocol) -> Result<SharedProjection> {
+        let server = p.role() == Role::Server;
+        let mut weight = |m: &Matrix| {
+            ops::weight_f64(p, server.then_some(m.data.as_slice()), &m.shape())
+        };
+        let secret = self.secret.as_ref().map(&mut weight).transpose()?;
+        let lora = match &self.lora {
+            Some((a, b)) => Some((weight(a)?, weight(b)?)),
+            None => None,
+        };
+        let public = self
+            .public
+            .as_ref()
+            .map(|m| ops::encode(p, &m.data, &m.shape()))
+            .transpose()?;
+        Ok(SharedProjection {
+            public,
+            secret,
+            lora,
+        })
+    }
+}
+
+/// A projection ready to run: public `W` encoded, secret parts shared with opened masks.
+pub struct SharedProjection {
+    public: Option<RingTensor>,
+    secret: Option<SecretWeight>,
+    lora: Option<(SecretWeight, SecretWeight)>,
+}
+
+impl SharedProjection {
+    /// `x·W (+ x·A·B)` on `x` `(T, in)` at `f` fractional bits, returned untruncated (`2f`) so
+    /// the caller can fuse the truncation with what follows. The public part is local; the
+    /// LoRA part costs one truncation of the rank-`r` intermediate.
+    pub fn apply(&self, p: &mut dyn Protocol, x: &Share) -> Result<Share> {
+        let mut terms = Vec::new();
+        if let Some(w) = &self.public {
+            terms.push(x.matmul_public(w)?);
+        }
+        if let Some(w) = &self.secret {
+            terms.push(p.matmul_weight(x, w)?);
+        }
+        if let Some((a, b)) = &self.lora {
+            let low = ops::matmul_weight(p, x, a)?;
+            terms.push(p.matmul_weight(&low, b)?);
+        }
+        let (first, rest) = terms.split_first().expect("a projection has a weight");
+        rest.iter().try_fold(first.clone(), |acc, t| acc.add(t))
+    }
+}
