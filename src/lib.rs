@@ -12,4 +12,5 @@ pub mod mpc;
 pub mod parallel;
 pub mod progress;
 pub mod recipe;
+pub mod secure;
 pub mod train;

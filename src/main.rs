@@ -240,8 +240,12 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Export { run, out } => {
-            for path in export_run(&run, &out)? {
+            let exported = export_run(&run, &out)?;
+            for path in &exported.written {
                 println!("wrote {}", path.display());
+            }
+            for reason in &exported.skipped {
+                println!("skipped: {reason}");
             }
         }
         Command::Inspect { path } => {

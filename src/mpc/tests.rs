@@ -625,4 +625,3 @@ fn tcp_peer_loss_is_an_error() {
         "{errors:?}"
     );
 }
-

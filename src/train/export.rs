@@ -119,10 +119,18 @@ pub fn export_student(
     write_checkpoint(dir, &m, &tensors)
 }
 
+/// What `export_run` wrote, and why it wrote no PEFT adapter where it did not.
+#[derive(Debug, Default)]
+pub struct Exported {
+    pub written: Vec<std::path::PathBuf>,
+    pub skipped: Vec<String>,
+}
+
 /// `marill export RUN --out DIR`: the run's checkpoints, re-verified and rewritten under `out`,
-/// and each LoRA checkpoint also as a PEFT adapter (`<name>-peft/`). Returns what was written.
-pub fn export_run(run: &Path, out: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let mut written = Vec::new();
+/// and each checkpoint that PEFT can express (plain LoRA: no merged heads, exact
+/// non-linearities) also as a PEFT adapter (`<name>-peft/`).
+pub fn export_run(run: &Path, out: &Path) -> Result<Exported> {
+    let mut exported = Exported::default();
     for name in ["teacher", "student"] {
         let src = run.join(name);
         if !src.is_dir() {
@@ -131,17 +139,20 @@ pub fn export_run(run: &Path, out: &Path) -> Result<Vec<std::path::PathBuf>> {
         let (manifest, tensors) = crate::checkpoint::read_checkpoint(&src)?;
         let dest = out.join(name);
         write_checkpoint(&dest, &manifest, &tensors)?;
-        written.push(dest);
-        if manifest.lora.is_some() {
-            let peft = out.join(format!("{name}-peft"));
-            crate::checkpoint::write_peft_adapter(&peft, &manifest, &tensors)?;
-            written.push(peft);
+        exported.written.push(dest);
+        if manifest.lora.is_none() {
+            continue;
+        }
+        let peft = out.join(format!("{name}-peft"));
+        match crate::checkpoint::write_peft_adapter(&peft, &manifest, &tensors) {
+            Ok(()) => exported.written.push(peft),
+            Err(e) => exported.skipped.push(format!("{e:#}")),
         }
     }
     anyhow::ensure!(
-        !written.is_empty(),
+        !exported.written.is_empty(),
         "{}: no teacher/ or student/ checkpoint in this run directory",
         run.display()
     );
-    Ok(written)
+    Ok(exported)
 }
