@@ -11,6 +11,7 @@ use marill::model::{LoadedModel, ModelSource, load};
 use marill::mpc::party::{PartyConfig, run_bench_party};
 use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::recipe::Recipe;
+use marill::secure::{SecureEvalRequest, evaluate_secure};
 use marill::train::export::export_run;
 use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
 use std::net::SocketAddr;
@@ -131,6 +132,24 @@ struct EvalArgs {
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// plaintext, or mpc: the private layers under MPC, next to the plaintext prediction.
+    #[arg(long, value_enum, default_value_t = EvalMode::Plaintext)]
+    mode: EvalMode,
+    /// MPC protocol: 2pc-dealer or 3pc.
+    #[arg(long, default_value = "2pc-dealer")]
+    protocol: ProtocolKind,
+    /// Network the MPC time estimate leads with (both are reported): lan or wan.
+    #[arg(long, default_value = "lan", value_parser = ["lan", "wan"])]
+    network: String,
+    /// How the MPC parties talk: memory (all parties as threads of this process).
+    #[arg(long, default_value = "memory", value_parser = ["memory"])]
+    transport: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EvalMode {
+    Plaintext,
+    Mpc,
 }
 
 #[derive(Subcommand)]
@@ -282,31 +301,77 @@ fn run(cli: Cli) -> Result<()> {
                 },
             };
             // Rows first: a bad data file fails before the model is loaded.
-            let rows = rows.load(args.task, args.limit)?;
-            let loaded = load_model_or_checkpoint(&args.model, &device)?;
-            let report = evaluate_plaintext(
+            let request = EvalRequest {
+                model_name: args.model.clone(),
+                task: args.task,
+                rows: rows.load(args.task, args.limit)?,
+                batch: args.batch,
+                max_len: args.max_len,
+                max_new_tokens: args.max_new_tokens,
+                format: args.format,
+                json: args.json.as_deref(),
+            };
+            if args.mode == EvalMode::Plaintext {
+                let loaded = load_model_or_checkpoint(&args.model, &device)?;
+                let report = evaluate_plaintext(&loaded, &request)?;
+                println!(
+                    "{} {} ({}, {}): accuracy {:.4} ({}/{}), {:.1} tok/s",
+                    report.task,
+                    report.rows,
+                    report.mode,
+                    report.model,
+                    report.accuracy,
+                    report.correct,
+                    report.n,
+                    report.tokens_per_second
+                );
+                return Ok(());
+            }
+            // A checkpoint says which layers are public and what is secret; a bare model runs
+            // every layer privately with secret weights.
+            let path = std::path::Path::new(&args.model);
+            let (loaded, manifest) = if is_checkpoint(path) {
+                let (loaded, manifest) = load_checkpoint(path, &device)?;
+                (loaded, Some(manifest))
+            } else {
+                (load(&model_source(&args.model)?, &device)?, None)
+            };
+            let report = evaluate_secure(
                 &loaded,
-                &EvalRequest {
-                    model_name: args.model.clone(),
-                    task: args.task,
-                    rows,
-                    batch: args.batch,
-                    max_len: args.max_len,
-                    max_new_tokens: args.max_new_tokens,
-                    format: args.format,
-                    json: args.json.as_deref(),
+                manifest.as_ref(),
+                &SecureEvalRequest {
+                    eval: request,
+                    protocol: args.protocol,
+                    network: args.network.clone(),
                 },
             )?;
+            let c = &report.cost_per_example;
             println!(
-                "{} {} ({}, {}): accuracy {:.4} ({}/{}), {:.1} tok/s",
+                "{} {} (mpc {}, {}): accuracy {:.4}, plaintext accuracy {:.4}, agreement {:.4} (n {})",
                 report.task,
                 report.rows,
-                report.mode,
+                report.protocol,
                 report.model,
                 report.accuracy,
-                report.correct,
-                report.n,
-                report.tokens_per_second
+                report.plaintext_accuracy,
+                report.agreement,
+                report.n
+            );
+            let est = if report.network == "wan" {
+                c.est_seconds.wan
+            } else {
+                c.est_seconds.lan
+            };
+            println!(
+                "per example: {:.2} MB online, {:.2} MB offline, {:.0} rounds, {:.2} s measured, {:.2} s estimated on {} (lan {:.2} s, wan {:.2} s)",
+                c.online_bytes / 1e6,
+                c.offline_bytes / 1e6,
+                c.rounds,
+                c.wall_seconds,
+                est,
+                report.network,
+                c.est_seconds.lan,
+                c.est_seconds.wan
             );
         }
         Command::Bench(BenchCommand::Mpc { protocol, json }) => {

@@ -108,7 +108,8 @@ pub struct LoraSpec {
 }
 
 /// Attaches trainable adapters to `targets` of `layers`, starting from `init` where it holds
-/// factors of that name (e.g. the teacher's), else fresh. Returns the variables by name.
+/// factors of that name and of this rank (e.g. the teacher's), else fresh. Returns the variables
+/// by name.
 pub fn attach_lora(
     model: &mut Llama,
     layers: Range<usize>,
@@ -122,7 +123,11 @@ pub fn attach_lora(
         for &target in &spec.targets {
             let linear = projection_mut(model, layer, target);
             let (a_name, b_name) = lora_names(layer, target);
-            let (mut adapter, a, b) = match (init.get(&a_name), init.get(&b_name)) {
+            let (rows, cols) = (linear.out_features(), linear.in_features());
+            let fits = |t: &&Tensor, shape: [usize; 2]| t.dims() == shape;
+            let a0 = init.get(&a_name).filter(|t| fits(t, [spec.rank, cols]));
+            let b0 = init.get(&b_name).filter(|t| fits(t, [rows, spec.rank]));
+            let (mut adapter, a, b) = match (a0, b0) {
                 (Some(a0), Some(b0)) => {
                     let (a, b) = (Var::from_tensor(a0)?, Var::from_tensor(b0)?);
                     let adapter = LoraAdapter {
@@ -133,14 +138,7 @@ pub fn attach_lora(
                     };
                     (adapter, a, b)
                 }
-                _ => LoraAdapter::init(
-                    linear.in_features(),
-                    linear.out_features(),
-                    spec.rank,
-                    spec.alpha,
-                    rng,
-                    &device,
-                )?,
+                _ => LoraAdapter::init(cols, rows, spec.rank, spec.alpha, rng, &device)?,
             };
             adapter.dropout = spec.dropout;
             linear.lora = Some(adapter);
@@ -208,6 +206,51 @@ mod tests {
 
     fn ids() -> Result<Tensor> {
         Ok(Tensor::new(&[[4u32, 80, 15, 16, 23, 42, 8]], &Device::Cpu)?)
+    }
+
+    #[test]
+    fn adapters_start_from_init_factors_only_of_their_rank() -> Result<()> {
+        let config = LlamaConfig::tiny();
+        let mut model = tiny(&config, tiny_weights(&config, 1)?)?;
+        let d = config.hidden_size;
+        let (a_name, b_name) = lora_names(1, LoraTarget::Q);
+        let (ka, kb) = lora_names(1, LoraTarget::K);
+        let kv = config.num_key_value_heads * config.head_dim();
+        let init = HashMap::from([
+            (
+                a_name.clone(),
+                Tensor::ones((4, d), candle_core::DType::F32, &Device::Cpu)?,
+            ),
+            (
+                b_name.clone(),
+                Tensor::ones((d, 4), candle_core::DType::F32, &Device::Cpu)?,
+            ),
+            // A teacher of another rank: not used.
+            (
+                ka.clone(),
+                Tensor::ones((8, d), candle_core::DType::F32, &Device::Cpu)?,
+            ),
+            (
+                kb.clone(),
+                Tensor::ones((kv, 8), candle_core::DType::F32, &Device::Cpu)?,
+            ),
+        ]);
+        let spec = LoraSpec {
+            rank: 4,
+            alpha: 8.0,
+            targets: vec![LoraTarget::Q, LoraTarget::K],
+            dropout: 0.0,
+        };
+        let mut rng = rand::SeedableRng::seed_from_u64(0);
+        let vars: HashMap<String, Var> = attach_lora(&mut model, 1..2, &spec, &init, &mut rng)?
+            .into_iter()
+            .collect();
+        let sum =
+            |n: &str| -> Result<f32> { Ok(vars[n].as_tensor().sum_all()?.to_scalar::<f32>()?) };
+        assert_eq!(sum(&b_name)?, (d * 4) as f32, "the matching init is used");
+        assert_eq!(vars[&ka].as_tensor().dims(), &[4, d]);
+        assert_eq!(sum(&kb)?, 0.0, "a fresh B starts at zero");
+        Ok(())
     }
 
     #[test]
