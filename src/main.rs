@@ -118,6 +118,7 @@ struct EvalArgs {
     /// Evaluate only the first N rows.
     #[arg(long)]
     limit: Option<usize>,
+    /// Rows per forward; under --mode mpc also per secure forward (they share its rounds).
     #[arg(long, default_value_t = 8)]
     batch: usize,
     /// Prompts longer than this are truncated (the passage / premise only).
@@ -384,7 +385,13 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?,
                 ]
             };
-            print_and_save(&marill::mpc::bench::bench(&kinds)?, json.as_deref())?;
+            let mpc = marill::mpc::bench::bench(&kinds)?;
+            let f32_matmul = marill::bench::matmul::candle_f32_matmul(64, 576, 1536)?;
+            let mut report = serde_json::to_value(&mpc)?;
+            report["ring_over_candle_f32_seconds"] =
+                serde_json::json!(mpc.ring_matmul.seconds / f32_matmul.seconds);
+            report["candle_f32_matmul"] = serde_json::to_value(f32_matmul)?;
+            print_and_save(&report, json.as_deref())?;
         }
         Command::Party(args) => {
             let config = PartyConfig {

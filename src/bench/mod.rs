@@ -1,4 +1,5 @@
 //! Benchmarks behind `marill bench`.
 
 pub mod forward;
+pub mod matmul;
 pub mod train;
