@@ -155,3 +155,73 @@ fn eval_on_a_tiny_model_writes_its_report() {
         .count();
     assert_eq!(accuracy, correct as f64 / 6.0);
 }
+
+/// Writes a tiny student checkpoint over the tiny base model in `dir/base`, recording
+/// `base_sha256` as its base model's hash.
+fn tiny_student(dir: &Path, base_sha256: &str) -> String {
+    use marill::checkpoint::{LoraInfo, TaskInfo};
+    use marill::model::lora_target::LoraTarget;
+    use marill::model::marill::{LoraSpec, MarillArch, attach_lora};
+    use marill::train::export::{ExportContext, export_student};
+    use rand::SeedableRng;
+    let base = tiny_model(&dir.join("base"));
+    let source = marill::model::ModelSource::parse(&base).unwrap();
+    let mut model = marill::model::load(&source, &candle_core::Device::Cpu)
+        .unwrap()
+        .model;
+    let arch = MarillArch {
+        public_layers: 1,
+        head_merge: 3,
+        ..MarillArch::standard()
+    };
+    arch.apply(&mut model).unwrap();
+    let spec = LoraSpec {
+        rank: 2,
+        alpha: 4.0,
+        targets: vec![LoraTarget::Q, LoraTarget::Down],
+        dropout: 0.0,
+    };
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let private = arch.private_layers(&model);
+    attach_lora(&mut model, private, &spec, &Default::default(), &mut rng).unwrap();
+    let ctx = ExportContext {
+        base_source: &base,
+        base_sha256,
+        task: TaskInfo {
+            name: marill::data::TaskKind::Sst2,
+            format: Default::default(),
+            max_len: 512,
+        },
+        recipe_sha256: "0",
+    };
+    let lora = LoraInfo {
+        rank: 2,
+        alpha: 4.0,
+        targets: spec.targets.clone(),
+    };
+    let out = dir.join("student");
+    export_student(&out, &ctx, &model, &arch, lora, serde_json::json!({})).unwrap();
+    out.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_checkpoint_loads_over_its_base_model_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let base_files = [dir.path().join("base/model.safetensors")];
+    tiny_model(&dir.path().join("base"));
+    let sha = marill::checkpoint::BaseModel::weights_sha256(&base_files).unwrap();
+    let good = tiny_student(dir.path(), &sha);
+    let (ok, stdout, stderr) =
+        marill(&["eval", "--model", &good, "--task", "sst2", "--limit", "3"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("accuracy"), "{stdout}");
+    let (ok, stdout, _) = marill(&["inspect", &good]);
+    assert!(ok && stdout.contains("private layers: 1..4"), "{stdout}");
+
+    let other = tempfile::tempdir().unwrap();
+    let bad = tiny_student(other.path(), &"0".repeat(64));
+    assert_one_line_error(
+        &["eval", "--model", &bad, "--task", "sst2", "--limit", "3"],
+        &["sha256", "does not match"],
+    );
+}
