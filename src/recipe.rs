@@ -842,7 +842,16 @@ batch = 8
             }
         }
         names.sort();
-        assert_eq!(names, ["arithmetic", "boolq", "quickstart", "sst2"]);
+        assert_eq!(
+            names,
+            [
+                "arithmetic",
+                "boolq",
+                "quickstart",
+                "sst2",
+                "sst2-mpcformer"
+            ]
+        );
         let quickstart = Recipe::load(&dir.join("quickstart.toml"))?;
         assert_eq!(quickstart.public_layers(&smollm2()), 15);
         assert_eq!(quickstart.student.head_merge.factor, 3);

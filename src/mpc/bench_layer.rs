@@ -143,7 +143,7 @@ pub fn rope(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
 }
 
 /// `[T, h * hd]` columns `start..` as heads `[h, T, hd]`.
-pub fn heads(x: &Share, start: usize, h: usize, hd: usize) -> Result<Share> {
+fn heads(x: &Share, start: usize, h: usize, hd: usize) -> Result<Share> {
     let t = x.shape()[0];
     x.narrow(1, start, h * hd)?
         .reshape(&[t, h, hd])?

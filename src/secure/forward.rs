@@ -4,17 +4,18 @@
 use super::client::SecureInput;
 use super::head::{choice_scores, reveal_choice};
 use super::layer::{LayerWeights, RopeTables, SharedLayer};
-use super::projection::Secrecy;
+use super::packing::Packing;
+use super::projection::{Matrix, Secrecy};
 use crate::model::Llama;
 use crate::mpc::cost::{CostReport, PartyCost};
 use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::ops;
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
+use crate::mpc::share::Share;
 use anyhow::{Context, Result, ensure};
 
 /// What the protocol needs of a model's private part.
 pub struct SecureModel {
-    pub public_layers: usize,
     layers: Vec<LayerWeights>,
     hidden_size: usize,
     rope_theta: f64,
@@ -30,7 +31,6 @@ impl SecureModel {
             model.num_layers()
         );
         Ok(SecureModel {
-            public_layers,
             layers: model.layers[public_layers..]
                 .iter()
                 .map(|l| LayerWeights::new(l, secrecy))
@@ -45,22 +45,32 @@ impl SecureModel {
         self.layers.iter().map(|l| l.share(p)).collect()
     }
 
-    /// One example's choice scores `[1, C]` as a share; the client supplies the hidden state.
+    /// The choice scores `[1, C]` of each example of `batch`, as shares; the client supplies
+    /// the hidden states.
     fn scores(
         &self,
         p: &mut dyn Protocol,
         shared: &[SharedLayer],
-        input: &SecureInput,
-    ) -> Result<crate::mpc::Share> {
-        let shape = [input.tokens, self.hidden_size];
-        let mine = (p.role() == Role::Client).then_some(input.hidden.as_slice());
-        let mut x = ops::share_f64(p, Role::Client, mine, &shape)?;
+        batch: &[&SecureInput],
+    ) -> Result<Vec<Share>> {
+        let packing = Packing::new(batch.iter().map(|i| i.tokens).collect())?;
+        let packed = (p.role() == Role::Client).then(|| {
+            batch
+                .iter()
+                .flat_map(|i| i.hidden.iter().copied())
+                .collect::<Vec<f64>>()
+        });
+        let shape = [packing.rows(), self.hidden_size];
+        let mut x = ops::share_f64(p, Role::Client, packed.as_deref(), &shape)?;
+        let positions = packing.positions();
         for (layer, w) in self.layers.iter().zip(shared) {
             let l = layer.layout();
-            let tables = RopeTables::new(p, input.tokens, l.head_dim, self.rope_theta, l.score_scale)?;
-            x = layer.forward(p, w, &x, &tables)?;
+            let tables =
+                RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
+            x = layer.forward(p, w, &x, &packing, &tables)?;
         }
-        choice_scores(p, &x, &input.head, self.final_eps)
+        let heads: Vec<&Matrix> = batch.iter().map(|i| &i.head).collect();
+        choice_scores(p, &x, &packing, &heads, self.final_eps)
     }
 }
 
@@ -78,34 +88,41 @@ pub struct SecureRun {
     pub examples_wall_seconds: f64,
 }
 
-/// Runs `inputs` through `model` on `kind` with all parties in this process; `done` is called
-/// after each example.
+/// Runs `inputs` through `model` on `kind` with all parties in this process, `batch` examples
+/// (of similar length) per forward so that they share its rounds; `done(k)` is called after
+/// each forward of `k` examples.
 pub fn run_secure(
     kind: ProtocolKind,
     opts: &RunOptions,
     model: &SecureModel,
     inputs: &[SecureInput],
+    batch: usize,
     reveal_scores: bool,
-    done: impl Fn() + Sync,
+    done: impl Fn(usize) + Sync,
 ) -> Result<SecureRun> {
-    type PartyResult = (PartyCost, Vec<(Option<usize>, Option<Vec<f64>>)>);
-    let run = run_local(kind, opts, |p| -> Result<PartyResult> {
+    ensure!(batch > 0, "a secure forward needs at least one example");
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&i| inputs[i].tokens);
+    type Outputs = Vec<(Option<usize>, Option<Vec<f64>>)>;
+    let run = run_local(kind, opts, |p| -> Result<(PartyCost, Outputs)> {
         let shared = ops::labelled(p, "weights", |p| model.share(p))?;
         let setup = p.comm().cost();
         p.comm().reset_cost();
-        let mut out = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let scores = model.scores(p, &shared, input)?;
-            let revealed = if reveal_scores {
-                ops::labelled(p, "other", |p| {
-                    ops::reveal_f64(p, &scores, Some(Role::Client))
-                })?
-            } else {
-                None
-            };
-            out.push((reveal_choice(p, &scores)?, revealed));
+        let mut out = vec![(None, None); inputs.len()];
+        for chunk in order.chunks(batch) {
+            let examples: Vec<&SecureInput> = chunk.iter().map(|&i| &inputs[i]).collect();
+            for (&i, scores) in chunk.iter().zip(model.scores(p, &shared, &examples)?) {
+                let revealed = if reveal_scores {
+                    ops::labelled(p, "other", |p| {
+                        ops::reveal_f64(p, &scores, Some(Role::Client))
+                    })?
+                } else {
+                    None
+                };
+                out[i] = (reveal_choice(p, &scores)?, revealed);
+            }
             if p.role() == Role::Client {
-                done();
+                done(chunk.len());
             }
         }
         Ok((setup, out))
@@ -116,10 +133,7 @@ pub fn run_secure(
         .iter()
         .map(|(c, _)| c.context("the client received no choice"))
         .collect::<Result<_>>()?;
-    let scores = client
-        .iter()
-        .filter_map(|(_, s)| s.clone())
-        .collect();
+    let scores = client.iter().filter_map(|(_, s)| s.clone()).collect();
     Ok(SecureRun {
         choices,
         scores,

@@ -2,20 +2,43 @@
 //! to the choice tokens' rows (public: the label words and the tied embedding), and the secure
 //! argmax revealed to the client only.
 
+use super::packing::Packing;
 use super::projection::Matrix;
 use crate::mpc::protocol::{Comparison, Protocol, Role};
 use crate::mpc::share::Share;
 use crate::mpc::{approx, ops};
 use anyhow::{Context, Result};
 
-/// One score per choice, `[1, C]`, from the residual stream `x` `[T, d]`. `head` is `(d, C)`
-/// with the final norm's gain folded in.
-pub fn choice_scores(p: &mut dyn Protocol, x: &Share, head: &Matrix, eps: f64) -> Result<Share> {
-    let last = x.narrow(0, x.shape()[0] - 1, 1)?;
+/// One score per choice `[1, C]` for each sequence of the packed residual stream `x` `[N, d]`,
+/// read at its last position, from its head `heads[b]` `(d, C)` with the final norm's gain
+/// folded in.
+pub fn choice_scores(
+    p: &mut dyn Protocol,
+    x: &Share,
+    packing: &Packing,
+    heads: &[&Matrix],
+    eps: f64,
+) -> Result<Vec<Share>> {
+    let last: Vec<Share> = packing
+        .last_rows()
+        .into_iter()
+        .map(|row| x.narrow(0, row, 1))
+        .collect::<Result<_>>()?;
+    let last = Share::concat(&last.iter().collect::<Vec<_>>(), 0)?;
     let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, &last, None, eps))?;
     ops::labelled(p, "matmul", |p| {
-        let w = ops::encode(p, &head.data, &head.shape())?;
-        ops::matmul_public(p, &h, &w)
+        // Local products, one truncation for all of them.
+        let products: Vec<Share> = heads
+            .iter()
+            .enumerate()
+            .map(|(b, head)| {
+                let w = ops::encode(p, &head.data, &head.shape())?;
+                h.narrow(0, b, 1)?.matmul_public(&w)
+            })
+            .collect::<Result<_>>()?;
+        let f = p.fixed_point().frac_bits;
+        p.truncate(&Share::concat_flat(&products)?, f)?
+            .split_flat(&products)
     })
 }
 
@@ -26,7 +49,12 @@ pub fn reveal_choice(p: &mut dyn Protocol, scores: &Share) -> Result<Option<usiz
         let cmp = Comparison::default_for(p.fixed_point());
         let (_, index) = ops::argmax_last(p, scores, cmp)?;
         p.reveal(&index, Some(Role::Client))?
-            .map(|t| t.data().first().map(|&i| i as usize).context("empty argmax"))
+            .map(|t| {
+                t.data()
+                    .first()
+                    .map(|&i| i as usize)
+                    .context("empty argmax")
+            })
             .transpose()
     })
 }

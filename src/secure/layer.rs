@@ -3,11 +3,12 @@
 //! heads and a causal softmax (exact or 2Quad), o, RMSNorm, SwiGLU (SiLU / PUMA or Quad), down.
 //! Norm gains are folded into the projections that follow them.
 
+use super::packing::Packing;
 use super::projection::{ProjectionWeights, Secrecy, SharedProjection};
 use crate::model::attention::AttentionLayout;
 use crate::model::llama::DecoderLayer;
 use crate::model::variants::{Activation, SoftmaxKind};
-use crate::mpc::bench_layer::{heads, rope};
+use crate::mpc::bench_layer::rope;
 use crate::mpc::protocol::{Bilinear, Protocol};
 use crate::mpc::ring::RingTensor;
 use crate::mpc::share::Share;
@@ -41,7 +42,11 @@ impl LayerWeights {
         let ones = vec![1.0; a.o_proj.in_features()];
         let ffn_ones = vec![1.0; m.down_proj.in_features()];
         Ok(LayerWeights {
-            qkv: ProjectionWeights::fused(&[&a.q_proj, &a.k_proj, &a.v_proj], &input_gain, secrecy)?,
+            qkv: ProjectionWeights::fused(
+                &[&a.q_proj, &a.k_proj, &a.v_proj],
+                &input_gain,
+                secrecy,
+            )?,
             o: ProjectionWeights::fused(&[&a.o_proj], &ones, secrecy)?,
             gate_up: ProjectionWeights::fused(&[&m.gate_proj, &m.up_proj], &post_gain, secrecy)?,
             down: ProjectionWeights::fused(&[&m.down_proj], &ffn_ones, secrecy)?,
@@ -69,7 +74,8 @@ pub struct SharedLayer {
     down: SharedProjection,
 }
 
-/// Public RoPE tables `[1, T, head_dim]` (half-split layout), as `RotaryEmbedding` builds them.
+/// Public RoPE tables `[1, N, head_dim]` for the packed rows' positions (half-split layout), as
+/// `RotaryEmbedding` builds them.
 pub struct RopeTables {
     cos: RingTensor,
     sin: RingTensor,
@@ -81,7 +87,7 @@ pub struct RopeTables {
 impl RopeTables {
     pub fn new(
         p: &dyn Protocol,
-        tokens: usize,
+        positions: &[usize],
         head_dim: usize,
         base: f64,
         score_scale: f64,
@@ -92,11 +98,12 @@ impl RopeTables {
             (t as f64 / base.powf(2.0 * (j % half) as f64 / head_dim as f64)) as f32 as f64
         };
         let table = |f: fn(f64) -> f64, s: f64| -> Vec<f64> {
-            (0..tokens)
-                .flat_map(|t| (0..head_dim).map(move |j| f(angle(t, j)) * s))
+            positions
+                .iter()
+                .flat_map(|&t| (0..head_dim).map(move |j| f(angle(t, j)) * s))
                 .collect()
         };
-        let shape = [1, tokens, head_dim];
+        let shape = [1, positions.len(), head_dim];
         let enc = |v: Vec<f64>| ops::encode(p, &v, &shape);
         Ok(RopeTables {
             cos: enc(table(f64::cos, 1.0))?,
@@ -112,30 +119,45 @@ impl LayerWeights {
         self.layout
     }
 
-    /// The layer on a shared residual stream `x` `[T, d]`.
+    /// The layer on a shared residual stream `x` `[N, d]` of sequences packed as `packing`
+    /// says.
     pub fn forward(
         &self,
         p: &mut dyn Protocol,
         w: &SharedLayer,
         x: &Share,
+        packing: &Packing,
         tables: &RopeTables,
     ) -> Result<Share> {
         let f = p.fixed_point().frac_bits;
         let l = self.layout;
         let (hd, nq, nkv) = (l.head_dim, l.num_heads, l.num_kv_heads);
+        let (batch, t) = (packing.sequences(), packing.longest());
+        // Packed heads [n, N, hd] to padded [B·n, T, hd], for attention.
+        let padded = |x: &Share| -> Result<Share> {
+            let n = x.shape()[0];
+            let rows = x.permute(&[1, 0, 2])?.reshape(&[packing.rows(), n * hd])?;
+            heads(&packing.pad(&rows)?, batch, 0, n, hd)
+        };
         let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, x, None, self.eps))?;
         let (q, k, v) = ops::labelled(p, "matmul", |p| {
-            let qkv = w.qkv.apply(p, &h)?; // scale 2f
+            let qkv = w.qkv.apply(p, &h)?; // [N, width] at scale 2f
+            let heads = |start: usize, n: usize| heads(&qkv, 1, start, n, hd);
             // RoPE rides on the projection's truncation (3f -> f); v is lifted to 3f to join it.
-            let q = rope(&heads(&qkv, 0, nq, hd)?, &tables.q_cos, &tables.q_sin)?;
-            let k = rope(&heads(&qkv, nq * hd, nkv, hd)?, &tables.cos, &tables.sin)?;
-            let v = heads(&qkv, (nq + nkv) * hd, nkv, hd)?.scale(1 << f);
+            // Both on the packed rows: no work on padding.
+            let q = rope(&heads(0, nq)?, &tables.q_cos, &tables.q_sin)?;
+            let k = rope(&heads(nq * hd, nkv)?, &tables.cos, &tables.sin)?;
+            let v = heads((nq + nkv) * hd, nkv)?.scale(1 << f);
             let joined = Share::concat_flat(&[q.clone(), k.clone(), v.clone()])?;
             let parts = p.truncate(&joined, 2 * f)?.split_flat(&[q, k, v])?;
             let [q, k, v]: [Share; 3] = parts.try_into().expect("three parts");
-            Ok((q, k, v))
+            Ok((padded(&q)?, padded(&k)?, padded(&v)?))
         })?;
-        let (q, k, v) = (merge(&q, l, false)?, merge(&k, l, true)?, merge(&v, l, true)?);
+        let (q, k, v) = (
+            merge(&q, batch, l, false)?,
+            merge(&k, batch, l, true)?,
+            merge(&v, batch, l, true)?,
+        );
         let scores = ops::labelled(p, "matmul", |p| {
             p.bilinear_truncate(&q, &k.transpose()?, Bilinear::MatMul, f)
         })?;
@@ -144,12 +166,11 @@ impl LayerWeights {
             SoftmaxKind::TwoQuad => approx::softmax_2quad(p, &scores, true),
         })?;
         let attn = ops::labelled(p, "matmul", |p| {
-            let t = x.shape()[0];
-            let out = ops::matmul(p, &probs, &v)? // [M, T, m hd]
-                .reshape(&[l.softmax_heads(), t, l.merge, hd])?
-                .permute(&[1, 0, 2, 3])?
-                .reshape(&[t, nq * hd])?;
-            let o = w.o.apply(p, &out)?;
+            let out = ops::matmul(p, &probs, &v)? // [B M, T, m hd]
+                .reshape(&[batch, l.softmax_heads(), t, l.merge, hd])?
+                .permute(&[0, 2, 1, 3, 4])?
+                .reshape(&[batch * t, nq * hd])?;
+            let o = w.o.apply(p, &packing.unpad(&out)?)?;
             p.truncate(&o, f)
         })?;
         let x1 = x.add(&attn)?;
@@ -177,9 +198,20 @@ impl LayerWeights {
     }
 }
 
-/// Per-head `[heads, T, hd]` to merged heads `[M, T, m·hd]`: merged head `j` concatenates
+/// Columns `start..start + n·hd` of `x` `[B·T, width]` as heads `[B·n, T, hd]`.
+fn heads(x: &Share, batch: usize, start: usize, n: usize, hd: usize) -> Result<Share> {
+    let t = x.shape()[0] / batch;
+    x.narrow(1, start, n * hd)?
+        .reshape(&[batch, t, n, hd])?
+        .permute(&[0, 2, 1, 3])?
+        .reshape(&[batch * n, t, hd])
+}
+
+/// Per-head `[B·heads, T, hd]` to merged heads `[B·M, T, m·hd]`: merged head `j` concatenates
 /// query heads `j·m .. (j+1)·m` (or, for keys / values, the KV heads they read).
-fn merge(x: &Share, l: AttentionLayout, kv: bool) -> Result<Share> {
+fn merge(x: &Share, batch: usize, l: AttentionLayout, kv: bool) -> Result<Share> {
+    let (n, t, hd) = (x.shape()[0] / batch, x.shape()[1], x.shape()[2]);
+    let x = x.reshape(&[batch, n, t, hd])?;
     let g = l.group_size();
     let merged: Vec<Share> = l
         .groups()
@@ -187,10 +219,14 @@ fn merge(x: &Share, l: AttentionLayout, kv: bool) -> Result<Share> {
         .map(|group| {
             let parts: Vec<Share> = group
                 .iter()
-                .map(|&h| x.narrow(0, if kv { h / g } else { h }, 1))
+                .map(|&h| x.narrow(1, if kv { h / g } else { h }, 1))
                 .collect::<Result<_>>()?;
-            Share::concat(&parts.iter().collect::<Vec<_>>(), 2)
+            Share::concat(&parts.iter().collect::<Vec<_>>(), 3)
         })
         .collect::<Result<_>>()?;
-    Share::concat(&merged.iter().collect::<Vec<_>>(), 0)
+    Share::concat(&merged.iter().collect::<Vec<_>>(), 1)?.reshape(&[
+        batch * l.softmax_heads(),
+        t,
+        l.merge * hd,
+    ])
 }

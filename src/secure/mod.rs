@@ -1,15 +1,25 @@
 //! Secure evaluation: where the model meets the MPC protocol. The client runs the embedding and
 //! the public layers `0..k` in plaintext ([`client`]) and secret-shares the hidden state; the
 //! private layers ([`layer`], with [`projection`]s public, LoRA-secret or fully secret) and the
-//! choice head ([`head`]) run on a protocol ([`forward`]); only the predicted label is revealed,
-//! to the client. [`eval`] scores a task's rows that way next to the plaintext model.
+//! choice head ([`head`]) run on a protocol ([`forward`]), several examples per forward
+//! ([`packing`]) so that they share its rounds; only the predicted label is revealed, to the
+//! client. [`eval`] scores a task's rows that way next to the plaintext model ([`report`]).
+//!
+//! Public: the base model (so a student's `W`, every norm gain and the tied head), the
+//! architecture, the label words, prompt lengths. Secret (server): a student's LoRA factors, a
+//! teacher's (or a bare model's) projection weights.
 
 pub mod client;
+pub mod eval;
 pub mod forward;
 pub mod head;
 pub mod layer;
+pub mod packing;
 pub mod projection;
+pub mod report;
 
 pub use client::SecureInput;
+pub use eval::{SecureEvalRequest, evaluate_secure, split_of};
 pub use forward::{SecureModel, SecureRun, run_secure};
 pub use projection::Secrecy;
+pub use report::SecureEvalReport;

@@ -131,8 +131,12 @@ impl ProjectionWeights {
             }
             offset += l.out_features();
         }
-        let lora = (!a_parts.is_empty())
-            .then(|| (Matrix::hconcat(&a_parts), Matrix::block_rows(&b_blocks, offset)));
+        let lora = (!a_parts.is_empty()).then(|| {
+            (
+                Matrix::hconcat(&a_parts),
+                Matrix::block_rows(&b_blocks, offset),
+            )
+        });
         Ok(ProjectionWeights {
             public: Some(Matrix::hconcat(&public)),
             secret: None,
@@ -149,9 +153,8 @@ impl ProjectionWeights {
     /// reads their values), opening their masks once for every later product.
     pub fn share(&self, p: &mut dyn Protocol) -> Result<SharedProjection> {
         let server = p.role() == Role::Server;
-        let mut weight = |m: &Matrix| {
-            ops::weight_f64(p, server.then_some(m.data.as_slice()), &m.shape())
-        };
+        let mut weight =
+            |m: &Matrix| ops::weight_f64(p, server.then_some(m.data.as_slice()), &m.shape());
         let secret = self.secret.as_ref().map(&mut weight).transpose()?;
         let lora = match &self.lora {
             Some((a, b)) => Some((weight(a)?, weight(b)?)),
@@ -195,5 +198,63 @@ impl SharedProjection {
         }
         let (first, rest) = terms.split_first().expect("a projection has a weight");
         rest.iter().try_fold(first.clone(), |acc, t| acc.add(t))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::lora::LoraAdapter;
+    use crate::mpc::local::{RunOptions, run_local};
+    use crate::mpc::protocol::ProtocolKind;
+    use candle_core::Device;
+
+    fn random(rows: usize, cols: usize, seed: u64) -> Result<Tensor> {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        Ok(Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)
+    }
+
+    #[test]
+    fn fused_projection_on_shares_matches_each_linear() -> Result<()> {
+        let (inp, t) = (6, 3);
+        let mut with_lora = Linear::new(random(5, inp, 1)?);
+        with_lora.lora = Some(LoraAdapter {
+            a: random(2, inp, 2)?,
+            b: random(5, 2, 3)?,
+            alpha: 4.0,
+            dropout: 0.0,
+        });
+        let plain = Linear::new(random(4, inp, 4)?);
+        let gain: Vec<f64> = (0..inp).map(|i| 0.5 + i as f64 * 0.25).collect();
+        let x = random(t, inp, 5)?;
+        // Expected: the norm gain applied to x, then each linear as candle runs it.
+        let g = Tensor::new(
+            gain.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            &Device::Cpu,
+        )?;
+        let xg = x.broadcast_mul(&g)?;
+        let want = Tensor::cat(&[with_lora.forward(&xg)?, plain.forward(&xg)?], 1)?;
+        let want: Vec<f32> = want.flatten_all()?.to_vec1()?;
+        let xs: Vec<f64> = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        for secrecy in [Secrecy::LoraOnly, Secrecy::FullWeights] {
+            let w = ProjectionWeights::fused(&[&with_lora, &plain], &gain, secrecy)?;
+            assert_eq!(w.out_features(), 9);
+            assert_eq!(w.lora.is_some(), secrecy == Secrecy::LoraOnly);
+            let run = run_local(ProtocolKind::TwoPartyDealer, &RunOptions::default(), |p| {
+                let shared = w.share(p)?;
+                let mine = (p.role() == Role::Client).then_some(xs.as_slice());
+                let s = ops::share_f64(p, Role::Client, mine, &[t, inp])?;
+                let y = shared.apply(p, &s)?;
+                let y = p.truncate(&y, p.fixed_point().frac_bits)?;
+                ops::reveal_f64(p, &y, Some(Role::Client))
+            })?;
+            let got = run.output(Role::Client).as_ref().expect("revealed");
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - *b as f64).abs() < 1e-3, "{secrecy:?}: {a} vs {b}");
+            }
+        }
+        Ok(())
     }
 }

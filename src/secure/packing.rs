@@ -1,0 +1,106 @@
+//! Several sequences of different lengths in one forward: packed one after another along the
+//! rows for everything row-wise (norms, projections, activations: no work on padding), and
+//! right-padded to a common length only around attention, which needs `[B, T, ·]`.
+
+use crate::mpc::share::Share;
+use anyhow::{Result, ensure};
+
+#[derive(Debug, Clone)]
+pub struct Packing {
+    lens: Vec<usize>,
+    /// The longest length: what attention pads to.
+    longest: usize,
+}
+
+impl Packing {
+    pub fn new(lens: Vec<usize>) -> Result<Self> {
+        ensure!(
+            !lens.is_empty() && lens.iter().all(|&l| l > 0),
+            "empty sequence in a batch"
+        );
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        Ok(Packing { lens, longest })
+    }
+
+    pub fn sequences(&self) -> usize {
+        self.lens.len()
+    }
+
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// Rows of the packed form.
+    pub fn rows(&self) -> usize {
+        self.lens.iter().sum()
+    }
+
+    /// The position of each packed row within its sequence.
+    pub fn positions(&self) -> Vec<usize> {
+        self.lens.iter().flat_map(|&len| 0..len).collect()
+    }
+
+    /// The packed row of each sequence's last position.
+    pub fn last_rows(&self) -> Vec<usize> {
+        self.lens
+            .iter()
+            .scan(0, |start, &len| {
+                *start += len;
+                Some(*start - 1)
+            })
+            .collect()
+    }
+
+    /// Packed `[N, w]` to padded `[B·T, w]`, each sequence's last row repeated into its padding
+    /// (realistic values keep every approximation in range; under the causal mask no real
+    /// token sees a pad). Local.
+    pub fn pad(&self, x: &Share) -> Result<Share> {
+        let w = x.shape()[1];
+        let mut parts = Vec::new();
+        for (&len, last) in self.lens.iter().zip(self.last_rows()) {
+            parts.push(x.narrow(0, last + 1 - len, len)?);
+            if len < self.longest {
+                parts.push(
+                    x.narrow(0, last, 1)?
+                        .broadcast_to(&[self.longest - len, w])?,
+                );
+            }
+        }
+        Share::concat(&parts.iter().collect::<Vec<_>>(), 0)
+    }
+
+    /// Padded `[B·T, w]` back to packed `[N, w]`. Local.
+    pub fn unpad(&self, x: &Share) -> Result<Share> {
+        let parts: Vec<Share> = self
+            .lens
+            .iter()
+            .enumerate()
+            .map(|(b, &len)| x.narrow(0, b * self.longest, len))
+            .collect::<Result<_>>()?;
+        Share::concat(&parts.iter().collect::<Vec<_>>(), 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::ring::RingTensor;
+
+    #[test]
+    fn pad_repeats_last_rows_and_unpad_restores_the_packing() -> Result<()> {
+        // Sequences of 2 and 3 rows, width 2: rows 0..5 hold their own index.
+        let data: Vec<u64> = (0..5).flat_map(|r| [r, 10 + r]).collect();
+        let x = Share::new(&[5, 2], vec![RingTensor::new(&[5, 2], data.clone())?])?;
+        let packing = Packing::new(vec![2, 3])?;
+        assert_eq!((packing.rows(), packing.longest()), (5, 3));
+        assert_eq!(packing.last_rows(), vec![1, 4]);
+        assert_eq!(packing.positions(), vec![0, 1, 0, 1, 2]);
+        let padded = packing.pad(&x)?;
+        assert_eq!(padded.shape(), &[6, 2]);
+        let rows: Vec<u64> = padded.parts()[0].data().chunks(2).map(|r| r[0]).collect();
+        assert_eq!(rows, vec![0, 1, 1, 2, 3, 4]);
+        assert_eq!(packing.unpad(&padded)?.parts()[0].data(), data.as_slice());
+        assert!(Packing::new(vec![2, 0]).is_err());
+        Ok(())
+    }
+}

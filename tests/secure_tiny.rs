@@ -1,0 +1,202 @@
+//! The secure forward on a tiny random Llama against candle's plaintext forward of the same
+//! model: choice scores within a fixed-point / approximation bound and the same predicted label,
+//! for a MARILL student (public prefix, merged heads, secret LoRA), a teacher (every layer
+//! private, secret full weights) and a student with Quad / 2Quad.
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use marill::model::lora_target::LoraTarget;
+use marill::model::marill::{LoraSpec, MarillArch, attach_lora, lora_names};
+use marill::model::tiny::tiny_weights;
+use marill::model::variants::{Activation, SoftmaxKind};
+use marill::model::weights::Weights;
+use marill::model::{Llama, LlamaConfig};
+use marill::mpc::local::RunOptions;
+use marill::mpc::protocol::ProtocolKind;
+use marill::secure::{Secrecy, SecureInput, SecureModel, run_secure};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+
+const PROMPTS: [&[u32]; 2] = [&[4, 80, 15, 16, 23, 42, 8, 99, 7], &[200, 3, 17, 61, 5]];
+const CHOICES: [u32; 3] = [300, 301, 64];
+/// Logits of the tiny model are O(1); fixed point (16 bits), RMSNorm's rsqrt, exp and the
+/// reciprocal together stay well inside this.
+const MAX_ABS_ERROR: f64 = 5e-2;
+
+fn base() -> Result<Llama> {
+    let config = LlamaConfig::tiny();
+    Llama::from_weights(
+        config.clone(),
+        &Weights::new(tiny_weights(&config, 7)?),
+        &Device::Cpu,
+    )
+}
+
+/// `arch` applied and random non-zero LoRA factors on every projection of the private layers.
+fn student(arch: MarillArch) -> Result<Llama> {
+    let mut model = base()?;
+    arch.apply(&mut model)?;
+    let spec = LoraSpec {
+        rank: 4,
+        alpha: 8.0,
+        targets: LoraTarget::ALL.to_vec(),
+        dropout: 0.0,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut init = HashMap::new();
+    for layer in arch.private_layers(&model) {
+        for target in LoraTarget::ALL {
+            let lin = marill::model::marill::projection(&model, layer, target);
+            let (a, b) = lora_names(layer, target);
+            let mut random = |rows: usize, cols: usize| -> Result<Tensor> {
+                let v: Vec<f32> = (0..rows * cols)
+                    .map(|_| rng.random::<f32>() * 0.2 - 0.1)
+                    .collect();
+                Ok(Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)
+            };
+            init.insert(a, random(spec.rank, lin.in_features())?);
+            init.insert(b, random(lin.out_features(), spec.rank)?);
+        }
+    }
+    let range = arch.private_layers(&model);
+    attach_lora(&mut model, range, &spec, &init, &mut rng)?;
+    Ok(model)
+}
+
+/// Candle's choice logits at each prompt's last position.
+fn plaintext_scores(model: &Llama, ids: &[u32]) -> Result<Vec<f64>> {
+    let x = model.embed(&Tensor::new(ids, &Device::Cpu)?.unsqueeze(0)?)?;
+    let allowed = model.attention_mask(ids.len(), None)?;
+    let (h, _) = model.forward_layers(&x, 0..model.num_layers(), &allowed, false)?;
+    let last = h.get(0)?.get(ids.len() - 1)?.unsqueeze(0)?;
+    let logits = model.logits_for_tokens(&last, &Tensor::new(&CHOICES, &Device::Cpu)?)?;
+    Ok(logits
+        .flatten_all()?
+        .to_vec1::<f32>()?
+        .into_iter()
+        .map(f64::from)
+        .collect())
+}
+
+fn argmax(v: &[f64]) -> usize {
+    (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
+}
+
+/// Runs both prompts securely on every protocol and checks scores and labels against candle.
+fn check(model: &Llama, public_layers: usize, secrecy: Secrecy) -> Result<()> {
+    let secure = SecureModel::new(model, public_layers, secrecy)?;
+    let inputs: Vec<SecureInput> = PROMPTS
+        .iter()
+        .map(|ids| SecureInput::new(model, ids, &CHOICES, public_layers))
+        .collect::<Result<_>>()?;
+    let want: Vec<Vec<f64>> = PROMPTS
+        .iter()
+        .map(|ids| plaintext_scores(model, ids))
+        .collect::<Result<_>>()?;
+    let opts = RunOptions {
+        seed: Some(11),
+        ..Default::default()
+    };
+    for kind in ProtocolKind::ALL {
+        let run = run_secure(kind, &opts, &secure, &inputs, 2, true, |_| {})?;
+        assert_eq!(run.scores.len(), PROMPTS.len());
+        for ((got, want), choice) in run.scores.iter().zip(&want).zip(&run.choices) {
+            let err = got
+                .iter()
+                .zip(want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err <= MAX_ABS_ERROR, "{kind}: {got:?} vs {want:?}");
+            assert!(
+                want.iter().any(|v| v.abs() > 0.1),
+                "degenerate logits {want:?}"
+            );
+            // The secure argmax is the argmax of the revealed scores, and candle's wherever its
+            // margin exceeds the error bound.
+            assert_eq!(*choice, argmax(got), "{kind}");
+            let mut sorted = want.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            if sorted[0] - sorted[1] > 2.0 * MAX_ABS_ERROR {
+                assert_eq!(*choice, argmax(want), "{kind}: {want:?}");
+            }
+        }
+        // Weights are shared once: the examples' online traffic does not include them.
+        assert!(run.setup.online_bytes > 0 && run.examples.online_bytes > 0);
+        for class in ["matmul", "softmax", "norm", "activation"] {
+            assert!(
+                run.examples.labels.contains_key(class),
+                "{kind}: no {class}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn student_with_merged_heads_and_secret_lora_matches_plaintext() -> Result<()> {
+    let arch = MarillArch {
+        public_layers: 1,
+        head_merge: 3,
+        ..MarillArch::standard()
+    };
+    check(&student(arch)?, 1, Secrecy::LoraOnly)
+}
+
+#[test]
+fn teacher_with_secret_full_weights_matches_plaintext() -> Result<()> {
+    // LoRA factors present: the teacher's secret weight must include them.
+    check(&student(MarillArch::standard())?, 0, Secrecy::FullWeights)
+}
+
+#[test]
+fn student_with_quad_and_two_quad_matches_plaintext() -> Result<()> {
+    let arch = MarillArch {
+        public_layers: 2,
+        head_merge: 2,
+        activation: Activation::Quad,
+        softmax: SoftmaxKind::TwoQuad,
+    };
+    check(&student(arch)?, 2, Secrecy::LoraOnly)
+}
+
+#[test]
+fn eval_mode_mpc_reports_accuracy_agreement_and_cost() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let model = dir.path().join("m");
+    marill::model::tiny::write_tiny_model(&model, &LlamaConfig::tiny(), 1)?;
+    let json = dir.path().join("report.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(["eval", "--model", model.to_str().unwrap(), "--task", "sst2"])
+        .args(["--limit", "3", "--mode", "mpc", "--protocol", "3pc"])
+        .args(["--network", "wan", "--json", json.to_str().unwrap()])
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("agreement"), "{stdout}");
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    assert_eq!(r["mode"], "mpc");
+    assert_eq!(r["protocol"], "3pc");
+    assert_eq!(r["network"], "wan");
+    assert_eq!(r["n"], 3);
+    // A base model runs every layer privately; the tiny model's margins are far above the
+    // fixed-point error, so MPC and plaintext agree.
+    assert_eq!(r["private_layers"], 4);
+    assert_eq!(r["agreement"], 1.0);
+    assert_eq!(r["accuracy"], r["plaintext_accuracy"]);
+    let c = &r["cost_per_example"];
+    let est = &c["est_seconds"];
+    assert!(est["wan"].as_f64().unwrap() > est["lan"].as_f64().unwrap());
+    let classes = c["by_class"].as_object().unwrap();
+    let class_bytes: f64 = classes
+        .values()
+        .map(|v| v["online_bytes"].as_f64().unwrap())
+        .sum();
+    let total = c["online_bytes"].as_f64().unwrap();
+    assert!(total > 0.0 && (class_bytes - total).abs() < 1e-6 * total);
+    for class in ["matmul", "softmax", "norm", "activation", "other"] {
+        assert!(classes.contains_key(class), "{class}");
+    }
+    Ok(())
+}
