@@ -7,7 +7,7 @@ use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
 use marill::fetch::{BASE_MODEL_PATH, fetch_base_model};
-use marill::model::{LoadedModel, ModelSource, load};
+use marill::model::{ModelSource, load};
 use marill::mpc::party::{PartyConfig, run_bench_party};
 use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::recipe::Recipe;
@@ -121,12 +121,14 @@ struct EvalArgs {
     /// Rows per forward; under --mode mpc also per secure forward (they share its rounds).
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// Prompts longer than this are truncated (the passage / premise only).
-    #[arg(long, default_value_t = 512)]
-    max_len: usize,
-    /// Plain completion-style prompts, or inside the model's chat template.
-    #[arg(long, value_enum, default_value_t = PromptFormat::Plain)]
-    format: PromptFormat,
+    /// Prompts longer than this are truncated (the passage / premise only). Default: a
+    /// checkpoint's own max_len, else 512.
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Plain completion-style prompts, or inside the model's chat template. Default: a
+    /// checkpoint's own format, else plain.
+    #[arg(long, value_enum)]
+    format: Option<PromptFormat>,
     /// Generation tasks (gsm8k): the longest answer, in tokens.
     #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
@@ -191,6 +193,9 @@ enum BenchCommand {
     },
 }
 
+/// `marill eval --max-len` for a model that does not say otherwise.
+const DEFAULT_MAX_LEN: usize = 512;
+
 /// Parses `--model`; the default base model is fetched on first use.
 fn model_source(spec: &str) -> Result<ModelSource> {
     if spec == BASE_MODEL_PATH && !std::path::Path::new(spec).exists() {
@@ -206,15 +211,6 @@ fn print_and_save(report: &impl serde::Serialize, json: Option<&std::path::Path>
         marill::atomic::write_json_atomic(path, report).context("writing the report")?;
     }
     Ok(())
-}
-
-/// A split checkpoint directory, or any model `--model` accepts.
-fn load_model_or_checkpoint(spec: &str, device: &candle_core::Device) -> Result<LoadedModel> {
-    let path = std::path::Path::new(spec);
-    if is_checkpoint(path) {
-        return Ok(load_checkpoint(path, device)?.0);
-    }
-    load(&model_source(spec)?, device)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -302,18 +298,34 @@ fn run(cli: Cli) -> Result<()> {
                 },
             };
             // Rows first: a bad data file fails before the model is loaded.
+            let rows = rows.load(args.task, args.limit)?;
+            // A checkpoint says which layers are public and what is secret (a bare model runs
+            // every layer privately with secret weights), and how its task was prompted.
+            let path = std::path::Path::new(&args.model);
+            let (loaded, manifest) = if is_checkpoint(path) {
+                let (loaded, manifest) = load_checkpoint(path, &device)?;
+                (loaded, Some(manifest))
+            } else {
+                (load(&model_source(&args.model)?, &device)?, None)
+            };
+            let trained = manifest.as_ref().map(|m| &m.task);
             let request = EvalRequest {
                 model_name: args.model.clone(),
                 task: args.task,
-                rows: rows.load(args.task, args.limit)?,
+                rows,
                 batch: args.batch,
-                max_len: args.max_len,
+                max_len: args
+                    .max_len
+                    .or(trained.map(|t| t.max_len))
+                    .unwrap_or(DEFAULT_MAX_LEN),
                 max_new_tokens: args.max_new_tokens,
-                format: args.format,
+                format: args
+                    .format
+                    .or(trained.map(|t| t.format))
+                    .unwrap_or_default(),
                 json: args.json.as_deref(),
             };
             if args.mode == EvalMode::Plaintext {
-                let loaded = load_model_or_checkpoint(&args.model, &device)?;
                 let report = evaluate_plaintext(&loaded, &request)?;
                 println!(
                     "{} {} ({}, {}): accuracy {:.4} ({}/{}), {:.1} tok/s",
@@ -328,15 +340,6 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            // A checkpoint says which layers are public and what is secret; a bare model runs
-            // every layer privately with secret weights.
-            let path = std::path::Path::new(&args.model);
-            let (loaded, manifest) = if is_checkpoint(path) {
-                let (loaded, manifest) = load_checkpoint(path, &device)?;
-                (loaded, Some(manifest))
-            } else {
-                (load(&model_source(&args.model)?, &device)?, None)
-            };
             let report = evaluate_secure(
                 &loaded,
                 manifest.as_ref(),
