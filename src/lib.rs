@@ -12,5 +12,6 @@ pub mod mpc;
 pub mod parallel;
 pub mod progress;
 pub mod recipe;
+pub mod report;
 pub mod secure;
 pub mod train;

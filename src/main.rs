@@ -11,6 +11,7 @@ use marill::model::{ModelSource, load};
 use marill::mpc::party::{PartyConfig, run_bench_party};
 use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::recipe::Recipe;
+use marill::report::{RunRequest, run_recipe};
 use marill::secure::{SecureEvalRequest, evaluate_secure};
 use marill::train::export::export_run;
 use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
@@ -49,6 +50,24 @@ enum Command {
         #[arg(long, value_enum, default_value_t = StageSelect::All)]
         stage: StageSelect,
         /// Continue from the run directory's last saved state.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// A recipe end to end: train teacher and student, evaluate both in plaintext and under MPC
+    /// (2pc-dealer and 3pc), print the MARILL-vs-standard table, write report.json / report.md.
+    Run {
+        #[arg(default_value = "recipes/quickstart.toml")]
+        recipe: PathBuf,
+        /// Run directory (default runs/<recipe name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Test rows evaluated under MPC (each costs seconds of secure inference).
+        #[arg(long, default_value_t = 16)]
+        mpc_rows: usize,
+        /// Rows per secure forward.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Continue training from the run directory's last saved state.
         #[arg(long)]
         resume: bool,
     },
@@ -193,6 +212,12 @@ enum BenchCommand {
     },
 }
 
+/// `runs/<recipe file name>`.
+fn run_dir(recipe: &std::path::Path) -> PathBuf {
+    let name = recipe.file_stem().map(|s| s.to_string_lossy().into_owned());
+    PathBuf::from("runs").join(name.unwrap_or_else(|| "run".into()))
+}
+
 /// `marill eval --max-len` for a model that does not say otherwise.
 const DEFAULT_MAX_LEN: usize = 512;
 
@@ -242,10 +267,7 @@ fn run(cli: Cli) -> Result<()> {
             stage,
             resume,
         } => {
-            let out = out.unwrap_or_else(|| {
-                let name = recipe.file_stem().map(|s| s.to_string_lossy().into_owned());
-                PathBuf::from("runs").join(name.unwrap_or_else(|| "run".into()))
-            });
+            let out = out.unwrap_or_else(|| run_dir(&recipe));
             let recipe = Recipe::load(&recipe)?;
             let report = run_training(&TrainRequest {
                 recipe,
@@ -254,6 +276,24 @@ fn run(cli: Cli) -> Result<()> {
                 resume,
             })?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Run {
+            recipe,
+            out,
+            mpc_rows,
+            batch,
+            resume,
+        } => {
+            let out = out.unwrap_or_else(|| run_dir(&recipe));
+            let report = run_recipe(&RunRequest {
+                recipe: Recipe::load(&recipe)?,
+                out: out.clone(),
+                mpc_rows,
+                batch,
+                resume,
+            })?;
+            println!("{}", marill::report::table::markdown(&report));
+            println!("wrote {0}/report.json and {0}/report.md", out.display());
         }
         Command::Export { run, out } => {
             let exported = export_run(&run, &out)?;

@@ -1,0 +1,63 @@
+//! The MARILL-vs-standard table: accuracy, online communication, rounds and estimated time of
+//! the teacher and the student, with the ratios.
+
+use super::run::{ModelReport, RunReport};
+use std::fmt::Write;
+
+fn mb(bytes: f64) -> f64 {
+    bytes / 1e6
+}
+
+fn row(out: &mut String, name: &str, m: &ModelReport) {
+    for r in &m.mpc {
+        let c = &r.cost_per_example;
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {:.3} | {:.3} | {:.1} MB | {:.0} | {:.2} s | {:.2} s |",
+            r.protocol,
+            m.plaintext_accuracy,
+            r.accuracy,
+            mb(c.online_bytes),
+            c.rounds,
+            c.est_seconds.lan,
+            c.est_seconds.wan
+        );
+    }
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# {} ({}): standard fine-tuning (teacher) vs MARILL (student)\n\n\
+         Plaintext accuracy on the {} test rows; MPC accuracy and costs (per example) on the \
+         first {} of them.\n",
+        r.recipe, r.task, r.test_rows, r.mpc_rows
+    );
+    out.push_str("| model | protocol | accuracy (plaintext) | accuracy (MPC) | online | rounds | est. lan | est. wan |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    row(&mut out, "teacher", &r.teacher);
+    row(&mut out, "student", &r.student);
+    out.push_str("\n| protocol | communication × | rounds × | runtime × (lan) | runtime × (wan) | MPC agreement (teacher / student) |\n|---|---|---|---|---|---|\n");
+    for (t, s) in r.teacher.mpc.iter().zip(&r.student.mpc) {
+        let (tc, sc) = (&t.cost_per_example, &s.cost_per_example);
+        let _ = writeln!(
+            out,
+            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.3} / {:.3} |",
+            t.protocol,
+            tc.online_bytes / sc.online_bytes,
+            tc.rounds / sc.rounds,
+            tc.est_seconds.lan / sc.est_seconds.lan,
+            tc.est_seconds.wan / sc.est_seconds.wan,
+            t.agreement,
+            s.agreement
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nAccuracy kept (student / teacher, plaintext): {:.1}%",
+        100.0 * r.student.plaintext_accuracy / r.teacher.plaintext_accuracy.max(1e-9)
+    );
+    out
+}
