@@ -1,5 +1,5 @@
-//! End to end on a tiny random model: recipe → teacher and student training → split
-//! checkpoints → evaluation under MPC, which must agree with plaintext.
+//! `marill run` end to end on a tiny random model: recipe → teacher and student training →
+//! split checkpoints → evaluation under both MPC protocols, which must agree with plaintext.
 
 use std::process::Command;
 
@@ -50,42 +50,45 @@ eval_interval = 0
     )
     .unwrap();
     let run = dir.path().join("run");
-    let run_s = run.to_str().unwrap();
-    marill(&["train", recipe.to_str().unwrap(), "--out", run_s]);
+    let out = marill(&[
+        "run",
+        recipe.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+        "--mpc-rows",
+        "6",
+    ]);
+    assert!(out.contains("communication ×"), "{out}");
     for kind in ["teacher", "student"] {
         assert!(
             run.join(kind).join("manifest.json").is_file(),
             "{kind} checkpoint"
         );
     }
-    let student = run.join("student");
-    let json = dir.path().join("mpc.json");
-    for protocol in ["2pc-dealer", "3pc"] {
-        marill(&[
-            "eval",
-            "--model",
-            student.to_str().unwrap(),
-            "--task",
-            "sst2",
-            "--limit",
-            "6",
-            "--max-len",
-            "400",
-            "--mode",
-            "mpc",
-            "--protocol",
-            protocol,
-            "--json",
-            json.to_str().unwrap(),
-        ]);
-        let report: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        assert_eq!(report["n"], 6);
-        assert_eq!(report["mode"], "mpc");
-        // A random tiny model has near-tied choices on some rows; fixed-point error may flip at
-        // most one of six.
-        let agreement = report["agreement"].as_f64().unwrap();
-        assert!(agreement >= 5.0 / 6.0, "{protocol}: agreement {agreement}");
-        assert!(report["cost_per_example"]["online_bytes"].as_f64().unwrap() > 0.0);
+    assert!(run.join("report.md").is_file());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    for kind in ["teacher", "student"] {
+        let mpc = report[kind]["mpc"].as_array().unwrap();
+        assert_eq!(mpc.len(), 2, "both protocols");
+        for r in mpc {
+            assert_eq!(r["n"], 6);
+            // A random tiny model has near-tied choices on some rows; fixed-point error may
+            // flip at most one of six.
+            let agreement = r["agreement"].as_f64().unwrap();
+            assert!(
+                agreement >= 5.0 / 6.0,
+                "{kind} {}: agreement {agreement}",
+                r["protocol"]
+            );
+            assert!(r["cost_per_example"]["online_bytes"].as_f64().unwrap() > 0.0);
+        }
     }
+    // The student runs fewer layers under MPC than the teacher.
+    let bytes = |kind: &str| {
+        report[kind]["mpc"][0]["cost_per_example"]["online_bytes"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(bytes("student") < bytes("teacher"));
 }
