@@ -54,6 +54,29 @@ pub fn markdown(r: &RunReport) -> String {
             s.agreement
         );
     }
+    out.push_str(
+        "\nWhere the savings land (online MB per example by operation class; offline MB; the \
+         server weights' one-time masking):\n\n| protocol | model | matmul | softmax | norm | \
+         activation | other | offline | weight setup |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (t, s) in r.teacher.mpc.iter().zip(&r.student.mpc) {
+        for (name, m) in [("teacher", t), ("student", s)] {
+            let c = &m.cost_per_example;
+            let class = |k: &str| c.by_class.get(k).map_or(0.0, |x| mb(x.online_bytes));
+            let _ = writeln!(
+                out,
+                "| {} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                m.protocol,
+                class("matmul"),
+                class("softmax"),
+                class("norm"),
+                class("activation"),
+                class("other"),
+                mb(c.offline_bytes),
+                mb(m.weight_setup.online_bytes as f64)
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nAccuracy kept (student / teacher, plaintext): {:.1}%",
