@@ -225,3 +225,32 @@ fn a_checkpoint_loads_over_its_base_model_and_no_other() {
         &["sha256", "does not match"],
     );
 }
+
+#[test]
+fn bad_recipes_are_one_line_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo.toml");
+    std::fs::write(&typo, "[task]\nname = \"sst2\"\nmax_lne = 64\n").unwrap();
+    let t = typo.to_str().unwrap();
+    assert_one_line_error(&["train", t], &[t, "max_lne"]);
+    let merge = dir.path().join("merge.toml");
+    std::fs::write(
+        &merge,
+        "[task]\nname = \"sst2\"\n[teacher]\nmethod = \"lora\"\nepochs = 1\nlr = 1e-3\nbatch = 8\n\
+         [student]\npublic_layers = 2\nepochs = 1\nlr = 1e-3\nbatch = 8\n[student.head_merge]\nfactor = 4\n",
+    )
+    .unwrap();
+    let base = tiny_model(&dir.path().join("base"));
+    let text = std::fs::read_to_string(&merge).unwrap();
+    std::fs::write(&merge, format!("[model]\nbase = \"{base}\"\n{text}")).unwrap();
+    let m = merge.to_str().unwrap();
+    assert_one_line_error(
+        &[
+            "train",
+            m,
+            "--out",
+            dir.path().join("run").to_str().unwrap(),
+        ],
+        &[m, "head_merge"],
+    );
+}
