@@ -9,11 +9,10 @@ use super::trainer::{
     LossWeights, Stage, StageConfig, StageData, StageOutcome, TeacherOutputs, choice_accuracy,
     teacher_outputs, train_stage,
 };
-use crate::checkpoint::{BaseModel, LoraInfo, TaskInfo, load_checkpoint};
+use crate::checkpoint::{BaseModel, LoraInfo, PrivateTensor, TaskInfo, load_checkpoint};
 use crate::data::{Dataset, Split};
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{LoraSpec, MarillArch, adapter_tensors, attach_lora, projection_mut};
-use crate::model::weights::layer_prefix;
 use crate::model::{Llama, LoadedModel, ModelSource, load};
 use crate::recipe::{LoraSection, Recipe, TeacherMethod};
 use anyhow::{Context, Result, bail};
@@ -126,10 +125,7 @@ fn make_all_trainable(model: &mut Llama) -> Result<Vec<(String, Var)>> {
             let linear = projection_mut(model, layer, target);
             let var = Var::from_tensor(&linear.weight)?;
             linear.weight = var.as_tensor().clone();
-            vars.push((
-                format!("{}.{}.weight", layer_prefix(layer), target.module()),
-                var,
-            ));
+            vars.push((PrivateTensor::Projection { layer, target }.name(), var));
         }
     }
     Ok(vars)
