@@ -12,7 +12,10 @@ use marill::mpc::party::{PartyConfig, run_bench_party};
 use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::recipe::Recipe;
 use marill::report::{RunRequest, run_recipe};
-use marill::secure::{SecureEvalRequest, evaluate_secure};
+use marill::secure::remote::{TcpClient, serve_secure};
+use marill::secure::{
+    SecureEvalRequest, SecureModel, SecureSplit, SecureTransport, evaluate_secure,
+};
 use marill::train::export::export_run;
 use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
 use std::net::SocketAddr;
@@ -101,8 +104,12 @@ struct PartyArgs {
     #[arg(long = "peer", value_parser = parse_peer)]
     peers: Vec<(Role, SocketAddr)>,
     /// The computation to run: one of the `bench mpc` cases.
-    #[arg(long, default_value = "llama_layer_64")]
+    #[arg(long, default_value = "llama_layer_64", conflicts_with = "model")]
     case: String,
+    /// Serve secure evaluation of this checkpoint (or base model) instead: the client is a
+    /// `marill eval --mode mpc --transport tcp --peer …` elsewhere.
+    #[arg(long)]
+    model: Option<String>,
     /// Seconds to wait for a peer before giving up.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -163,9 +170,20 @@ struct EvalArgs {
     /// Network the MPC time estimate leads with (both are reported): lan or wan.
     #[arg(long, default_value = "lan", value_parser = ["lan", "wan"])]
     network: String,
-    /// How the MPC parties talk: memory (all parties as threads of this process).
-    #[arg(long, default_value = "memory", value_parser = ["memory"])]
+    /// How the MPC parties talk: memory (all parties as threads of this process), or tcp (each
+    /// party its own process; this one is the client).
+    #[arg(long, default_value = "memory", value_parser = ["memory", "tcp"])]
     transport: String,
+    /// tcp: the address the client listens on.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// tcp: a party started by hand, ROLE=HOST:PORT (server, and dealer or helper). Without
+    /// any, the command starts them on loopback.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<(Role, SocketAddr)>,
+    /// tcp: seconds to wait for a party.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -227,6 +245,27 @@ fn model_source(spec: &str) -> Result<ModelSource> {
         fetch_base_model(std::path::Path::new(spec))?;
     }
     ModelSource::parse(spec)
+}
+
+/// A split checkpoint (with its manifest) or a bare model, and what secure evaluation keeps
+/// secret in it (an error for a checkpoint it cannot evaluate, which plaintext evaluation can).
+fn load_model(
+    model: &str,
+    device: &candle_core::Device,
+) -> Result<(
+    marill::model::LoadedModel,
+    Option<marill::checkpoint::Manifest>,
+    Result<SecureSplit>,
+)> {
+    let path = std::path::Path::new(model);
+    if !is_checkpoint(path) {
+        let loaded = load(&model_source(model)?, device)?;
+        return Ok((loaded, None, Ok(SecureSplit::BARE)));
+    }
+    let ckpt = load_checkpoint(path, device)?;
+    let split = SecureSplit::of_checkpoint(&ckpt.manifest, &ckpt.private)
+        .with_context(|| model.to_string());
+    Ok((ckpt.loaded, Some(ckpt.manifest), split))
 }
 
 /// Prints a benchmark report and writes it to `json` if given.
@@ -341,13 +380,7 @@ fn run(cli: Cli) -> Result<()> {
             let rows = rows.load(args.task, args.limit)?;
             // A checkpoint says which layers are public and what is secret (a bare model runs
             // every layer privately with secret weights), and how its task was prompted.
-            let path = std::path::Path::new(&args.model);
-            let (loaded, manifest) = if is_checkpoint(path) {
-                let (loaded, manifest) = load_checkpoint(path, &device)?;
-                (loaded, Some(manifest))
-            } else {
-                (load(&model_source(&args.model)?, &device)?, None)
-            };
+            let (loaded, manifest, split) = load_model(&args.model, &device)?;
             let trained = manifest.as_ref().map(|m| &m.task);
             let request = EvalRequest {
                 model_name: args.model.clone(),
@@ -380,13 +413,24 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
+            let transport = if args.transport == "tcp" {
+                SecureTransport::Tcp(TcpClient {
+                    listen: args.listen,
+                    peers: args.peers,
+                    model: args.model.clone(),
+                    timeout: std::time::Duration::from_secs(args.timeout),
+                })
+            } else {
+                SecureTransport::Memory
+            };
             let report = evaluate_secure(
                 &loaded,
-                manifest.as_ref(),
+                split?,
                 &SecureEvalRequest {
                     eval: request,
                     protocol: args.protocol,
                     network: args.network.clone(),
+                    transport,
                 },
             )?;
             let c = &report.cost_per_example;
@@ -446,6 +490,13 @@ fn run(cli: Cli) -> Result<()> {
                 timeout: std::time::Duration::from_secs(args.timeout),
                 seed: None,
             };
+            if let Some(model) = &args.model {
+                let (loaded, _, split) = load_model(model, &device)?;
+                let split = split?;
+                let secure = SecureModel::new(&loaded.model, split.public_layers, split.secrecy)?;
+                serve_secure(&config, &secure)?;
+                return Ok(());
+            }
             let result = run_bench_party(&config, &args.case)?;
             println!("{}", serde_json::to_string_pretty(&result)?);
         }

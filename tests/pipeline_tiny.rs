@@ -3,11 +3,15 @@
 
 use std::process::Command;
 
-fn marill(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_marill"))
+fn marill_output(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_marill"))
         .args(args)
         .output()
-        .expect("runs");
+        .expect("runs")
+}
+
+fn marill(args: &[&str]) -> String {
+    let out = marill_output(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{args:?}: {stderr}");
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -91,4 +95,79 @@ eval_interval = 0
             .unwrap()
     };
     assert!(bytes("student") < bytes("teacher"));
+
+    check_tcp_transport(&run, &report, dir.path());
+    check_private_head_refused(&run.join("student"), dir.path());
+}
+
+/// `eval --transport tcp` (server and dealer / helper as processes of their own) costs what the
+/// in-memory run inside `marill run` cost on the same rows, and agrees with plaintext.
+fn check_tcp_transport(run: &std::path::Path, report: &serde_json::Value, tmp: &std::path::Path) {
+    let student = run.join("student");
+    for (i, protocol) in ["2pc-dealer", "3pc"].into_iter().enumerate() {
+        let json = tmp.join(format!("tcp-{protocol}.json"));
+        marill(&[
+            "eval",
+            "--model",
+            student.to_str().unwrap(),
+            "--task",
+            "sst2",
+            "--mode",
+            "mpc",
+            "--protocol",
+            protocol,
+            "--transport",
+            "tcp",
+            "--limit",
+            "6",
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        let tcp: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let memory = &report["student"]["mpc"][i];
+        assert_eq!(memory["protocol"], protocol);
+        assert_eq!(tcp["n"], 6);
+        assert!(
+            tcp["agreement"].as_f64().unwrap() >= 5.0 / 6.0,
+            "{protocol}: {tcp}"
+        );
+        for field in ["online_bytes", "rounds"] {
+            assert_eq!(
+                tcp["cost_per_example"][field], memory["cost_per_example"][field],
+                "{protocol} {field}: tcp vs memory"
+            );
+        }
+    }
+}
+
+/// A checkpoint whose final norm is private cannot be evaluated under MPC (the client would
+/// use the public one): one error line naming the checkpoint and the tensor. Plaintext
+/// evaluation still works.
+fn check_private_head_refused(student: &std::path::Path, tmp: &std::path::Path) {
+    let copy = tmp.join("private-norm");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["manifest.json", "private.safetensors"] {
+        std::fs::copy(student.join(f), copy.join(f)).unwrap();
+    }
+    let file = copy.join("private.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+    let d = marill::model::LlamaConfig::tiny().hidden_size;
+    tensors.insert(
+        "model.norm.weight".into(),
+        candle_core::Tensor::ones(d, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let model = copy.to_str().unwrap();
+    let mut args = vec!["eval", "--model", model, "--task", "sst2", "--limit", "2"];
+    marill(&args);
+    args.extend(["--mode", "mpc"]);
+    let out = marill_output(&args);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(model) && stderr.contains("model.norm.weight"),
+        "{stderr}"
+    );
 }

@@ -13,7 +13,7 @@ use marill::model::weights::Weights;
 use marill::model::{Llama, LlamaConfig};
 use marill::mpc::local::RunOptions;
 use marill::mpc::protocol::ProtocolKind;
-use marill::secure::{Secrecy, SecureInput, SecureModel, run_secure};
+use marill::secure::{ClientJob, Secrecy, SecureInput, SecureModel, run_secure};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -99,7 +99,12 @@ fn check(model: &Llama, public_layers: usize, secrecy: Secrecy) -> Result<()> {
         ..Default::default()
     };
     for kind in ProtocolKind::ALL {
-        let run = run_secure(kind, &opts, &secure, &inputs, 2, true, |_| {})?;
+        let job = ClientJob {
+            inputs: &inputs,
+            batch: 2,
+            reveal_scores: true,
+        };
+        let run = run_secure(kind, &opts, &secure, &job, |_| {})?;
         assert_eq!(run.scores.len(), PROMPTS.len());
         for ((got, want), choice) in run.scores.iter().zip(&want).zip(&run.choices) {
             let err = got

@@ -15,8 +15,17 @@ pub fn is_checkpoint(path: &Path) -> bool {
     path.join(super::io::MANIFEST_FILE).is_file()
 }
 
-pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(LoadedModel, Manifest)> {
+/// A split checkpoint loaded: the model with its private tensors in place.
+pub struct Checkpoint {
+    pub loaded: LoadedModel,
+    pub manifest: Manifest,
+    /// What `private.safetensors` held.
+    pub private: Vec<PrivateTensor>,
+}
+
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Checkpoint> {
     let (manifest, tensors) = read_checkpoint(dir)?;
+    let mut private = Vec::with_capacity(tensors.len());
     let source = ModelSource::parse(&manifest.base.source)
         .with_context(|| format!("{}: base model", dir.display()))?;
     let mut loaded = load(&source, device)?;
@@ -32,7 +41,9 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(LoadedModel, Mani
     .apply(model)?;
     for (name, tensor) in &tensors {
         let tensor = tensor.to_device(device)?;
-        match PrivateTensor::parse(name)? {
+        let kind = PrivateTensor::parse(name)?;
+        private.push(kind);
+        match kind {
             PrivateTensor::Lora { .. } => {} // attached below, by pairs
             PrivateTensor::Projection { layer, target } => {
                 projection_mut(model, layer, target).weight = tensor;
@@ -53,5 +64,9 @@ pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<(LoadedModel, Mani
         let range = manifest.split.private_range();
         load_lora(model, range, &lora.targets, lora.alpha, &tensors)?;
     }
-    Ok((loaded, manifest))
+    Ok(Checkpoint {
+        loaded,
+        manifest,
+        private,
+    })
 }

@@ -2,13 +2,13 @@
 //! whole test split) and under MPC (its first rows, on each protocol), and report them side by
 //! side.
 
-use crate::checkpoint::load_checkpoint;
+use crate::checkpoint::{Checkpoint, load_checkpoint};
 use crate::data::{Dataset, Split};
 use crate::eval::EvalRequest;
 use crate::mpc::protocol::ProtocolKind;
 use crate::recipe::Recipe;
 use crate::secure::SecureEvalReport;
-use crate::secure::{SecureEvalRequest, evaluate_secure};
+use crate::secure::{SecureEvalRequest, SecureSplit, SecureTransport, evaluate_secure};
 use crate::train::pipeline::{StageSelect, TrainReport, TrainRequest, run_training};
 use anyhow::{Context, Result};
 use candle_core::Device;
@@ -52,7 +52,13 @@ fn evaluate(
     mpc_rows: usize,
     batch: usize,
 ) -> Result<ModelReport> {
-    let (loaded, manifest) = load_checkpoint(dir, &Device::Cpu)?;
+    let Checkpoint {
+        loaded,
+        manifest,
+        private,
+    } = load_checkpoint(dir, &Device::Cpu)?;
+    let split = SecureSplit::of_checkpoint(&manifest, &private)
+        .with_context(|| dir.display().to_string())?;
     let dataset = Dataset::load(Path::new("datasets"), recipe.task.name)?;
     let rows: Vec<_> = dataset
         .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
@@ -77,8 +83,9 @@ fn evaluate(
                 eval,
                 protocol,
                 network: "lan".into(),
+                transport: SecureTransport::Memory,
             };
-            evaluate_secure(&loaded, Some(&manifest), &request)
+            evaluate_secure(&loaded, split, &request)
                 .with_context(|| format!("{} under {protocol}", dir.display()))
         })
         .collect::<Result<_>>()?;

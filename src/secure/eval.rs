@@ -2,10 +2,11 @@
 //! prediction of the same model on the same rows.
 
 use super::client::SecureInput;
-use super::forward::{SecureModel, run_secure};
+use super::forward::{ClientJob, SecureModel, run_secure};
 use super::projection::Secrecy;
+use super::remote::{TcpClient, run_secure_tcp};
 use super::report::{ExampleCost, PhaseCost, SecureEvalReport, SecureRow};
-use crate::checkpoint::{CheckpointKind, Manifest};
+use crate::checkpoint::{CheckpointKind, Manifest, PrivateTensor};
 use crate::data::{Answer, Example, argmax};
 use crate::eval::EvalRequest;
 use crate::eval::classify::classify;
@@ -16,6 +17,15 @@ use crate::mpc::protocol::ProtocolKind;
 use crate::progress::progress_bar;
 use anyhow::{Context, Result, bail};
 
+/// How the parties of a secure evaluation talk.
+pub enum SecureTransport {
+    /// Every party a thread of this process.
+    Memory,
+    /// Every party its own process over TCP: this process is the client; the others are
+    /// started on loopback by the command, or by hand (`marill party`) at the given addresses.
+    Tcp(TcpClient),
+}
+
 /// A plaintext evaluation request (rows, prompts, batch of the plaintext reference, report
 /// path) run under `protocol` as well.
 pub struct SecureEvalRequest<'a> {
@@ -23,22 +33,57 @@ pub struct SecureEvalRequest<'a> {
     pub protocol: ProtocolKind,
     /// `lan` or `wan`: the estimate the report leads with.
     pub network: String,
+    pub transport: SecureTransport,
 }
 
-/// What runs in plaintext at the client and who holds the private weights: a student's
-/// public prefix and secret LoRA; a teacher's (or a bare base model's) every layer, with
-/// secret full weights.
-pub fn split_of(manifest: Option<&Manifest>) -> (usize, Secrecy) {
-    match manifest {
-        Some(m) if m.kind == CheckpointKind::Student => (m.split.public_layers, Secrecy::LoraOnly),
-        Some(m) => (m.split.public_layers, Secrecy::FullWeights),
-        None => (0, Secrecy::FullWeights),
+/// What runs in plaintext at the client and who holds the private weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecureSplit {
+    pub public_layers: usize,
+    pub secrecy: Secrecy,
+}
+
+impl SecureSplit {
+    /// A bare base model served as is: every layer private, with secret full weights.
+    pub const BARE: SecureSplit = SecureSplit {
+        public_layers: 0,
+        secrecy: Secrecy::FullWeights,
+    };
+
+    /// A student's public prefix and secret LoRA; a teacher's every layer, with secret full
+    /// weights. Refuses a checkpoint with private tensors that the secure forward would treat
+    /// as public: the final norm or head (the client computes with them), and in a student
+    /// any tuned norm or whole projection (only its LoRA factors are the server's).
+    pub fn of_checkpoint(manifest: &Manifest, private: &[PrivateTensor]) -> Result<Self> {
+        let secrecy = match manifest.kind {
+            CheckpointKind::Student => Secrecy::LoraOnly,
+            CheckpointKind::Teacher => Secrecy::FullWeights,
+        };
+        for t in private {
+            let public_part = match *t {
+                PrivateTensor::FinalNorm | PrivateTensor::Head => true,
+                PrivateTensor::Lora { .. } => false,
+                PrivateTensor::Projection { layer, .. } | PrivateTensor::Norm { layer, .. } => {
+                    secrecy == Secrecy::LoraOnly || !manifest.split.is_private(layer)
+                }
+            };
+            if public_part {
+                bail!(
+                    "private.safetensors holds `{}`, which secure evaluation would treat as public: this checkpoint cannot be evaluated under MPC",
+                    t.name()
+                );
+            }
+        }
+        Ok(SecureSplit {
+            public_layers: manifest.split.public_layers,
+            secrecy,
+        })
     }
 }
 
 pub fn evaluate_secure(
     loaded: &LoadedModel,
-    manifest: Option<&Manifest>,
+    split: SecureSplit,
     secure_req: &SecureEvalRequest,
 ) -> Result<SecureEvalReport> {
     let (protocol, network) = (secure_req.protocol, &secure_req.network);
@@ -53,7 +98,10 @@ pub fn evaluate_secure(
     let (rows, rows_name) = &req.rows;
     let rows: Vec<&Example> = rows.iter().collect();
     let max_len = req.max_len.min(model.config.max_position_embeddings);
-    let (public_layers, secrecy) = split_of(manifest);
+    let SecureSplit {
+        public_layers,
+        secrecy,
+    } = split;
 
     let plaintext = classify(model, tokenizer, req.format, &rows, req.batch, max_len)?;
     let plain_choices: Vec<usize> = plaintext
@@ -76,16 +124,19 @@ pub fn evaluate_secure(
         })
         .collect::<Result<_>>()?;
     let secure = SecureModel::new(model, public_layers, secrecy)?;
+    let job = ClientJob {
+        inputs: &inputs,
+        batch: req.batch,
+        reveal_scores: false,
+    };
     let bar = progress_bar(rows.len(), &format!("mpc {}", protocol));
-    let run = run_secure(
-        protocol,
-        &RunOptions::default(),
-        &secure,
-        &inputs,
-        req.batch,
-        false,
-        |k| bar.inc(k as u64),
-    )?;
+    let done = |k: usize| bar.inc(k as u64);
+    let run = match &secure_req.transport {
+        SecureTransport::Memory => {
+            run_secure(protocol, &RunOptions::default(), &secure, &job, done)?
+        }
+        SecureTransport::Tcp(client) => run_secure_tcp(protocol, client, &secure, &job, done)?,
+    };
     bar.finish_and_clear();
 
     let n = rows.len();

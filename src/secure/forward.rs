@@ -1,25 +1,33 @@
 //! The secure forward: the private layers `k..L` and the choice head on a protocol, for a batch
 //! of examples in one MPC run (the server's weights are shared once and reused by every example).
+//! [`secure_party`] is one party's whole program, the same whether the parties are threads of
+//! this process ([`run_secure`]) or processes over TCP (`super::remote`).
 
-use super::client::SecureInput;
+use super::client::{ExampleShape, SecureInput};
 use super::head::{choice_scores, reveal_choice};
-use super::layer::{LayerWeights, RopeTables, SharedLayer};
+use super::layer::{LayerWeights, RopeTables, SharedLayer, gain};
 use super::packing::Packing;
 use super::projection::{Matrix, Secrecy};
 use crate::model::Llama;
+use crate::mpc::comm::Phase;
 use crate::mpc::cost::{CostReport, PartyCost};
 use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::ops;
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
 use crate::mpc::share::Share;
 use anyhow::{Context, Result, ensure};
+use candle_core::Tensor;
 
-/// What the protocol needs of a model's private part.
+/// What the protocol needs of a model's private part, and the public head.
 pub struct SecureModel {
     layers: Vec<LayerWeights>,
     hidden_size: usize,
     rope_theta: f64,
     final_eps: f64,
+    /// The tied head `(vocab, d)` and the final norm's gain: public, so every party builds the
+    /// choice rows of an example from its choice token ids.
+    lm_head: Tensor,
+    final_gain: Vec<f64>,
 }
 
 impl SecureModel {
@@ -38,6 +46,8 @@ impl SecureModel {
             hidden_size: model.config.hidden_size,
             rope_theta: model.config.rope_theta,
             final_eps: model.norm.eps,
+            lm_head: model.lm_head.weight.clone(),
+            final_gain: gain(&model.norm.weight)?,
         })
     }
 
@@ -45,21 +55,23 @@ impl SecureModel {
         self.layers.iter().map(|l| l.share(p)).collect()
     }
 
-    /// The choice scores `[1, C]` of each example of `batch`, as shares; the client supplies
-    /// the hidden states.
+    /// The head rows of `choices`, `(d, C)`, final norm gain folded in.
+    fn choice_head(&self, choices: &[u32]) -> Result<Matrix> {
+        let ids = Tensor::new(choices, self.lm_head.device())?;
+        Matrix::transposed(&self.lm_head.index_select(&ids, 0)?, &self.final_gain)
+    }
+
+    /// The choice scores `[1, C]` of each example of `batch`, as shares; only the client has
+    /// the hidden states (`hidden[b]`).
     fn scores(
         &self,
         p: &mut dyn Protocol,
         shared: &[SharedLayer],
-        batch: &[&SecureInput],
+        batch: &[&ExampleShape],
+        hidden: Option<Vec<&[f64]>>,
     ) -> Result<Vec<Share>> {
-        let packing = Packing::new(batch.iter().map(|i| i.tokens).collect())?;
-        let packed = (p.role() == Role::Client).then(|| {
-            batch
-                .iter()
-                .flat_map(|i| i.hidden.iter().copied())
-                .collect::<Vec<f64>>()
-        });
+        let packing = Packing::new(batch.iter().map(|s| s.tokens).collect())?;
+        let packed: Option<Vec<f64>> = hidden.map(|h| h.concat());
         let shape = [packing.rows(), self.hidden_size];
         let mut x = ops::share_f64(p, Role::Client, packed.as_deref(), &shape)?;
         let positions = packing.positions();
@@ -69,17 +81,128 @@ impl SecureModel {
                 RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
             x = layer.forward(p, w, &x, &packing, &tables)?;
         }
-        let heads: Vec<&Matrix> = batch.iter().map(|i| &i.head).collect();
-        choice_scores(p, &x, &packing, &heads, self.final_eps)
+        let heads: Vec<Matrix> = batch
+            .iter()
+            .map(|s| self.choice_head(&s.choices))
+            .collect::<Result<_>>()?;
+        choice_scores(
+            p,
+            &x,
+            &packing,
+            &heads.iter().collect::<Vec<_>>(),
+            self.final_eps,
+        )
     }
+}
+
+/// What the client brings to a run.
+pub struct ClientJob<'a> {
+    pub inputs: &'a [SecureInput],
+    /// Examples per forward (of similar length; they share its rounds).
+    pub batch: usize,
+    /// Reveal the scores to the client as well (tests); normally it learns only the choice.
+    pub reveal_scores: bool,
+}
+
+/// The public part of a job, which the client sends to the other parties before anything
+/// else: `[batch, reveal_scores, shapes…]`.
+struct JobShape {
+    batch: usize,
+    reveal_scores: bool,
+    shapes: Vec<ExampleShape>,
+}
+
+impl JobShape {
+    fn exchange(p: &mut dyn Protocol, job: Option<&ClientJob>) -> Result<JobShape> {
+        let client = Role::Client.index();
+        if let Some(job) = job {
+            ensure!(job.batch > 0, "a secure forward needs at least one example");
+            let shapes: Vec<ExampleShape> = job.inputs.iter().map(|i| i.shape.clone()).collect();
+            let mut words = vec![job.batch as u64, u64::from(job.reveal_scores)];
+            words.extend(ExampleShape::encode(&shapes));
+            for peer in (0..3).filter(|&i| i != client) {
+                p.comm().send(peer, &words, Phase::Online)?;
+            }
+            return Ok(JobShape {
+                batch: job.batch,
+                reveal_scores: job.reveal_scores,
+                shapes,
+            });
+        }
+        let words = p.comm().recv(client, Phase::Online)?;
+        ensure!(words.len() >= 2, "the client's job message is too short");
+        ensure!(words[0] > 0, "the client asked for batches of 0 examples");
+        Ok(JobShape {
+            batch: words[0] as usize,
+            reveal_scores: words[1] != 0,
+            shapes: ExampleShape::decode(&words[2..])?,
+        })
+    }
+}
+
+/// What a party ends a run with.
+pub struct PartyResult {
+    /// Sharing the server's weights (and the job's shapes), once per run.
+    pub setup: PartyCost,
+    /// The client's predicted choice of each input (`None` at the other parties).
+    pub choices: Vec<Option<usize>>,
+    /// The client's revealed scores, when the job asked for them.
+    pub scores: Vec<Option<Vec<f64>>>,
+}
+
+/// One party's program: the client (`job` given) tells the others the job's shapes, the server's
+/// weights are shared, then every batch runs through the private layers and the head; only the
+/// client learns each example's choice. `done(k)` is called at the client after each forward of
+/// `k` examples. The protocol's costs after setup are the examples' costs.
+pub fn secure_party(
+    p: &mut dyn Protocol,
+    model: &SecureModel,
+    job: Option<&ClientJob>,
+    done: impl Fn(usize),
+) -> Result<PartyResult> {
+    ensure!(
+        job.is_some() == (p.role() == Role::Client),
+        "only the client brings the inputs"
+    );
+    let shape = ops::labelled(p, "other", |p| JobShape::exchange(p, job))?;
+    let shared = ops::labelled(p, "weights", |p| model.share(p))?;
+    let setup = p.comm().cost();
+    p.comm().reset_cost();
+    let n = shape.shapes.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| shape.shapes[i].tokens);
+    let (mut choices, mut scores) = (vec![None; n], vec![None; n]);
+    for chunk in order.chunks(shape.batch) {
+        let shapes: Vec<&ExampleShape> = chunk.iter().map(|&i| &shape.shapes[i]).collect();
+        let hidden = job.map(|j| {
+            chunk
+                .iter()
+                .map(|&i| j.inputs[i].hidden.as_slice())
+                .collect()
+        });
+        for (&i, s) in chunk.iter().zip(model.scores(p, &shared, &shapes, hidden)?) {
+            if shape.reveal_scores {
+                scores[i] =
+                    ops::labelled(p, "other", |p| ops::reveal_f64(p, &s, Some(Role::Client)))?;
+            }
+            choices[i] = reveal_choice(p, &s)?;
+        }
+        if job.is_some() {
+            done(chunk.len());
+        }
+    }
+    Ok(PartyResult {
+        setup,
+        choices,
+        scores,
+    })
 }
 
 /// What one secure run returns to the client, and what it cost.
 pub struct SecureRun {
     /// The predicted choice of each input.
     pub choices: Vec<usize>,
-    /// The revealed scores of each input, when asked for (tests; the client normally learns
-    /// only the choice).
+    /// The revealed scores of each input, when asked for.
     pub scores: Vec<Vec<f64>>,
     /// Sharing the server's weights, once per run.
     pub setup: CostReport,
@@ -88,57 +211,46 @@ pub struct SecureRun {
     pub examples_wall_seconds: f64,
 }
 
-/// Runs `inputs` through `model` on `kind` with all parties in this process, `batch` examples
-/// (of similar length) per forward so that they share its rounds; `done(k)` is called after
-/// each forward of `k` examples.
+impl SecureRun {
+    /// The run from the client's result and every party's costs, in party-index order.
+    pub fn collect(
+        client: PartyResult,
+        setups: &[PartyCost],
+        examples: &[PartyCost],
+    ) -> Result<Self> {
+        let choices = client
+            .choices
+            .into_iter()
+            .map(|c| c.context("the client received no choice"))
+            .collect::<Result<_>>()?;
+        let examples_wall_seconds = examples[..2]
+            .iter()
+            .map(|c| c.wall_seconds)
+            .fold(0.0, f64::max);
+        Ok(SecureRun {
+            choices,
+            scores: client.scores.into_iter().flatten().collect(),
+            setup: CostReport::from_parties(setups),
+            examples: CostReport::from_parties(examples),
+            examples_wall_seconds,
+        })
+    }
+}
+
+/// Runs `job` through `model` on `kind` with all parties in this process.
 pub fn run_secure(
     kind: ProtocolKind,
     opts: &RunOptions,
     model: &SecureModel,
-    inputs: &[SecureInput],
-    batch: usize,
-    reveal_scores: bool,
+    job: &ClientJob,
     done: impl Fn(usize) + Sync,
 ) -> Result<SecureRun> {
-    ensure!(batch > 0, "a secure forward needs at least one example");
-    let mut order: Vec<usize> = (0..inputs.len()).collect();
-    order.sort_by_key(|&i| inputs[i].tokens);
-    type Outputs = Vec<(Option<usize>, Option<Vec<f64>>)>;
-    let run = run_local(kind, opts, |p| -> Result<(PartyCost, Outputs)> {
-        let shared = ops::labelled(p, "weights", |p| model.share(p))?;
-        let setup = p.comm().cost();
-        p.comm().reset_cost();
-        let mut out = vec![(None, None); inputs.len()];
-        for chunk in order.chunks(batch) {
-            let examples: Vec<&SecureInput> = chunk.iter().map(|&i| &inputs[i]).collect();
-            for (&i, scores) in chunk.iter().zip(model.scores(p, &shared, &examples)?) {
-                let revealed = if reveal_scores {
-                    ops::labelled(p, "other", |p| {
-                        ops::reveal_f64(p, &scores, Some(Role::Client))
-                    })?
-                } else {
-                    None
-                };
-                out[i] = (reveal_choice(p, &scores)?, revealed);
-            }
-            if p.role() == Role::Client {
-                done(chunk.len());
-            }
-        }
-        Ok((setup, out))
+    let mut run = run_local(kind, opts, |p| {
+        let mine = (p.role() == Role::Client).then_some(job);
+        secure_party(p, model, mine, &done)
     })?;
-    let setups: Vec<PartyCost> = run.parties.iter().map(|r| r.output.0.clone()).collect();
-    let client = &run.output(Role::Client).1;
-    let choices = client
-        .iter()
-        .map(|(c, _)| c.context("the client received no choice"))
-        .collect::<Result<_>>()?;
-    let scores = client.iter().filter_map(|(_, s)| s.clone()).collect();
-    Ok(SecureRun {
-        choices,
-        scores,
-        setup: CostReport::from_parties(&setups),
-        examples: run.report,
-        examples_wall_seconds: run.online_wall_seconds,
-    })
+    let setups: Vec<PartyCost> = run.parties.iter().map(|r| r.output.setup.clone()).collect();
+    let examples: Vec<PartyCost> = run.parties.iter().map(|r| r.cost.clone()).collect();
+    let client = run.parties.remove(Role::Client.index()).output;
+    SecureRun::collect(client, &setups, &examples)
 }

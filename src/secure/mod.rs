@@ -16,10 +16,11 @@ pub mod head;
 pub mod layer;
 pub mod packing;
 pub mod projection;
+pub mod remote;
 pub mod report;
 
 pub use client::SecureInput;
-pub use eval::{SecureEvalRequest, evaluate_secure, split_of};
-pub use forward::{SecureModel, SecureRun, run_secure};
+pub use eval::{SecureEvalRequest, SecureSplit, SecureTransport, evaluate_secure};
+pub use forward::{ClientJob, SecureModel, SecureRun, run_secure, secure_party};
 pub use projection::Secrecy;
 pub use report::SecureEvalReport;

@@ -275,7 +275,7 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
             .with_context(
                 || "the student stage needs the teacher checkpoint (train it with --stage teacher)",
             )?
-            .0
+            .loaded
             .model;
     }
     let s = &recipe.student;
