@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use marill::checkpoint::{CheckpointSummary, is_checkpoint, load_checkpoint, read_checkpoint};
+use marill::checkpoint::{
+    CheckpointSummary, is_checkpoint, load_checkpoint, load_checkpoint_public, read_checkpoint,
+};
 use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
@@ -249,8 +251,10 @@ fn model_source(spec: &str) -> Result<ModelSource> {
 
 /// A split checkpoint (with its manifest) or a bare model, and what secure evaluation keeps
 /// secret in it (an error for a checkpoint it cannot evaluate, which plaintext evaluation can).
+/// `public_only`: a checkpoint without its private tensors (MPC parties other than the server).
 fn load_model(
     model: &str,
+    public_only: bool,
     device: &candle_core::Device,
 ) -> Result<(
     marill::model::LoadedModel,
@@ -262,7 +266,11 @@ fn load_model(
         let loaded = load(&model_source(model)?, device)?;
         return Ok((loaded, None, Ok(SecureSplit::BARE)));
     }
-    let ckpt = load_checkpoint(path, device)?;
+    let ckpt = if public_only {
+        load_checkpoint_public(path, device)?
+    } else {
+        load_checkpoint(path, device)?
+    };
     let split = SecureSplit::of_checkpoint(&ckpt.manifest, &ckpt.private)
         .with_context(|| model.to_string());
     Ok((ckpt.loaded, Some(ckpt.manifest), split))
@@ -380,7 +388,7 @@ fn run(cli: Cli) -> Result<()> {
             let rows = rows.load(args.task, args.limit)?;
             // A checkpoint says which layers are public and what is secret (a bare model runs
             // every layer privately with secret weights), and how its task was prompted.
-            let (loaded, manifest, split) = load_model(&args.model, &device)?;
+            let (loaded, manifest, split) = load_model(&args.model, false, &device)?;
             let trained = manifest.as_ref().map(|m| &m.task);
             let request = EvalRequest {
                 model_name: args.model.clone(),
@@ -491,7 +499,9 @@ fn run(cli: Cli) -> Result<()> {
                 seed: None,
             };
             if let Some(model) = &args.model {
-                let (loaded, _, split) = load_model(model, &device)?;
+                // Only the server holds the private tensors.
+                let public_only = args.role != Role::Server;
+                let (loaded, _, split) = load_model(model, public_only, &device)?;
                 let split = split?;
                 let secure = SecureModel::new(&loaded.model, split.public_layers, split.secrecy)?;
                 serve_secure(&config, &secure)?;

@@ -36,7 +36,7 @@ pub use manifest::{
     Approximations, BaseModel, CheckpointKind, FORMAT_VERSION, HeadMerge, LoraInfo, Manifest,
     Provenance, Split, TaskInfo,
 };
-pub use model::{Checkpoint, is_checkpoint, load_checkpoint};
+pub use model::{Checkpoint, is_checkpoint, load_checkpoint, load_checkpoint_public};
 pub use peft::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, write_peft_adapter};
 pub use summary::{CheckpointSummary, PrivateParameters};
 pub use tensor_name::{
