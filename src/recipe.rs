@@ -5,7 +5,7 @@
 //! (layer count, heads, projection widths) run in [`Recipe::validate`]. Every error is one line
 //! that starts with the recipe's path and names the offending field.
 
-use crate::checkpoint::{Approximations, projection_dims};
+use crate::checkpoint::Approximations;
 use crate::data::{DEFAULT_SPLIT_SEED, PromptFormat, SplitRatios, TaskKind};
 use crate::fetch::BASE_MODEL_PATH;
 use crate::model::LlamaConfig;
@@ -449,7 +449,7 @@ fn check_lora(section: &str, lora: &LoraSection) -> Check {
 /// A rank above a projection's smaller side cannot add expressiveness, only parameters.
 fn check_lora_rank(section: &str, lora: &LoraSection, config: &LlamaConfig) -> Check {
     for &target in &lora.targets {
-        let (fan_in, fan_out) = projection_dims(target, config);
+        let (fan_in, fan_out) = target.dims(config);
         if lora.rank > fan_in.min(fan_out) {
             return Err(format!(
                 "{section}.rank = {} exceeds the smaller side of {} ({fan_in} → {fan_out})",

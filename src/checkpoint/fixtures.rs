@@ -4,7 +4,7 @@ use super::manifest::{
     Approximations, BaseModel, CheckpointKind, FORMAT_VERSION, HeadMerge, LoraInfo, Manifest,
     Provenance, Split, TaskInfo,
 };
-use super::tensor_name::{LoraFactor, PrivateTensor, projection_dims};
+use super::tensor_name::{LoraFactor, PrivateTensor};
 use crate::data::{PromptFormat, TaskKind};
 use crate::model::LlamaConfig;
 use crate::model::lora_target::LoraTarget;
@@ -54,7 +54,7 @@ pub fn lora_tensors(manifest: &Manifest) -> HashMap<String, Tensor> {
     let mut tensors = HashMap::new();
     for layer in manifest.split.private_range() {
         for &target in &lora.targets {
-            let (fan_in, fan_out) = projection_dims(target, &manifest.base.config);
+            let (fan_in, fan_out) = target.dims(&manifest.base.config);
             for (factor, shape) in [
                 (LoraFactor::A, (lora.rank, fan_in)),
                 (LoraFactor::B, (fan_out, lora.rank)),

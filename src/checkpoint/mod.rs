@@ -39,6 +39,4 @@ pub use manifest::{
 pub use model::{Checkpoint, is_checkpoint, load_checkpoint, load_checkpoint_public};
 pub use peft::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, write_peft_adapter};
 pub use summary::{CheckpointSummary, PrivateParameters};
-pub use tensor_name::{
-    LayerNorm, LoraFactor, PrivateTensor, TensorKind, check_tensors, projection_dims,
-};
+pub use tensor_name::{LayerNorm, LoraFactor, PrivateTensor, TensorKind, check_tensors};

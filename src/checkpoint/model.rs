@@ -3,7 +3,7 @@
 
 use super::io::{read_checkpoint, read_manifest, verify_base};
 use super::manifest::{BaseModel, Manifest};
-use super::tensor_name::{LayerNorm, PrivateTensor, projection_dims};
+use super::tensor_name::{LayerNorm, PrivateTensor};
 use crate::model::marill::{MarillArch, load_lora, lora_names, projection_mut};
 use crate::model::{LoadedModel, ModelSource, load};
 use anyhow::{Context, Result};
@@ -53,7 +53,7 @@ pub fn load_checkpoint_public(dir: &Path, device: &Device) -> Result<Checkpoint>
         let mut zeros = HashMap::new();
         for layer in manifest.split.private_range() {
             for &target in &lora.targets {
-                let (inp, out) = projection_dims(target, &config);
+                let (inp, out) = target.dims(&config);
                 let (a, b) = lora_names(layer, target);
                 zeros.insert(a, Tensor::zeros((lora.rank, inp), DType::F32, device)?);
                 zeros.insert(b, Tensor::zeros((out, lora.rank), DType::F32, device)?);

@@ -2,25 +2,10 @@
 //! private layers (and the final norm / head) carry private data.
 
 use super::manifest::Manifest;
-use crate::model::LlamaConfig;
 use crate::model::lora_target::LoraTarget;
 use anyhow::{Result, bail, ensure};
 use candle_core::Tensor;
 use std::collections::HashMap;
-
-/// `(in, out)` features of a decoder-layer projection (Hugging Face stores weights as
-/// `(out, in)`).
-pub fn projection_dims(target: LoraTarget, config: &LlamaConfig) -> (usize, usize) {
-    let hidden = config.hidden_size;
-    let kv = config.num_key_value_heads * config.head_dim();
-    let ffn = config.intermediate_size;
-    match target {
-        LoraTarget::Q | LoraTarget::O => (hidden, hidden),
-        LoraTarget::K | LoraTarget::V => (hidden, kv),
-        LoraTarget::Gate | LoraTarget::Up => (hidden, ffn),
-        LoraTarget::Down => (ffn, hidden),
-    }
-}
 
 /// `A` maps the input down to the rank, `B` maps it back up: `ΔW = (α/r)·Bᵀ·Aᵀ` in `x·W` form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,14 +176,14 @@ impl PrivateTensor {
                     "LoRA target `{}` is not among the manifest's targets",
                     target.short_name()
                 );
-                let (fan_in, fan_out) = projection_dims(target, config);
+                let (fan_in, fan_out) = target.dims(config);
                 match factor {
                     LoraFactor::A => vec![lora.rank, fan_in],
                     LoraFactor::B => vec![fan_out, lora.rank],
                 }
             }
             PrivateTensor::Projection { target, .. } => {
-                let (fan_in, fan_out) = projection_dims(target, config);
+                let (fan_in, fan_out) = target.dims(config);
                 vec![fan_out, fan_in]
             }
             PrivateTensor::Norm { .. } | PrivateTensor::FinalNorm => vec![config.hidden_size],
@@ -292,14 +277,5 @@ mod tests {
         ] {
             assert!(PrivateTensor::parse(name).is_err(), "{name}");
         }
-    }
-
-    #[test]
-    fn projection_dims_follow_the_architecture() {
-        let config = LlamaConfig::tiny();
-        assert_eq!(projection_dims(LoraTarget::Q, &config), (48, 48));
-        assert_eq!(projection_dims(LoraTarget::K, &config), (48, 16));
-        assert_eq!(projection_dims(LoraTarget::Up, &config), (48, 96));
-        assert_eq!(projection_dims(LoraTarget::Down, &config), (96, 48));
     }
 }

@@ -1,5 +1,6 @@
 //! The projections LoRA can adapt, by their short recipe names.
 
+use super::LlamaConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -24,6 +25,20 @@ impl LoraTarget {
         LoraTarget::Up,
         LoraTarget::Down,
     ];
+
+    /// `(in, out)` features of this projection in `config`'s decoder layers (Hugging Face
+    /// stores weights as `(out, in)`).
+    pub fn dims(self, config: &LlamaConfig) -> (usize, usize) {
+        let hidden = config.hidden_size;
+        let kv = config.num_key_value_heads * config.head_dim();
+        let ffn = config.intermediate_size;
+        match self {
+            LoraTarget::Q | LoraTarget::O => (hidden, hidden),
+            LoraTarget::K | LoraTarget::V => (hidden, kv),
+            LoraTarget::Gate | LoraTarget::Up => (hidden, ffn),
+            LoraTarget::Down => (ffn, hidden),
+        }
+    }
 
     /// The module inside a decoder layer, in Hugging Face naming (`self_attn.q_proj`).
     pub fn module(self) -> &'static str {
@@ -69,5 +84,19 @@ impl std::str::FromStr for LoraTarget {
             .ok_or_else(|| {
                 format!("unknown LoRA target `{s}`; expected one of q, k, v, o, gate, up, down")
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dims_follow_the_architecture() {
+        let config = LlamaConfig::tiny();
+        assert_eq!(LoraTarget::Q.dims(&config), (48, 48));
+        assert_eq!(LoraTarget::K.dims(&config), (48, 16));
+        assert_eq!(LoraTarget::Up.dims(&config), (48, 96));
+        assert_eq!(LoraTarget::Down.dims(&config), (96, 48));
     }
 }
