@@ -10,7 +10,6 @@ use super::approx;
 use super::ops;
 use super::prg::Prg;
 use super::protocol::{Bilinear, Protocol, Role, SecretWeight};
-use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::Result;
 
@@ -134,14 +133,6 @@ pub fn share_weights(
     })
 }
 
-/// `x cos + rotate_half(x) sin` on `[h, T, hd]` without truncation (scale grows by f).
-pub fn rope(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
-    let hd = *x.shape().last().expect("rank 3");
-    let (x1, x2) = (x.narrow(2, 0, hd / 2)?, x.narrow(2, hd / 2, hd / 2)?);
-    let rotated = Share::concat(&[&x2.neg(), &x1], 2)?;
-    x.mul_public(cos)?.add(&rotated.mul_public(sin)?)
-}
-
 /// `[T, h * hd]` columns `start..` as heads `[h, T, hd]`.
 fn heads(x: &Share, start: usize, h: usize, hd: usize) -> Result<Share> {
     let t = x.shape()[0];
@@ -163,8 +154,8 @@ pub fn layer(p: &mut dyn Protocol, s: &LayerShape, x: &Share, w: &SharedLayer) -
     let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, x, None, 1e-5))?;
     let (q, k, v) = ops::labelled(p, "matmul", |p| {
         let qkv = p.matmul_weight(&h, &w.qkv)?; // scale 2f
-        let q = rope(&heads(&qkv, 0, s.heads, hd)?, &cos, &sin)?; // 3f
-        let k = rope(&heads(&qkv, s.heads * hd, s.kv_heads, hd)?, &cos, &sin)?;
+        let q = ops::rotary(&heads(&qkv, 0, s.heads, hd)?, &cos, &sin)?; // 3f
+        let k = ops::rotary(&heads(&qkv, s.heads * hd, s.kv_heads, hd)?, &cos, &sin)?;
         let v = heads(&qkv, (s.heads + s.kv_heads) * hd, s.kv_heads, hd)?.scale(1 << f);
         let all = Share::concat(
             &[

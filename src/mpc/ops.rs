@@ -246,3 +246,12 @@ fn tournament(
     }
     Ok((x, idx))
 }
+
+/// Rotary position embedding with public tables: `x cos + rotate_half(x) sin` on `[h, T, hd]`
+/// (half-split layout), local and without truncation (the scale grows by f).
+pub fn rotary(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
+    let hd = *x.shape().last().expect("rank 3");
+    let (x1, x2) = (x.narrow(2, 0, hd / 2)?, x.narrow(2, hd / 2, hd / 2)?);
+    let rotated = Share::concat(&[&x2.neg(), &x1], 2)?;
+    x.mul_public(cos)?.add(&rotated.mul_public(sin)?)
+}

@@ -8,7 +8,6 @@ use super::projection::{ProjectionWeights, Secrecy, SharedProjection};
 use crate::model::attention::AttentionLayout;
 use crate::model::llama::DecoderLayer;
 use crate::model::variants::{Activation, SoftmaxKind};
-use crate::mpc::bench_layer::rope;
 use crate::mpc::protocol::{Bilinear, Protocol};
 use crate::mpc::ring::RingTensor;
 use crate::mpc::share::Share;
@@ -145,8 +144,8 @@ impl LayerWeights {
             let heads = |start: usize, n: usize| heads(&qkv, 1, start, n, hd);
             // RoPE rides on the projection's truncation (3f -> f); v is lifted to 3f to join it.
             // Both on the packed rows: no work on padding.
-            let q = rope(&heads(0, nq)?, &tables.q_cos, &tables.q_sin)?;
-            let k = rope(&heads(nq * hd, nkv)?, &tables.cos, &tables.sin)?;
+            let q = ops::rotary(&heads(0, nq)?, &tables.q_cos, &tables.q_sin)?;
+            let k = ops::rotary(&heads(nq * hd, nkv)?, &tables.cos, &tables.sin)?;
             let v = heads((nq + nkv) * hd, nkv)?.scale(1 << f);
             let joined = Share::concat_flat(&[q.clone(), k.clone(), v.clone()])?;
             let parts = p.truncate(&joined, 2 * f)?.split_flat(&[q, k, v])?;
