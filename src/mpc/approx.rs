@@ -24,7 +24,7 @@ pub fn exp(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let y = add_raw(p, x, 1u64 << wide)?;
     let mut sq = p.square(&y)?;
     for _ in 1..8 {
-        sq = p.truncate_square(&sq, wide)?.1;
+        sq = p.truncate_powers(&sq, wide, 2)?.remove(1);
     }
     p.truncate(&sq, wide + EXP_EXTRA_BITS)
 }
@@ -343,10 +343,22 @@ pub fn polynomial(p: &mut dyn Protocol, t: &Share, coef: &[f64]) -> Result<Share
     add_const(p, &acc, coef[0])
 }
 
+/// Fractional bits of the centred input of [`relu_plus_even`]'s polynomial: the powers up to
+/// degree 5 of a value below 4 (2^(2 + 9) raw) stay under 2^55, untruncated.
+const EVEN_POLY_INPUT_BITS: u32 = 9;
+/// Scale of the polynomial's accumulator before its one truncation.
+/// Scale of the polynomial's accumulator before its one truncation (`|g| < 0.45` keeps it
+/// under the truncation's 2^61).
+const EVEN_POLY_ACC_BITS: u32 = 62;
+
 /// A function written as `relu(x) + g(|x|)` with `g(t) -> 0` beyond `cutoff`
 /// (SiLU: `g(t) = silu(-t)`, GeLU: `g(t) = gelu(-t)`), PUMA-style: one comparison round for
 /// `x < -cutoff, x < 0, x < cutoff`, one product `[x<0] x` giving ReLU and `|x|`, a
 /// degree-`degree` polynomial for `g` on `[0, cutoff]`, and one product selecting it.
+/// The polynomial runs in `s = |x| - cutoff/2` at 9 fractional bits: one truncation yields
+/// every power of `s` at once (`truncate_powers`), the coefficients at 60 bits sum them, and
+/// one more truncation brings the result to `f` bits: 2 rounds for the polynomial, not 6.
+/// Outside the cut-off the powers overflow, harmlessly: the selecting product is exactly 0.
 /// `x` comes at `f + extra_bits` fractional bits; with `extra_bits > 0` (an untruncated
 /// product) its truncation shares the comparison's opening.
 fn relu_plus_even(
@@ -358,6 +370,11 @@ fn relu_plus_even(
     degree: usize,
 ) -> Result<Share> {
     let fp = p.fixed_point();
+    let f = fp.frac_bits;
+    ensure!(
+        f > EVEN_POLY_INPUT_BITS,
+        "this approximation needs more than {EVEN_POLY_INPUT_BITS} fractional bits"
+    );
     // A wrong sign near 0 is harmless: x + g(x) = f(x) for the even g as well.
     let base = Comparison::fuzzy(fp, 12, 6);
     let cmp = Comparison {
@@ -368,19 +385,32 @@ fn relu_plus_even(
         .iter()
         .map(|&t| fp.encode(t) << extra_bits)
         .collect();
+    // x ready for products: its truncation's opening, when there is one, serves as its mask.
     let (x, bits) = if extra_bits == 0 {
-        (x.clone(), p.less_than(x, &raw, cmp)?)
+        let bits = p.less_than(x, &raw, cmp)?;
+        (p.mask(&[x])?.remove(0), bits)
     } else {
         p.truncate_less_than(x, extra_bits, &raw, cmp)?
     };
-    let m = p.mask(&[&bits[1], &x])?;
-    let neg_x = p.product(&m[0], &m[1], Bilinear::Mul)?;
-    let relu = x.sub(&neg_x)?;
-    let abs = relu.sub(&neg_x)?;
-    let coef = fit_polynomial(&g, 0.0, cutoff, degree);
-    let poly = polynomial(p, &abs, &coef)?;
-    let inside = bits[2].sub(&bits[0])?;
-    let corr = p.bilinear(&inside, &poly, Bilinear::Mul)?;
+    let negative = p.mask(&[&bits[1]])?.remove(0);
+    let neg_x = p.product(&negative, &x, Bilinear::Mul)?;
+    let relu = x.share().sub(&neg_x)?;
+    let half = cutoff / 2.0;
+    let centred = add_const(p, &relu.sub(&neg_x)?, -half)?;
+    let pows = p.truncate_powers(&centred, f - EVEN_POLY_INPUT_BITS, degree)?;
+    let coef = fit_polynomial(|s| g(s + half), -half, half, degree);
+    debug_assert!(coef.iter().enumerate().all(|(k, _)| k as u32 * EVEN_POLY_INPUT_BITS < EVEN_POLY_ACC_BITS));
+    let mut acc = ops::zeros_like(&centred);
+    for (k, &c) in coef.iter().enumerate().skip(1) {
+        let shift = EVEN_POLY_ACC_BITS - k as u32 * EVEN_POLY_INPUT_BITS;
+        let enc = (c * (shift as f64).exp2()).round() as i64 as u64;
+        acc = acc.add(&pows[k - 1].scale(enc))?;
+    }
+    let c0 = (coef[0] * (EVEN_POLY_ACC_BITS as f64).exp2()).round() as i64 as u64;
+    let acc = ops::add_raw(p, &acc, c0)?;
+    let poly = p.truncate_masked(&acc, EVEN_POLY_ACC_BITS - f)?;
+    let inside = p.mask(&[&bits[2].sub(&bits[0])?])?.remove(0);
+    let corr = p.product(&inside, &poly, Bilinear::Mul)?;
     relu.add(&corr)
 }
 
@@ -414,8 +444,8 @@ fn erf(x: f64) -> f64 {
     if x >= 0.0 { 1.0 - r } else { r - 1.0 }
 }
 
-/// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-6 fit on `[0, 8]`.
-/// Rounds 10 / 11, words 13.5 / 23.5. Max error 5e-3 (fit 3e-3 + cut-off 2.7e-3).
+/// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-5 fit on `[0, 7.5]`.
+/// Rounds 5 / 6, words 5 / 10.5. Max error 5e-3 (cut-off 4.1e-3, fit, 2^-9 input steps).
 pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     silu_wide(p, x, 0)
 }
@@ -423,18 +453,18 @@ pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 /// [`silu`] of `x` given at `f + extra_bits` fractional bits (e.g. an untruncated product);
 /// the truncation rides on the comparison's opening, saving its round.
 pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
-    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), 8.0, 6)
+    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), 7.5, 5)
 }
 
-/// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-6 fit on `[0, 4]`.
-/// Rounds 10 / 11, words 13.5 / 23.5. Max error 3e-3.
+/// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-5 fit on `[0, 4]`.
+/// Rounds 5 / 6, words 5 / 10.5. Max error 4e-3.
 pub fn gelu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     gelu_wide(p, x, 0)
 }
 
 /// [`gelu`] of `x` given at `f + extra_bits` fractional bits; see [`silu_wide`].
 pub fn gelu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
-    relu_plus_even(p, x, extra_bits, |t| gelu_f64(-t), 4.0, 6)
+    relu_plus_even(p, x, extra_bits, |t| gelu_f64(-t), 4.0, 5)
 }
 
 /// Sigmoid as `1 - s(|x|)` for `x >= 0` and `s(|x|)` below, `s(t) = sigmoid(-t)` fitted on

@@ -7,7 +7,9 @@ use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
-use super::protocol::{Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight};
+use super::protocol::{
+    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, TruncationMask,
+};
 use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, bail, ensure};
@@ -98,6 +100,15 @@ impl Dealer {
     fn shape_only(shape: &[usize]) -> Result<Share> {
         Share::new(shape, Vec::new())
     }
+
+    fn truncation_masked(shape: &[usize], high: RingTensor, msb: RingTensor) -> Result<Masked> {
+        Ok(Masked {
+            share: Self::shape_only(shape)?,
+            opened: None,
+            mask: None,
+            truncation: Some(TruncationMask::Parts { high, msb }),
+        })
+    }
 }
 
 impl Protocol for Dealer {
@@ -133,6 +144,7 @@ impl Protocol for Dealer {
             share: Self::shape_only(shape)?,
             opened: None,
             mask: Some(self.server.ring(shape)),
+            truncation: None,
         }))
     }
 
@@ -166,18 +178,50 @@ impl Protocol for Dealer {
                     share: Self::shape_only(x.shape())?,
                     opened: None,
                     mask: Some(self.random(x.shape())?),
+                    truncation: None,
                 })
             })
             .collect()
     }
 
+    /// Shares of `op(a, b)`, or of the parts the parties combine it from when a mask is a
+    /// truncation's (see `TwoPartyDealer::product`).
     fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share> {
-        let (a, b) = match (&x.mask, &y.mask) {
-            (Some(a), Some(b)) => (a, b),
-            _ => bail!("share was not masked by the dealer"),
+        let out = Self::shape_only(&op.shape(x.shape(), y.shape())?);
+        let parts = |m: &Masked| match &m.truncation {
+            Some(TruncationMask::Parts { high, msb }) => Ok(Some((high.clone(), msb.clone()))),
+            Some(TruncationMask::Coef(_)) => bail!("the dealer holds no party's mask"),
+            None => Ok(None),
         };
-        self.correlated(&op.apply(a, b)?)?;
-        Self::shape_only(&op.shape(x.shape(), y.shape())?)
+        let mask = |m: &Masked| {
+            m.mask
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("share was not masked by the dealer"))
+        };
+        match (parts(x)?, parts(y)?) {
+            (None, None) => self.correlated(&op.apply(&mask(x)?, &mask(y)?)?)?,
+            (Some((high, msb)), None) => {
+                let b = mask(y)?;
+                self.correlated(&op.apply(&high, &b)?)?;
+                self.correlated(&op.apply(&msb, &b)?)?;
+            }
+            (None, Some((high, msb))) => {
+                let a = mask(x)?;
+                self.correlated(&op.apply(&a, &high)?)?;
+                self.correlated(&op.apply(&a, &msb)?)?;
+            }
+            (Some((h1, m1)), Some((h2, m2))) => {
+                self.correlated(&op.apply(&h1, &h2)?)?;
+                self.correlated(&op.apply(&h1, &m2)?)?;
+                self.correlated(&op.apply(&m1, &h2)?)?;
+            }
+        }
+        out
+    }
+
+    fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {
+        let [_, high, msb] = self.truncation(x, bits)?;
+        Self::truncation_masked(x.shape(), high, msb)
     }
 
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
@@ -185,11 +229,17 @@ impl Protocol for Dealer {
         Self::shape_only(x.shape())
     }
 
-    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
+    fn truncate_powers(&mut self, x: &Share, bits: u32, degree: usize) -> Result<Vec<Share>> {
         let [_, high, msb] = self.truncation(x, bits)?;
-        self.correlated(&high.mul(&high)?)?;
-        self.correlated(&high.mul(&msb)?)?;
-        Ok((Self::shape_only(x.shape())?, Self::shape_only(x.shape())?))
+        // (r>>d)^j and (r>>d)^(j-1) msb(r), j = 2..=degree.
+        let mut high_pow = high.clone();
+        for _ in 2..=degree {
+            let with_msb = high_pow.mul(&msb)?;
+            high_pow = high_pow.mul(&high)?;
+            self.correlated(&high_pow)?;
+            self.correlated(&with_msb)?;
+        }
+        (0..degree).map(|_| Self::shape_only(x.shape())).collect()
     }
 
     fn truncate_less_than(
@@ -198,15 +248,15 @@ impl Protocol for Dealer {
         bits: u32,
         thresholds: &[u64],
         cmp: Comparison,
-    ) -> Result<(Share, Vec<Share>)> {
+    ) -> Result<(Masked, Vec<Share>)> {
         let mc = MaskedCompare::new(cmp)?;
-        let [r, _, _] = self.truncation(x, bits)?;
+        let [r, high, msb] = self.truncation(x, bits)?;
         self.comparison_keys(mc, &r)?;
         let bits_out = thresholds
             .iter()
             .map(|_| Self::shape_only(x.shape()))
             .collect::<Result<_>>()?;
-        Ok((Self::shape_only(x.shape())?, bits_out))
+        Ok((Self::truncation_masked(x.shape(), high, msb)?, bits_out))
     }
 
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {

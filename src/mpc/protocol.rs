@@ -145,6 +145,19 @@ pub struct Masked {
     pub(crate) opened: Option<RingTensor>,
     /// 2pc-dealer: this party's share of `a` (the dealer: all of `a`).
     pub(crate) mask: Option<RingTensor>,
+    /// 2pc-dealer: `a` is a truncation's `-R = c msb(r) - (r >> d)` rather than a fresh mask,
+    /// so the truncation's opening served as this value's: products with it take their
+    /// dealer material in these parts.
+    pub(crate) truncation: Option<TruncationMask>,
+}
+
+/// The parts of a truncation mask `R = (r >> d) - c msb(r)`, public `c` in `{0, 2^(64-d)}`.
+#[derive(Clone, Debug)]
+pub(crate) enum TruncationMask {
+    /// A party knows `c`.
+    Coef(RingTensor),
+    /// The dealer knows `r >> d` and `msb(r)`.
+    Parts { high: RingTensor, msb: RingTensor },
 }
 
 impl Masked {
@@ -277,24 +290,46 @@ pub trait Protocol: Send {
     /// exact floor or one unit above it.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share>;
 
-    /// `(t, t * t)` for `t = truncate(x, bits)` (`t * t` untruncated). Protocols that can fuse
-    /// the two do it in the truncation's round.
-    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
+    /// `[t, t^2, …, t^degree]` for `t = truncate(x, bits)`, the powers untruncated (`t^k` at
+    /// `k` times `t`'s scale; they must fit the ring). Protocols that can fuse them do it in the
+    /// truncation's round; this default multiplies, one round per doubling of the degree.
+    fn truncate_powers(&mut self, x: &Share, bits: u32, degree: usize) -> Result<Vec<Share>> {
+        let mut pows = vec![self.truncate(x, bits)?];
+        while pows.len() < degree {
+            let have = pows.len();
+            let next: Vec<(usize, usize)> = (have + 1..=(2 * have).min(degree))
+                .map(|k| (k / 2, k - k / 2))
+                .collect();
+            let xs: Vec<Share> = next.iter().map(|&(a, _)| pows[a - 1].clone()).collect();
+            let ys: Vec<Share> = next.iter().map(|&(_, b)| pows[b - 1].clone()).collect();
+            let z = self.bilinear(
+                &Share::concat_flat(&xs)?,
+                &Share::concat_flat(&ys)?,
+                Bilinear::Mul,
+            )?;
+            pows.extend(z.split_flat(&xs)?);
+        }
+        Ok(pows)
+    }
+
+    /// `truncate(x, bits)` ready for products. Protocols whose truncation opens a masked
+    /// value reuse that opening, so the product needs none of its own.
+    fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {
         let t = self.truncate(x, bits)?;
-        let sq = self.square(&t)?;
-        Ok((t, sq))
+        Ok(self.mask(&[&t])?.remove(0))
     }
 
     /// `(truncate(x, bits), [x < t_j])`, thresholds raw at `x`'s own scale (before the
-    /// truncation). Protocols that can fuse them use a single opening.
+    /// truncation), the truncation ready for products as in [`Protocol::truncate_masked`].
+    /// Protocols that can fuse them use a single opening.
     fn truncate_less_than(
         &mut self,
         x: &Share,
         bits: u32,
         thresholds: &[u64],
         cmp: Comparison,
-    ) -> Result<(Share, Vec<Share>)> {
-        let t = self.truncate(x, bits)?;
+    ) -> Result<(Masked, Vec<Share>)> {
+        let t = self.truncate_masked(x, bits)?;
         Ok((t, self.less_than(x, thresholds, cmp)?))
     }
 

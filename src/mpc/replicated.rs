@@ -285,6 +285,7 @@ impl Protocol for Replicated {
                 share: (*x).clone(),
                 opened: None,
                 mask: None,
+                truncation: None,
             })
             .collect())
     }
@@ -351,12 +352,10 @@ impl Protocol for Replicated {
         Ok(self.reshare_additive(&[t])?.remove(0))
     }
 
-    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
+    fn truncate_powers(&mut self, x: &Share, bits: u32, degree: usize) -> Result<Vec<Share>> {
         let additive = self.as_additive(x)?;
-        let (t, sq) = self.proto().truncate_square(&additive, bits)?;
-        let mut out = self.reshare_additive(&[t, sq])?;
-        let sq = out.pop().expect("two");
-        Ok((out.pop().expect("two"), sq))
+        let pows = self.proto().truncate_powers(&additive, bits, degree)?;
+        self.reshare_additive(&pows)
     }
 
     fn truncate_less_than(
@@ -365,14 +364,19 @@ impl Protocol for Replicated {
         bits: u32,
         thresholds: &[u64],
         cmp: Comparison,
-    ) -> Result<(Share, Vec<Share>)> {
+    ) -> Result<(Masked, Vec<Share>)> {
         let additive = self.as_additive(x)?;
         let (t, lt) = self
             .proto()
             .truncate_less_than(&additive, bits, thresholds, cmp)?;
-        let mut all = self.reshare_additive(&[vec![t], lt].concat())?;
+        let mut all = self.reshare_additive(&[vec![t.share], lt].concat())?;
         let t = all.remove(0);
-        Ok((t, all))
+        Ok((self.mask(&[&t])?.remove(0), all))
+    }
+
+    fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {
+        let t = self.truncate(x, bits)?;
+        Ok(self.mask(&[&t])?.remove(0))
     }
 
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {

@@ -9,7 +9,8 @@ use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
 use super::protocol::{
-    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, supplied,
+    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, TruncationMask,
+    supplied,
 };
 use super::ring::RingTensor;
 use super::share::Share;
@@ -254,6 +255,56 @@ impl TwoPartyDealer {
         1 - self.party
     }
 
+    /// A truncation's output `t = P - R` as a masked value: `P` is public, `-R` is the mask.
+    fn truncation_masked(&self, shape: &[usize], tr: OpenedTruncation) -> Result<Masked> {
+        let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;
+        Ok(Masked {
+            share: self.own(shape, t)?,
+            opened: Some(tr.public),
+            mask: Some(tr.own_mask.neg()),
+            truncation: Some(TruncationMask::Coef(tr.coef)),
+        })
+    }
+
+    /// This party's share of the Beaver term `op(a, b)`. For a truncation's mask
+    /// `a = -R = c msb(r) - (r >> d)` the dealer cannot know `c`, so it shares `op(r >> d, b)`
+    /// and `op(msb(r), b)` and the parties combine them (element-wise products only); for two
+    /// truncation masks `R R' = hh' - c' h m' - c m h'` since `c c' = 0` mod 2^64 for
+    /// `d + d' <= 64`.
+    fn product_material(
+        &mut self,
+        x: &Masked,
+        y: &Masked,
+        op: Bilinear,
+        out_shape: &[usize],
+    ) -> Result<RingTensor> {
+        let coef = |m: &Masked| match &m.truncation {
+            Some(TruncationMask::Coef(c)) => Ok(Some(c.clone())),
+            Some(TruncationMask::Parts { .. }) => bail!("a party holds no dealer mask"),
+            None => Ok(None),
+        };
+        let (cx, cy) = (coef(x)?, coef(y)?);
+        if cx.is_none() && cy.is_none() {
+            return self.dealer.correlated(&mut self.comm, out_shape);
+        }
+        ensure!(
+            op == Bilinear::Mul,
+            "a truncation's mask serves element-wise products only"
+        );
+        let mut next = || self.dealer.correlated(&mut self.comm, out_shape);
+        match (cx, cy) {
+            (Some(c), None) | (None, Some(c)) => {
+                let (high, msb) = (next()?, next()?);
+                msb.mul(&c)?.sub(&high)
+            }
+            (Some(c1), Some(c2)) => {
+                let (hh, hm, mh) = (next()?, next()?, next()?);
+                hh.sub(&hm.mul(&c2)?)?.sub(&mh.mul(&c1)?)
+            }
+            (None, None) => unreachable!("handled above"),
+        }
+    }
+
     fn mine(x: &Share) -> Result<&RingTensor> {
         x.parts()
             .first()
@@ -371,6 +422,7 @@ impl Protocol for TwoPartyDealer {
                 share: self.own(shape, w.clone())?,
                 opened: Some(f),
                 mask: Some(b),
+                truncation: None,
             }
         } else {
             let f = RingTensor::new(shape, self.comm.recv(1, Phase::Online)?)?;
@@ -379,6 +431,7 @@ impl Protocol for TwoPartyDealer {
                 share: self.own(shape, zero.clone())?,
                 opened: Some(f),
                 mask: Some(zero),
+                truncation: None,
             }
         };
         Ok(SecretWeight(masked))
@@ -446,6 +499,7 @@ impl Protocol for TwoPartyDealer {
                 share: (*x).clone(),
                 opened: Some(e),
                 mask: Some(a),
+                truncation: None,
             })
             .collect())
     }
@@ -461,7 +515,7 @@ impl Protocol for TwoPartyDealer {
         };
         let ((e, a), (f, b)) = (parts(x)?, parts(y)?);
         let out_shape = op.shape(x.shape(), y.shape())?;
-        let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
+        let c = self.product_material(x, y, op, &out_shape)?;
         // op(E, F) joins party 0's op(a, F) as op(a + E, F): two products per party.
         let a = match self.public_term(e.clone()) {
             Some(e) => a.add(&e)?,
@@ -482,23 +536,54 @@ impl Protocol for TwoPartyDealer {
         self.own(x.shape(), t)
     }
 
+    fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {
+        let tr = self.truncation(x, bits, TruncationRequest::default())?;
+        self.truncation_masked(x.shape(), tr)
+    }
+
     /// The truncation above, whose output `t = P - R` (public `P`, dealer-known `R`) is also
-    /// squared in the same round: `t^2 = P^2 - 2 P R + R^2`, where the dealer shares
-    /// `(r >> d)^2` and `(r >> d) msb(r)` so that `R^2` is linear in shares.
-    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<(Share, Share)> {
-        ensure!(bits <= 32, "fused truncate-square needs bits <= 32");
+    /// raised to its powers in the same round: `t^k = sum_j C(k,j) P^(k-j) (-R)^j`, where
+    /// `R = (r >> d) - c msb(r)` with public `c` in `{0, 2^(64-d)}`, so that `c^2 = 0` mod 2^64
+    /// for `d <= 32` and `R^j = (r>>d)^j - j c (r>>d)^(j-1) msb(r)`: linear in the dealer's
+    /// shares of `(r>>d)^j` and `(r>>d)^(j-1) msb(r)`.
+    fn truncate_powers(&mut self, x: &Share, bits: u32, degree: usize) -> Result<Vec<Share>> {
+        ensure!(bits <= 32, "fused truncate-powers needs bits <= 32");
+        ensure!(degree >= 1, "powers up to degree 0");
         let req = TruncationRequest {
-            extra: 2,
+            extra: 2 * (degree - 1),
             ..Default::default()
         };
         let tr = self.truncation(x, bits, req)?;
-        let (high_sq, high_msb) = (&tr.extra[0], &tr.extra[1]);
-        let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;
-        // R^2 = (r>>d)^2 - 2 coef (r>>d) msb(r): coef^2 vanishes mod 2^64 for d <= 32.
-        let r_sq = high_sq.sub(&high_msb.mul(&tr.coef)?.scale(2))?;
-        let sq = r_sq.sub(&tr.public.mul(&tr.own_mask)?.scale(2))?;
-        let sq = self.plus_public(sq, || tr.public.mul(&tr.public))?;
-        Ok((self.own(x.shape(), t)?, self.own(x.shape(), sq)?))
+        // R^j shares, j = 1..=degree.
+        let mut r_pow = vec![tr.own_mask.clone()];
+        for pair in tr.extra.chunks(2) {
+            let j = r_pow.len() as u64 + 1;
+            let (high_pow, high_pow_msb) = (&pair[0], &pair[1]);
+            r_pow.push(high_pow.sub(&high_pow_msb.mul(&tr.coef)?.scale(j))?);
+        }
+        let mut out = Vec::with_capacity(degree);
+        for k in 1..=degree {
+            // sum_{j>=1} C(k,j) P^(k-j) (-R)^j, plus P^k from one party.
+            let mut acc: Option<RingTensor> = None;
+            let mut binom = 1u64;
+            for (j, rj) in r_pow.iter().enumerate().take(k) {
+                let j = j as u64 + 1;
+                binom = binom * (k as u64 - j + 1) / j;
+                let p_pow = tr.public.map(|v| v.wrapping_pow((k as u64 - j) as u32));
+                let mut term = p_pow.mul(rj)?.scale(binom);
+                if j % 2 == 1 {
+                    term = term.neg();
+                }
+                acc = Some(match acc {
+                    Some(a) => a.add(&term)?,
+                    None => term,
+                });
+            }
+            let own = acc.expect("k >= 1");
+            let pk = self.plus_public(own, || Ok(tr.public.map(|v| v.wrapping_pow(k as u32))))?;
+            out.push(self.own(x.shape(), pk)?);
+        }
+        Ok(out)
     }
 
     /// The truncation's opening doubles as the comparison's (same mask): one round, 1 word.
@@ -508,17 +593,16 @@ impl Protocol for TwoPartyDealer {
         bits: u32,
         thresholds: &[u64],
         cmp: Comparison,
-    ) -> Result<(Share, Vec<Share>)> {
+    ) -> Result<(Masked, Vec<Share>)> {
         let mc = MaskedCompare::new(cmp)?;
         let req = TruncationRequest {
             cmp: Some(mc),
             ..Default::default()
         };
-        let tr = self.truncation(x, bits, req)?;
-        let (keys, low) = tr.compare.as_ref().expect("requested");
-        let lt = self.comparison_shares(keys, low, thresholds)?;
-        let t = self.plus_public(tr.own_mask.neg(), || Ok(tr.public.clone()))?;
-        Ok((self.own(x.shape(), t)?, lt))
+        let mut tr = self.truncation(x, bits, req)?;
+        let (keys, low) = tr.compare.take().expect("requested");
+        let lt = self.comparison_shares(&keys, &low, thresholds)?;
+        Ok((self.truncation_masked(x.shape(), tr)?, lt))
     }
 
     /// One opening of `x + r mod 2^bits`, then one DCF evaluation per element and threshold
