@@ -356,8 +356,8 @@ const EVEN_POLY_ACC_BITS: u32 = 62;
 /// `x < -cutoff, x < 0, x < cutoff`, one product `[x<0] x` giving ReLU and `|x|`, a
 /// degree-`degree` polynomial for `g` on `[0, cutoff]`, and one product selecting it.
 /// The polynomial runs in `s = |x| - cutoff/2` at 9 fractional bits: one truncation yields
-/// every power of `s` at once (`truncate_powers`), the coefficients at 60 bits sum them, and
-/// one more truncation brings the result to `f` bits: 2 rounds for the polynomial, not 6.
+/// every power of `s` at once, the coefficients at 62 bits sum them, and one more truncation
+/// brings the result to `f` bits (`truncate_polynomial`): 2 rounds for the polynomial, not 6.
 /// Outside the cut-off the powers overflow, harmlessly: the selecting product is exactly 0.
 /// `x` comes at `f + extra_bits` fractional bits; with `extra_bits > 0` (an untruncated
 /// product) its truncation shares the comparison's opening.
@@ -397,18 +397,20 @@ fn relu_plus_even(
     let relu = x.share().sub(&neg_x)?;
     let half = cutoff / 2.0;
     let centred = add_const(p, &relu.sub(&neg_x)?, -half)?;
-    let pows = p.truncate_powers(&centred, f - EVEN_POLY_INPUT_BITS, degree)?;
-    let coef = fit_polynomial(|s| g(s + half), -half, half, degree);
-    debug_assert!(coef.iter().enumerate().all(|(k, _)| k as u32 * EVEN_POLY_INPUT_BITS < EVEN_POLY_ACC_BITS));
-    let mut acc = ops::zeros_like(&centred);
-    for (k, &c) in coef.iter().enumerate().skip(1) {
-        let shift = EVEN_POLY_ACC_BITS - k as u32 * EVEN_POLY_INPUT_BITS;
-        let enc = (c * (shift as f64).exp2()).round() as i64 as u64;
-        acc = acc.add(&pows[k - 1].scale(enc))?;
-    }
-    let c0 = (coef[0] * (EVEN_POLY_ACC_BITS as f64).exp2()).round() as i64 as u64;
-    let acc = ops::add_raw(p, &acc, c0)?;
-    let poly = p.truncate_masked(&acc, EVEN_POLY_ACC_BITS - f)?;
+    let coef: Vec<u64> = fit_polynomial(|s| g(s + half), -half, half, degree)
+        .iter()
+        .enumerate()
+        .map(|(k, &c)| {
+            let shift = EVEN_POLY_ACC_BITS - k as u32 * EVEN_POLY_INPUT_BITS;
+            (c * (shift as f64).exp2()).round() as i64 as u64
+        })
+        .collect();
+    let poly = p.truncate_polynomial(
+        &centred,
+        f - EVEN_POLY_INPUT_BITS,
+        &coef,
+        EVEN_POLY_ACC_BITS - f,
+    )?;
     let inside = p.mask(&[&bits[2].sub(&bits[0])?])?.remove(0);
     let corr = p.product(&inside, &poly, Bilinear::Mul)?;
     relu.add(&corr)

@@ -4,7 +4,7 @@ use super::comm::Communicator;
 use super::fixed::FixedPoint;
 use super::ring::RingTensor;
 use super::share::Share;
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -310,6 +310,27 @@ pub trait Protocol: Send {
             pows.extend(z.split_flat(&xs)?);
         }
         Ok(pows)
+    }
+
+    /// `truncate(sum_k coef[k] t^k, out_bits)` for `t = truncate(x, bits)`, with raw ring
+    /// coefficients (`coef[0]` added raw) and the powers untruncated
+    /// ([`Protocol::truncate_powers`]); ready for products. Protocols that can keep the
+    /// powers in a cheaper intermediate form override it.
+    fn truncate_polynomial(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        coef: &[u64],
+        out_bits: u32,
+    ) -> Result<Masked> {
+        ensure!(coef.len() >= 2, "a polynomial of degree 0");
+        let pows = self.truncate_powers(x, bits, coef.len() - 1)?;
+        let mut acc = pows[0].scale(coef[1]);
+        for (pow, &c) in pows.iter().zip(&coef[1..]).skip(1) {
+            acc = acc.add(&pow.scale(c))?;
+        }
+        let acc = self.add_public(&acc, &RingTensor::filled(acc.shape(), coef[0]))?;
+        self.truncate_masked(&acc, out_bits)
     }
 
     /// `truncate(x, bits)` ready for products. Protocols whose truncation opens a masked

@@ -374,6 +374,23 @@ impl Protocol for Replicated {
         Ok((self.mask(&[&t])?.remove(0), all))
     }
 
+    /// The powers stay client–server 2-of-2 inside the helper-dealt protocol, and only the
+    /// polynomial's value is reshared: one resharing instead of one per power.
+    fn truncate_polynomial(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        coef: &[u64],
+        out_bits: u32,
+    ) -> Result<Masked> {
+        let additive = self.as_additive(x)?;
+        let y = self
+            .proto()
+            .truncate_polynomial(&additive, bits, coef, out_bits)?;
+        let y = self.reshare_additive(&[y.share])?.remove(0);
+        Ok(self.mask(&[&y])?.remove(0))
+    }
+
     fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {
         let t = self.truncate(x, bits)?;
         Ok(self.mask(&[&t])?.remove(0))
