@@ -495,14 +495,17 @@ pub fn sigmoid(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 /// RMSNorm over the last axis, `x / sqrt(mean(x^2) + eps) * gamma` (gamma public or none).
 /// The mean square is kept at `f + 8` fractional bits, so inputs with mean square down to
 /// 1e-3 (and activations with outliers in the hundreds, up to 2^13) stay accurate.
-/// Rounds: square 1, two truncations 2, rsqrt 12, product 1, trunc 1: 17 (gamma is free). Words: 3 per
-/// element + per-row terms. Relative error <= 2e-4 plus one output unit.
+/// Rounds: square 1, two truncations 2, rsqrt 12, product 1, trunc 1: 17 (gamma is free).
+/// Words: 2 per element (x is opened once for its square and the final product) + per-row
+/// terms. Relative error <= 2e-4 plus one output unit.
 pub fn rms_norm(p: &mut dyn Protocol, x: &Share, gamma: Option<&[f64]>, eps: f64) -> Result<Share> {
     let axis = x.shape().len() - 1;
     let d = x.shape()[axis];
-    let sq = p.square(x)?;
+    // One opening of x serves its square and the final product.
+    let xm = p.mask(&[x])?.remove(0);
+    let sq = p.product(&xm, &xm, Bilinear::Mul)?;
     let ms = mean_square(p, &sq.sum_axis(axis)?, d, eps)?;
-    normalise(p, x, &ms, gamma)
+    normalise(p, &xm, &ms, gamma)
 }
 
 /// LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta`.
@@ -518,9 +521,10 @@ pub fn layer_norm(
     let d = x.shape()[axis];
     let mean = scale(p, &x.sum_axis(axis)?, 1.0 / d as f64, 40.0)?;
     let centred = x.sub(&mean.broadcast_to(x.shape())?)?;
-    let sq = p.square(&centred)?;
+    let cm = p.mask(&[&centred])?.remove(0);
+    let sq = p.product(&cm, &cm, Bilinear::Mul)?;
     let var = mean_square(p, &sq.sum_axis(axis)?, d, eps)?;
-    let out = normalise(p, &centred, &var, gamma)?;
+    let out = normalise(p, &cm, &var, gamma)?;
     match beta {
         None => Ok(out),
         Some(b) => {
@@ -549,10 +553,13 @@ fn mean_square(p: &mut dyn Protocol, sum_sq: &Share, d: usize, eps: f64) -> Resu
 }
 
 /// `x * rsqrt(ms) * gamma`.
-fn normalise(p: &mut dyn Protocol, x: &Share, ms: &Share, gamma: Option<&[f64]>) -> Result<Share> {
+fn normalise(p: &mut dyn Protocol, x: &Masked, ms: &Share, gamma: Option<&[f64]>) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     let (r, r_frac) = rsqrt_wide(p, ms, f + EXP_EXTRA_BITS, 1e-4, 2f64.powi(20))?;
-    let out = p.bilinear_truncate(x, &r, Bilinear::Mul, r_frac)?;
+    let rm = p.mask(&[&r])?.remove(0);
+    let out = p
+        .product_truncate(&[(x, &rm)], Bilinear::Mul, r_frac)?
+        .remove(0);
     match gamma {
         None => Ok(out),
         Some(g) => {
