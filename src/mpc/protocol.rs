@@ -286,8 +286,8 @@ pub trait Protocol: Send {
         self.truncate(&z, bits)
     }
 
-    /// Arithmetic shift right by `bits` of a signed value with `|x| < 2^61`; the result is the
-    /// exact floor or one unit above it.
+    /// Arithmetic shift right by `bits` of a signed value with `|x| < 2^61`; the result is
+    /// within one unit of the exact floor.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share>;
 
     /// `[t, t^2, …, t^degree]` for `t = truncate(x, bits)`, the powers untruncated (`t^k` at

@@ -21,6 +21,10 @@ pub(crate) const DEALER: usize = 2;
 
 /// The offset that makes a truncation input non-negative: inputs must satisfy `|x| < 2^62`.
 pub(crate) const TRUNCATION_OFFSET_BITS: u32 = 62;
+/// A truncation by `d` bits opens its masked value without the low `min(d, 16)` bits (whole
+/// bytes): 6 bytes an element, not 8. Keeping 48 bits makes the dropped carry flip the wrap
+/// bit with probability 2^-48 at most.
+const TRUNCATION_DROPPED_BITS: u32 = 16;
 
 /// A computing party's end of the dealer link.
 struct DealerLink {
@@ -175,7 +179,12 @@ impl TwoPartyDealer {
             0
         };
         let masked = Self::mine(x)?.add(&r)?.map(|v| v.wrapping_add(offset));
-        let mut c = self.open(&[&masked])?.remove(0);
+        // Without a comparison only `c >> bits` matters: send the shares' high bytes alone.
+        let mut c = if keys.is_some() {
+            self.open(&[&masked])?.remove(0)
+        } else {
+            self.open_high_bytes(&masked, bits.min(TRUNCATION_DROPPED_BITS) / 8)?
+        };
         if dealer_addend {
             let addend = self.comm.recv(DEALER, Phase::Online)?;
             c = c.add(&RingTensor::new(x.shape(), addend)?)?;
@@ -335,6 +344,41 @@ impl TwoPartyDealer {
 
     /// Open a tensor whose shares only matter mod `2^bits`, sending `ceil(bits / 8)` bytes per
     /// element; one round.
+    /// Open `masked` up to its low `dropped` bytes: each party sends its share without them,
+    /// and the sum of the shortened shares, shifted back, is the value with its low bytes
+    /// cleared, or one unit of `2^(8 dropped)` below (the shares' dropped carry). The shares
+    /// are uniform, so their high bytes alone reveal nothing either.
+    fn open_high_bytes(&mut self, masked: &RingTensor, dropped: u32) -> Result<RingTensor> {
+        if dropped == 0 {
+            return Ok(self.open(&[masked])?.remove(0));
+        }
+        let (skip, width) = (dropped as usize, 8 - dropped as usize);
+        let mut bytes = Vec::with_capacity(masked.len() * width);
+        for v in masked.data() {
+            bytes.extend_from_slice(&v.to_le_bytes()[skip..]);
+        }
+        let peer = self.peer();
+        self.comm.send_bytes(peer, bytes, Phase::Online)?;
+        let theirs = self.comm.recv_bytes(peer, Phase::Online)?;
+        ensure!(
+            theirs.len() == masked.len() * width,
+            "peer {peer} sent {} bytes",
+            theirs.len()
+        );
+        let low = 8 * dropped;
+        let data = masked
+            .data()
+            .iter()
+            .zip(theirs.chunks_exact(width))
+            .map(|(&v, c)| {
+                let mut w = [0u8; 8];
+                w[skip..].copy_from_slice(c);
+                (v >> low << low).wrapping_add(u64::from_le_bytes(w))
+            })
+            .collect();
+        RingTensor::new(masked.shape(), data)
+    }
+
     fn open_low_bits(&mut self, masked: &RingTensor, bits: u32) -> Result<RingTensor> {
         let width = bits.div_ceil(8) as usize;
         let mut bytes = Vec::with_capacity(masked.len() * width);
@@ -528,7 +572,8 @@ impl Protocol for TwoPartyDealer {
     /// Dealer-assisted truncation, one round: open `c = x + 2^62 + r` for a uniform `r`; with
     /// `x + 2^62 < 2^63` the wrap bit is `msb(r) * (1 - msb(c))`, so
     /// `floor((x + 2^62) / 2^d) = (c >> d) - (r >> d) + wrap * 2^(64-d) - carry`, and the
-    /// dropped carry makes the result at most one unit high. The dealer shares `r >> d` and
+    /// dropped carry makes the result at most one unit high (and `c`'s opening without its low
+    /// bytes, see [`TRUNCATION_DROPPED_BITS`], at most one unit low). The dealer shares `r >> d` and
     /// `msb(r)`.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
         let tr = self.truncation(x, bits, TruncationRequest::default())?;
