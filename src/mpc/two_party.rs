@@ -342,20 +342,21 @@ impl TwoPartyDealer {
             .collect()
     }
 
-    /// Open a tensor whose shares only matter mod `2^bits`, sending `ceil(bits / 8)` bytes per
-    /// element; one round.
-    /// Open `masked` up to its low `dropped` bytes: each party sends its share without them,
-    /// and the sum of the shortened shares, shifted back, is the value with its low bytes
-    /// cleared, or one unit of `2^(8 dropped)` below (the shares' dropped carry). The shares
-    /// are uniform, so their high bytes alone reveal nothing either.
-    fn open_high_bytes(&mut self, masked: &RingTensor, dropped: u32) -> Result<RingTensor> {
-        if dropped == 0 {
-            return Ok(self.open(&[masked])?.remove(0));
-        }
-        let (skip, width) = (dropped as usize, 8 - dropped as usize);
+    /// Opens `masked` on its little-endian bytes `range` alone: each party sends those bytes
+    /// of its share, and each element is the sum of both shares with their other bytes
+    /// cleared. One round.
+    fn open_bytes(
+        &mut self,
+        masked: &RingTensor,
+        range: std::ops::Range<usize>,
+    ) -> Result<RingTensor> {
+        let width = range.len();
+        let keep = u64::from_le_bytes(std::array::from_fn(|i| {
+            if range.contains(&i) { 0xff } else { 0 }
+        }));
         let mut bytes = Vec::with_capacity(masked.len() * width);
         for v in masked.data() {
-            bytes.extend_from_slice(&v.to_le_bytes()[skip..]);
+            bytes.extend_from_slice(&v.to_le_bytes()[range.clone()]);
         }
         let peer = self.peer();
         self.comm.send_bytes(peer, bytes, Phase::Online)?;
@@ -365,45 +366,34 @@ impl TwoPartyDealer {
             "peer {peer} sent {} bytes",
             theirs.len()
         );
-        let low = 8 * dropped;
         let data = masked
             .data()
             .iter()
             .zip(theirs.chunks_exact(width))
             .map(|(&v, c)| {
                 let mut w = [0u8; 8];
-                w[skip..].copy_from_slice(c);
-                (v >> low << low).wrapping_add(u64::from_le_bytes(w))
+                w[range.clone()].copy_from_slice(c);
+                (v & keep).wrapping_add(u64::from_le_bytes(w))
             })
             .collect();
         RingTensor::new(masked.shape(), data)
     }
 
-    fn open_low_bits(&mut self, masked: &RingTensor, bits: u32) -> Result<RingTensor> {
-        let width = bits.div_ceil(8) as usize;
-        let mut bytes = Vec::with_capacity(masked.len() * width);
-        for v in masked.data() {
-            bytes.extend_from_slice(&v.to_le_bytes()[..width]);
+    /// Open `masked` up to its low `dropped` bytes: each party sends its share without them,
+    /// and the sum of the shortened shares is the value with its low bytes cleared, or one
+    /// unit of `2^(8 dropped)` below (the shares' dropped carry). The shares are uniform, so
+    /// their high bytes alone reveal nothing either.
+    fn open_high_bytes(&mut self, masked: &RingTensor, dropped: u32) -> Result<RingTensor> {
+        if dropped == 0 {
+            return Ok(self.open(&[masked])?.remove(0));
         }
-        let peer = self.peer();
-        self.comm.send_bytes(peer, bytes, Phase::Online)?;
-        let theirs = self.comm.recv_bytes(peer, Phase::Online)?;
-        ensure!(
-            theirs.len() == masked.len() * width,
-            "peer {peer} sent {} bytes",
-            theirs.len()
-        );
-        let data = masked
-            .data()
-            .iter()
-            .zip(theirs.chunks_exact(width))
-            .map(|(&v, c)| {
-                let mut w = [0u8; 8];
-                w[..width].copy_from_slice(c);
-                v.wrapping_add(u64::from_le_bytes(w))
-            })
-            .collect();
-        RingTensor::new(masked.shape(), data)
+        self.open_bytes(masked, dropped as usize..8)
+    }
+
+    /// Open a tensor whose shares only matter mod `2^bits`, sending `ceil(bits / 8)` bytes per
+    /// element; one round.
+    fn open_low_bits(&mut self, masked: &RingTensor, bits: u32) -> Result<RingTensor> {
+        self.open_bytes(masked, 0..bits.div_ceil(8) as usize)
     }
 
     /// `t` on party 0, zero on party 1: how a public term enters additive shares.
