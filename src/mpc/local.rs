@@ -7,7 +7,7 @@ use super::fixed::FixedPoint;
 use super::party::connect;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
-use super::transport::{DEFAULT_TIMEOUT, MemoryTransport, Transport};
+use super::transport::{CHANNEL_CAPACITY, DEFAULT_TIMEOUT, MemoryTransport, Transport};
 use anyhow::{Result, anyhow};
 use std::time::Duration;
 
@@ -96,16 +96,24 @@ pub fn run_local_with<T: Send>(
     program: impl Fn(&mut dyn Protocol) -> Result<T> + Sync,
 ) -> Result<LocalRun<T>> {
     let roles = kind.roles();
-    let mut transports: Vec<Box<dyn Transport>> = MemoryTransport::mesh(roles.len(), opts.timeout)
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| wrap(i, t))
-        .collect();
+    let dealer_first = opts.dealer_first && kind == ProtocolKind::TwoPartyDealer;
+    // A dealer that runs to completion first must queue everything.
+    let capacity = if dealer_first {
+        usize::MAX
+    } else {
+        CHANNEL_CAPACITY
+    };
+    let mut transports: Vec<Box<dyn Transport>> =
+        MemoryTransport::mesh(roles.len(), opts.timeout, capacity)
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| wrap(i, t))
+            .collect();
     let third = transports.pop().expect("three transports");
     let program = &program;
     let results: Vec<Result<PartyOutput<T>>> = std::thread::scope(|s| {
         let mut third = Some(third);
-        let dealer_done = (opts.dealer_first && kind == ProtocolKind::TwoPartyDealer)
+        let dealer_done = dealer_first
             .then(|| run_one(kind, roles[2], third.take().expect("unused"), opts, program));
         let third_handle =
             third.map(|t| s.spawn(move || run_one(kind, roles[2], t, opts, program)));
