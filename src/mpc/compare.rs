@@ -46,6 +46,11 @@ impl MaskedCompare {
         }
     }
 
+    /// The low bits of the opened value that the comparison ignores.
+    pub fn ignored_low_bits(&self) -> u32 {
+        self.low
+    }
+
     /// Input bits of the DCF.
     pub fn levels(&self) -> u32 {
         self.n - self.low - 1

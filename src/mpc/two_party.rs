@@ -179,12 +179,12 @@ impl TwoPartyDealer {
             0
         };
         let masked = Self::mine(x)?.add(&r)?.map(|v| v.wrapping_add(offset));
-        // Without a comparison only `c >> bits` matters: send the shares' high bytes alone.
-        let mut c = if keys.is_some() {
-            self.open(&[&masked])?.remove(0)
-        } else {
-            self.open_high_bytes(&masked, bits.min(TRUNCATION_DROPPED_BITS) / 8)?
-        };
+        // Only `c >> bits` matters, and of a fused comparison's bits those above the ones it
+        // ignores: the shares' high bytes alone are sent. The dropped low bytes act as if `x`
+        // were a few units lower, which the truncation's and comparison's bounds absorb.
+        let ignored = keys.as_ref().map_or(bits, |k| k.mc.ignored_low_bits());
+        let dropped = bits.min(ignored).min(TRUNCATION_DROPPED_BITS) / 8;
+        let mut c = self.open_high_bytes(&masked, dropped)?;
         if dealer_addend {
             let addend = self.comm.recv(DEALER, Phase::Online)?;
             c = c.add(&RingTensor::new(x.shape(), addend)?)?;
