@@ -368,6 +368,7 @@ fn relu_plus_even(
     g: impl Fn(f64) -> f64,
     cutoff: f64,
     degree: usize,
+    resolution_bits: u32,
 ) -> Result<Share> {
     let fp = p.fixed_point();
     let f = fp.frac_bits;
@@ -375,8 +376,10 @@ fn relu_plus_even(
         f > EVEN_POLY_INPUT_BITS,
         "this approximation needs more than {EVEN_POLY_INPUT_BITS} fractional bits"
     );
-    // A wrong sign near 0 is harmless: x + g(x) = f(x) for the even g as well.
-    let base = Comparison::fuzzy(fp, 12, 6);
+    // A wrong sign near 0 is harmless: x + g(x) = f(x) for the even g as well; a wrong side
+    // within 2^-resolution_bits of the cut-off costs g there, or the fit's extrapolation.
+    // Fewer bits compared are fewer DCF levels.
+    let base = Comparison::fuzzy(fp, 12, resolution_bits);
     let cmp = Comparison {
         bits: base.bits + extra_bits,
         ignored_low_bits: base.ignored_low_bits + extra_bits,
@@ -455,7 +458,7 @@ pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 /// [`silu`] of `x` given at `f + extra_bits` fractional bits (e.g. an untruncated product);
 /// the truncation rides on the comparison's opening, saving its round.
 pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
-    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), 7.5, 5)
+    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), 7.5, 5, 3)
 }
 
 /// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-5 fit on `[0, 4]`.
@@ -466,7 +469,7 @@ pub fn gelu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 
 /// [`gelu`] of `x` given at `f + extra_bits` fractional bits; see [`silu_wide`].
 pub fn gelu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
-    relu_plus_even(p, x, extra_bits, |t| gelu_f64(-t), 4.0, 5)
+    relu_plus_even(p, x, extra_bits, |t| gelu_f64(-t), 4.0, 5, 6)
 }
 
 /// Sigmoid as `1 - s(|x|)` for `x >= 0` and `s(|x|)` below, `s(t) = sigmoid(-t)` fitted on
