@@ -15,14 +15,15 @@ pub enum Activation {
     Silu,
     /// MPCFormer's "Quad": `0.125x² + 0.25x + 0.5`, a single secret multiplication in MPC.
     Quad,
-    /// PUMA's piecewise form of SiLU, `relu(x) + [|x| < 8]·silu(-|x|)`: equal to SiLU within
-    /// 2.7e-3, and what MPC evaluates with one comparison round and a polynomial for the bounded
+    /// PUMA's piecewise form of SiLU, `relu(x) + [|x| < 7.5]·silu(-|x|)`: equal to SiLU within
+    /// 4.1e-3, and what MPC evaluates with one comparison round and a polynomial for the bounded
     /// part. Needs no retraining.
     Puma,
 }
 
-/// Beyond this `|x|`, the PUMA form drops SiLU's tail `silu(-|x|)`.
-pub const PUMA_SILU_CUTOFF: f64 = 8.0;
+/// Beyond this `|x|`, the PUMA form drops SiLU's tail `silu(-|x|)`: the MPC engine's cut-off
+/// (`mpc::approx::SILU_CUTOFF`; a test in `secure` keeps them equal).
+pub const PUMA_SILU_CUTOFF: f64 = 7.5;
 
 impl Activation {
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
@@ -105,7 +106,7 @@ mod tests {
             .zip(&puma)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
-        assert!(worst < 2.7e-3 && worst > 0.0, "{worst}");
+        assert!(worst < 4.2e-3 && worst > 0.0, "{worst}");
         Ok(())
     }
 

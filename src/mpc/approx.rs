@@ -449,6 +449,9 @@ fn erf(x: f64) -> f64 {
     if x >= 0.0 { 1.0 - r } else { r - 1.0 }
 }
 
+/// Beyond this `|x|`, [`silu`] drops SiLU's tail `silu(-|x|)` (at most 4.1e-3).
+pub const SILU_CUTOFF: f64 = 7.5;
+
 /// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-5 fit on `[0, 7.5]`.
 /// Rounds 5 / 6, words 5 / 10.5. Max error 5e-3 (cut-off 4.1e-3, fit, 2^-9 input steps).
 pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
@@ -458,7 +461,7 @@ pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 /// [`silu`] of `x` given at `f + extra_bits` fractional bits (e.g. an untruncated product);
 /// the truncation rides on the comparison's opening, saving its round.
 pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
-    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), 7.5, 5, 3)
+    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), SILU_CUTOFF, 5, 3)
 }
 
 /// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-5 fit on `[0, 4]`.

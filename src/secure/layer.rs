@@ -229,3 +229,15 @@ fn merge(x: &Share, batch: usize, l: AttentionLayout, kv: bool) -> Result<Share>
         l.merge * hd,
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::variants::PUMA_SILU_CUTOFF;
+    use crate::mpc::approx::SILU_CUTOFF;
+
+    /// A PUMA-form student is trained on exactly what the engine evaluates.
+    #[test]
+    fn the_model_and_the_engine_cut_silu_at_the_same_point() {
+        assert_eq!(PUMA_SILU_CUTOFF, SILU_CUTOFF);
+    }
+}
