@@ -596,28 +596,44 @@ impl Protocol for TwoPartyDealer {
             let (high_pow, high_pow_msb) = (&pair[0], &pair[1]);
             r_pow.push(high_pow.sub(&high_pow_msb.mul(&tr.coef)?.scale(j))?);
         }
-        let mut out = Vec::with_capacity(degree);
-        for k in 1..=degree {
-            // sum_{j>=1} C(k,j) P^(k-j) (-R)^j, plus P^k from one party.
-            let mut acc: Option<RingTensor> = None;
-            let mut binom = 1u64;
-            for (j, rj) in r_pow.iter().enumerate().take(k) {
-                let j = j as u64 + 1;
-                binom = binom * (k as u64 - j + 1) / j;
-                let p_pow = tr.public.map(|v| v.wrapping_pow((k as u64 - j) as u32));
-                let mut term = p_pow.mul(rj)?.scale(binom);
-                if j % 2 == 1 {
-                    term = term.neg();
-                }
-                acc = Some(match acc {
-                    Some(a) => a.add(&term)?,
-                    None => term,
-                });
+        // Per element: sum_{j>=1} C(k,j) P^(k-j) (-R)^j, plus P^k at party 0; one pass.
+        let binom: Vec<Vec<u64>> = (0..=degree as u64)
+            .map(|k| {
+                (0..=k)
+                    .scan(1u64, |c, j| {
+                        let v = *c;
+                        *c = *c * (k - j) / (j + 1);
+                        Some(v)
+                    })
+                    .collect()
+            })
+            .collect();
+        let first = self.party == 0;
+        let n = x.len();
+        let mut data = vec![vec![0u64; n]; degree];
+        let mut p_pow = vec![1u64; degree + 1];
+        for i in 0..n {
+            let pub_i = tr.public.data()[i];
+            for e in 1..=degree {
+                p_pow[e] = p_pow[e - 1].wrapping_mul(pub_i);
             }
-            let own = acc.expect("k >= 1");
-            let pk = self.plus_public(own, || Ok(tr.public.map(|v| v.wrapping_pow(k as u32))))?;
-            out.push(self.own(x.shape(), pk)?);
+            for (k, out) in data.iter_mut().enumerate().map(|(k, o)| (k + 1, o)) {
+                let mut acc = if first { p_pow[k] } else { 0 };
+                for (j, rj) in r_pow.iter().enumerate().take(k).map(|(j, r)| (j + 1, r)) {
+                    let term = binom[k][j].wrapping_mul(p_pow[k - j]).wrapping_mul(rj.data()[i]);
+                    acc = if j % 2 == 1 {
+                        acc.wrapping_sub(term)
+                    } else {
+                        acc.wrapping_add(term)
+                    };
+                }
+                out[i] = acc;
+            }
         }
+        let out = data
+            .into_iter()
+            .map(|d| self.own(x.shape(), RingTensor::new(x.shape(), d)?))
+            .collect::<Result<Vec<_>>>()?;
         Ok(out)
     }
 
