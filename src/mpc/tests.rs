@@ -2,6 +2,7 @@
 //! independence.
 
 use super::approx;
+use super::fixed::FixedPoint;
 use super::local::{LocalRun, RunOptions, run_local, run_local_with};
 use super::ops;
 use super::prg::Prg;
@@ -152,6 +153,49 @@ fn products_truncation_and_public_ops() {
             assert!((g - w).abs() <= tol, "{kind} item {i}: {g} vs {w}");
         }
         assert!(out.report.rounds > 0);
+    });
+}
+
+/// Every power of a truncated value from one opening, and products with a truncation's output
+/// that reuse its opening as their mask, against f64.
+#[test]
+fn truncated_powers_and_truncation_masked_products() {
+    each_kind(|kind| {
+        let x: Vec<f64> = normal(400, 1.5, 0.0, 7)
+            .into_iter()
+            .map(|v| v.clamp(-3.9, 3.9))
+            .collect();
+        let y = normal(400, 2.0, 0.0, 8);
+        let f = FixedPoint::default().frac_bits;
+        let out = run(kind, |p| {
+            let (xv, yv) = (p.role() == Role::Client).then_some((&x[..], &y[..])).unzip();
+            let xs = ops::share_f64(p, Role::Client, xv, &[400])?;
+            let ys = ops::share_f64(p, Role::Client, yv, &[400])?;
+            // t = x at 9 fractional bits; t^k at 9k bits.
+            let pows = p.truncate_powers(&xs, f - 9, 5)?;
+            let mut revealed = Vec::new();
+            for (k, pow) in pows.iter().enumerate() {
+                let r = p.reveal(pow, None)?.expect("revealed");
+                let scale = ((9 * (k + 1)) as f64).exp2();
+                revealed.push(r.data().iter().map(|&v| v as i64 as f64 / scale).collect());
+            }
+            // truncate(x · 2^f, f) times y, the truncation's opening as x's mask.
+            let t = p.truncate_masked(&xs.scale(1 << f), f)?;
+            let ym = p.mask(&[&ys])?.remove(0);
+            let prod = p.product(&t, &ym, Bilinear::Mul)?;
+            let prod = p.truncate(&prod, f)?;
+            revealed.push(ops::reveal_f64(p, &prod, None)?.expect("revealed"));
+            Ok(revealed)
+        });
+        let got = out.output(Role::Client);
+        for k in 1..=5 {
+            let want: Vec<f64> = x.iter().map(|v| v.powi(k as i32)).collect();
+            // One unit of 2^-9 in t, raised to the k-th power.
+            let tol = k as f64 * 3.9f64.powi(k as i32 - 1) * 2.0 * 2f64.powi(-9);
+            check(&format!("{kind} t^{k}"), &got[k - 1], &want, tol);
+        }
+        let want: Vec<f64> = x.iter().zip(&y).map(|(a, b)| a * b).collect();
+        check(&format!("{kind} truncation-masked product"), &got[5], &want, 1e-3);
     });
 }
 
