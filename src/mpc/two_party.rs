@@ -620,7 +620,9 @@ impl Protocol for TwoPartyDealer {
             for (k, out) in data.iter_mut().enumerate().map(|(k, o)| (k + 1, o)) {
                 let mut acc = if first { p_pow[k] } else { 0 };
                 for (j, rj) in r_pow.iter().enumerate().take(k).map(|(j, r)| (j + 1, r)) {
-                    let term = binom[k][j].wrapping_mul(p_pow[k - j]).wrapping_mul(rj.data()[i]);
+                    let term = binom[k][j]
+                        .wrapping_mul(p_pow[k - j])
+                        .wrapping_mul(rj.data()[i]);
                     acc = if j % 2 == 1 {
                         acc.wrapping_sub(term)
                     } else {
