@@ -391,11 +391,6 @@ impl Protocol for Replicated {
         Ok(self.mask(&[&y])?.remove(0))
     }
 
-    fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {
-        let t = self.truncate(x, bits)?;
-        Ok(self.mask(&[&t])?.remove(0))
-    }
-
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
         let additive = self.as_additive(x)?;
         let bits = self.proto().less_than(&additive, thresholds, cmp)?;
