@@ -151,7 +151,7 @@ fn narrow_to_default(p: &mut dyn Protocol, y: Share, frac: u32) -> Result<Share>
 }
 
 /// Row `i` of a `[.., T, T]` score tensor sees columns `<= i`.
-fn causal_mask(shape: &[usize]) -> Vec<bool> {
+pub fn causal_mask(shape: &[usize]) -> Vec<bool> {
     let r = shape.len();
     let (rows, cols) = (shape[r - 2], shape[r - 1]);
     (0..numel(shape))
@@ -159,25 +159,23 @@ fn causal_mask(shape: &[usize]) -> Vec<bool> {
         .collect()
 }
 
-/// Masked-out entries take the row's diagonal value (always visible), so they cannot win the
-/// max; their exponentials are zeroed afterwards.
-fn causal_fill(x: &Share) -> Result<Share> {
-    let r = x.shape().len();
-    let (rows, cols) = (x.shape()[r - 2], x.shape()[r - 1]);
+/// Masked-out entries take their row's first value (every row must see column 0), so they
+/// cannot win the max; their exponentials are zeroed afterwards.
+fn fill_masked(x: &Share, visible: &[bool]) -> Result<Share> {
+    let axis = x.shape().len() - 1;
     ensure!(
-        rows == cols,
-        "causal mask needs square scores, got {:?}",
+        visible.len() == x.len(),
+        "attention mask of {} entries for scores {:?}",
+        visible.len(),
         x.shape()
     );
-    let batch = x.len() / (rows * cols);
-    let x3 = x.reshape(&[batch, rows, cols])?;
-    let diag: Vec<Share> = (0..rows)
-        .map(|i| x3.narrow(1, i, 1)?.narrow(2, i, 1))
-        .collect::<Result<_>>()?;
-    let diag = Share::concat(&diag.iter().collect::<Vec<_>>(), 1)?
-        .broadcast_to(&[batch, rows, cols])?
-        .reshape(x.shape())?;
-    x.select_public(&causal_mask(x.shape()), &diag)
+    let cols = x.shape()[axis];
+    ensure!(
+        visible.iter().step_by(cols).all(|&v| v),
+        "every row of an attention mask must see column 0"
+    );
+    let first = x.narrow(axis, 0, 1)?.broadcast_to(x.shape())?;
+    x.select_public(visible, &first)
 }
 
 /// Multiply by a public 0/1 mask (local, exact).
@@ -186,21 +184,24 @@ fn apply_mask(x: &Share, mask: &[bool]) -> Result<Share> {
     x.mul_public(&m)
 }
 
-/// Softmax along the last axis, optionally with a causal mask (`[.., T, T]`, row `i` sees
-/// columns `<= i`). Max by tournament with fuzzy comparisons (2 log2 n rounds; shift
-/// invariance makes the fuzz harmless), [`exp`] (9), row sums, [`reciprocal`] over `[1, n+1]`
-/// (9), product (2). n = 64: rounds 32 / 39, words 13.7 / 31.1. Max error 6e-3 (tested 5e-3 on
-/// N(0, 3) scores) for a row range < 256.
-pub fn softmax(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
-    let fp = p.fixed_point();
+/// Softmax along the last axis, optionally under a public mask of `x`'s shape (`true`: visible;
+/// every row sees column 0, as under a causal mask). Max by tournament with fuzzy comparisons
+/// (2 log2 n rounds; shift invariance makes the fuzz harmless), [`exp`] (9), row sums,
+/// [`reciprocal`] over `[1, n+1]` (9), product (2). n = 64: rounds 32 / 39, words 13.7 / 31.1.
+/// Max error 6e-3 (tested 5e-3 on N(0, 3) scores) for a row range < 256.
+pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
     let axis = x.shape().len() - 1;
     let n = x.shape()[axis];
-    let x = if causal { causal_fill(x)? } else { x.clone() };
-    let m = ops::max_last(p, &x, Comparison::fuzzy(fp, 12, 8))?;
+    let x = match visible {
+        Some(v) => fill_masked(x, v)?,
+        None => x.clone(),
+    };
+    let cmp = Comparison::fuzzy(p.fixed_point(), 12, 8);
+    let m = ops::max_last(p, &x, cmp)?;
     let shifted = x.sub(&m.broadcast_to(x.shape())?)?;
     let mut e = exp(p, &shifted)?;
-    if causal {
-        e = apply_mask(&e, &causal_mask(x.shape()))?;
+    if let Some(v) = visible {
+        e = apply_mask(&e, v)?;
     }
     let sum = e.sum_axis(axis)?;
     let (inv, wide) = reciprocal_wide(p, &sum, 0.5, n as f64 + 1.0)?;
@@ -209,13 +210,13 @@ pub fn softmax(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
 
 /// MPCFormer's 2Quad: `(x + c)^2 / sum (x + c)^2` with `c = 5`, masked entries 0.
 /// n = 64: rounds 13 / 13, words 4.2 / 8.0. Exact up to fixed-point error (2e-3).
-pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, causal: bool) -> Result<Share> {
+pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
     let axis = x.shape().len() - 1;
     let n = x.shape()[axis];
     let shifted = add_const(p, x, 5.0)?;
     let mut q = ops::square(p, &shifted)?;
-    if causal {
-        q = apply_mask(&q, &causal_mask(x.shape()))?;
+    if let Some(v) = visible {
+        q = apply_mask(&q, v)?;
     }
     // Bound the row sum away from 0 so the reciprocal's range holds.
     let sum = add_const(p, &q.sum_axis(axis)?, 1e-3)?;

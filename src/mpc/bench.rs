@@ -137,7 +137,7 @@ pub fn case_spec(name: &str) -> Result<CaseSpec> {
                 ..unary_spec(
                     scores,
                     vec![9, 64, 64],
-                    |p, s| approx::softmax(p, s, true),
+                    |p, s| approx::softmax(p, s, Some(&approx::causal_mask(s.shape()))),
                     |v| v,
                 )
             }

@@ -180,7 +180,8 @@ pub fn layer(p: &mut dyn Protocol, s: &LayerShape, x: &Share, w: &SharedLayer) -
         p.bilinear_truncate(&qg, &k.transpose()?, Bilinear::MatMul, f + scale_bits)
     })?;
     let probs = ops::labelled(p, "softmax", |p| {
-        approx::softmax(p, &scores.reshape(&[s.heads, t, t])?, true)
+        let scores = scores.reshape(&[s.heads, t, t])?;
+        approx::softmax(p, &scores, Some(&approx::causal_mask(scores.shape())))
     })?;
     let attn = ops::labelled(p, "matmul", |p| {
         let pg = probs.reshape(&[s.kv_heads, g * t, t])?;

@@ -341,14 +341,16 @@ fn softmax_and_2quad() {
     each_kind(|kind| {
         let n = 16;
         let x = normal(2 * n * n, 3.0, 0.0, 5);
-        let got = unary(kind, &x, &[2, n, n], |p, s| approx::softmax(p, s, true));
+        let got = unary(kind, &x, &[2, n, n], |p, s| {
+            approx::softmax(p, s, Some(&approx::causal_mask(s.shape())))
+        });
         check(
             &format!("{kind} softmax"),
             &got,
             &softmax_ref(&x, n, true),
             5e-3,
         );
-        let got = unary(kind, &x, &[2, n, n], |p, s| approx::softmax(p, s, false));
+        let got = unary(kind, &x, &[2, n, n], |p, s| approx::softmax(p, s, None));
         check(
             &format!("{kind} softmax"),
             &got,
@@ -357,7 +359,7 @@ fn softmax_and_2quad() {
         );
 
         let got = unary(kind, &x, &[2, n, n], |p, s| {
-            approx::softmax_2quad(p, s, true)
+            approx::softmax_2quad(p, s, Some(&approx::causal_mask(s.shape())))
         });
         let want: Vec<f64> = x
             .chunks(n)
@@ -624,7 +626,7 @@ fn tcp_matches_in_memory() {
             let mine = (p.role() == Role::Client).then_some(&x[..]);
             let s = ops::share_f64(p, Role::Client, mine, &[4, 16])?;
             let sq = ops::mul(p, &s, &s)?;
-            let y = approx::softmax(p, &sq, false)?;
+            let y = approx::softmax(p, &sq, None)?;
             p.reveal(&y, Some(Role::Client))
         };
         let local = run(kind, program);

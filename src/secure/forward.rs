@@ -6,7 +6,7 @@
 use super::client::{ExampleShape, SecureInput};
 use super::head::{choice_scores, reveal_choice};
 use super::layer::{LayerWeights, RopeTables, SharedLayer, gain};
-use super::packing::Packing;
+use super::packing::{Packing, Queries};
 use super::projection::{Matrix, Secrecy};
 use crate::model::Llama;
 use crate::mpc::comm::Phase;
@@ -75,23 +75,24 @@ impl SecureModel {
         let shape = [packing.rows(), self.hidden_size];
         let mut x = ops::share_f64(p, Role::Client, packed.as_deref(), &shape)?;
         let positions = packing.positions();
-        for (layer, w) in self.layers.iter().zip(shared) {
+        let last = self.layers.len() - 1;
+        for (i, (layer, w)) in self.layers.iter().zip(shared).enumerate() {
             let l = layer.layout();
             let tables =
                 RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
-            x = layer.forward(p, w, &x, &packing, &tables)?;
+            // Only the head reads the last layer, and only at each sequence's last position.
+            let queries = if i == last {
+                Queries::Last
+            } else {
+                Queries::All
+            };
+            x = layer.forward(p, w, &x, &packing, &tables, queries)?;
         }
         let heads: Vec<Matrix> = batch
             .iter()
             .map(|s| self.choice_head(&s.choices))
             .collect::<Result<_>>()?;
-        choice_scores(
-            p,
-            &x,
-            &packing,
-            &heads.iter().collect::<Vec<_>>(),
-            self.final_eps,
-        )
+        choice_scores(p, &x, &heads.iter().collect::<Vec<_>>(), self.final_eps)
     }
 }
 

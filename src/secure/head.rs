@@ -2,30 +2,22 @@
 //! to the choice tokens' rows (public: the label words and the tied embedding), and the secure
 //! argmax revealed to the client only.
 
-use super::packing::Packing;
 use super::projection::Matrix;
 use crate::mpc::protocol::{Comparison, Protocol, Role};
 use crate::mpc::share::Share;
 use crate::mpc::{approx, ops};
 use anyhow::{Context, Result};
 
-/// One score per choice `[1, C]` for each sequence of the packed residual stream `x` `[N, d]`,
-/// read at its last position, from its head `heads[b]` `(d, C)` with the final norm's gain
-/// folded in.
+/// One score per choice `[1, C]` for each sequence from the residual stream at its last
+/// position, `last` `[B, d]`, and its head `heads[b]` `(d, C)` with the final norm's gain folded
+/// in.
 pub fn choice_scores(
     p: &mut dyn Protocol,
-    x: &Share,
-    packing: &Packing,
+    last: &Share,
     heads: &[&Matrix],
     eps: f64,
 ) -> Result<Vec<Share>> {
-    let last: Vec<Share> = packing
-        .last_rows()
-        .into_iter()
-        .map(|row| x.narrow(0, row, 1))
-        .collect::<Result<_>>()?;
-    let last = Share::concat(&last.iter().collect::<Vec<_>>(), 0)?;
-    let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, &last, None, eps))?;
+    let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, last, None, eps))?;
     ops::labelled(p, "matmul", |p| {
         // Local products, one truncation for all of them.
         let products: Vec<Share> = heads

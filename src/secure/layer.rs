@@ -3,7 +3,7 @@
 //! heads and a causal softmax (exact or 2Quad), o, RMSNorm, SwiGLU (SiLU / PUMA or Quad), down.
 //! Norm gains are folded into the projections that follow them.
 
-use super::packing::Packing;
+use super::packing::{Packing, Queries};
 use super::projection::{ProjectionWeights, Secrecy, SharedProjection};
 use crate::model::attention::AttentionLayout;
 use crate::model::llama::DecoderLayer;
@@ -119,7 +119,7 @@ impl LayerWeights {
     }
 
     /// The layer on a shared residual stream `x` `[N, d]` of sequences packed as `packing`
-    /// says.
+    /// says: `[N, d]` out, or `[B, d]` (each sequence's last position) under [`Queries::Last`].
     pub fn forward(
         &self,
         p: &mut dyn Protocol,
@@ -127,31 +127,42 @@ impl LayerWeights {
         x: &Share,
         packing: &Packing,
         tables: &RopeTables,
+        queries: Queries,
     ) -> Result<Share> {
         let f = p.fixed_point().frac_bits;
         let l = self.layout;
         let (hd, nq, nkv) = (l.head_dim, l.num_heads, l.num_kv_heads);
-        let (batch, t) = (packing.sequences(), packing.longest());
-        // Packed heads [n, N, hd] to padded [B·n, T, hd], for attention.
-        let padded = |x: &Share| -> Result<Share> {
-            let n = x.shape()[0];
-            let rows = x.permute(&[1, 0, 2])?.reshape(&[packing.rows(), n * hd])?;
-            heads(&packing.pad(&rows)?, batch, 0, n, hd)
+        let batch = packing.sequences();
+        // Packed heads [n, R, hd] to rows [R, n·hd].
+        let rows = |x: &Share| -> Result<Share> {
+            let (n, r) = (x.shape()[0], x.shape()[1]);
+            x.permute(&[1, 0, 2])?.reshape(&[r, n * hd])
         };
+        // Packed heads [n, N, hd] to padded [B·n, T, hd], for attention.
+        let padded = |x: &Share| heads(&packing.pad(&rows(x)?)?, batch, 0, x.shape()[0], hd);
         let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, x, None, self.eps))?;
         let (q, k, v) = ops::labelled(p, "matmul", |p| {
             let qkv = w.qkv.apply(p, &h)?; // [N, width] at scale 2f
-            let heads = |start: usize, n: usize| heads(&qkv, 1, start, n, hd);
+            let columns = |start: usize, n: usize| heads(&qkv, 1, start, n, hd);
             // RoPE rides on the projection's truncation (3f -> f); v is lifted to 3f to join it.
-            // Both on the packed rows: no work on padding.
-            let q = ops::rotary(&heads(0, nq)?, &tables.q_cos, &tables.q_sin)?;
-            let k = ops::rotary(&heads(nq * hd, nkv)?, &tables.cos, &tables.sin)?;
-            let v = heads((nq + nkv) * hd, nkv)?.scale(1 << f);
+            // Both on the packed rows: no work on padding, nor on queries nobody reads.
+            let q = ops::rotary(&columns(0, nq)?, &tables.q_cos, &tables.q_sin)?;
+            let q = match queries {
+                Queries::All => q,
+                Queries::Last => packing.last(&q, 1)?,
+            };
+            let k = ops::rotary(&columns(nq * hd, nkv)?, &tables.cos, &tables.sin)?;
+            let v = columns((nq + nkv) * hd, nkv)?.scale(1 << f);
             let joined = Share::concat_flat(&[q.clone(), k.clone(), v.clone()])?;
             let parts = p.truncate(&joined, 2 * f)?.split_flat(&[q, k, v])?;
             let [q, k, v]: [Share; 3] = parts.try_into().expect("three parts");
-            Ok((padded(&q)?, padded(&k)?, padded(&v)?))
+            let q = match queries {
+                Queries::All => padded(&q)?,
+                Queries::Last => heads(&rows(&q)?, batch, 0, nq, hd)?,
+            };
+            Ok((q, padded(&k)?, padded(&v)?))
         })?;
+        let tq = q.shape()[1];
         let (q, k, v) = (
             merge(&q, batch, l, false)?,
             merge(&k, batch, l, true)?,
@@ -160,18 +171,27 @@ impl LayerWeights {
         let scores = ops::labelled(p, "matmul", |p| {
             p.bilinear_truncate(&q, &k.transpose()?, Bilinear::MatMul, f)
         })?;
+        let visible = packing.attention_mask(l.softmax_heads(), queries);
         let probs = ops::labelled(p, "softmax", |p| match self.softmax {
-            SoftmaxKind::Exact => approx::softmax(p, &scores, true),
-            SoftmaxKind::TwoQuad => approx::softmax_2quad(p, &scores, true),
+            SoftmaxKind::Exact => approx::softmax(p, &scores, Some(&visible)),
+            SoftmaxKind::TwoQuad => approx::softmax_2quad(p, &scores, Some(&visible)),
         })?;
         let attn = ops::labelled(p, "matmul", |p| {
-            let out = ops::matmul(p, &probs, &v)? // [B M, T, m hd]
-                .reshape(&[batch, l.softmax_heads(), t, l.merge, hd])?
+            let out = ops::matmul(p, &probs, &v)? // [B M, Tq, m hd]
+                .reshape(&[batch, l.softmax_heads(), tq, l.merge, hd])?
                 .permute(&[0, 2, 1, 3, 4])?
-                .reshape(&[batch * t, nq * hd])?;
-            let o = w.o.apply(p, &packing.unpad(&out)?)?;
+                .reshape(&[batch * tq, nq * hd])?;
+            let out = match queries {
+                Queries::All => packing.unpad(&out)?,
+                Queries::Last => out,
+            };
+            let o = w.o.apply(p, &out)?;
             p.truncate(&o, f)
         })?;
+        let x = match queries {
+            Queries::All => x.clone(),
+            Queries::Last => packing.last(x, 0)?,
+        };
         let x1 = x.add(&attn)?;
         let h2 = ops::labelled(p, "norm", |p| approx::rms_norm(p, &x1, None, self.eps))?;
         let gu = ops::labelled(p, "matmul", |p| w.gate_up.apply(p, &h2))?; // scale 2f

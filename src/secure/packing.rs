@@ -5,6 +5,16 @@
 use crate::mpc::share::Share;
 use anyhow::{Result, ensure};
 
+/// Which positions a layer computes outputs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queries {
+    /// Every position (a layer whose output feeds another layer).
+    All,
+    /// Each sequence's last position only: the last private layer, whose output only the head
+    /// reads. Keys and values still cover every position.
+    Last,
+}
+
 #[derive(Debug, Clone)]
 pub struct Packing {
     lens: Vec<usize>,
@@ -49,6 +59,37 @@ impl Packing {
                 Some(*start - 1)
             })
             .collect()
+    }
+
+    /// Each sequence's last row of `x`, packed along `axis`: `[.., N, ..]` to `[.., B, ..]`.
+    /// Local.
+    pub fn last(&self, x: &Share, axis: usize) -> Result<Share> {
+        let rows: Vec<Share> = self
+            .last_rows()
+            .into_iter()
+            .map(|row| x.narrow(axis, row, 1))
+            .collect::<Result<_>>()?;
+        Share::concat(&rows.iter().collect::<Vec<_>>(), axis)
+    }
+
+    /// The public attention mask of padded scores `[B·heads, Tq, T]` (`true`: visible): a query
+    /// at position `i` sees keys `0..=i`, so no real token sees padding. Under
+    /// [`Queries::Last`] the one query of sequence `b` sits at its last position.
+    pub fn attention_mask(&self, heads: usize, queries: Queries) -> Vec<bool> {
+        let t = self.longest;
+        let mut mask = Vec::new();
+        for &len in &self.lens {
+            let positions = match queries {
+                Queries::All => 0..t,
+                Queries::Last => len - 1..len,
+            };
+            for _ in 0..heads {
+                for i in positions.clone() {
+                    mask.extend((0..t).map(|j| j <= i));
+                }
+            }
+        }
+        mask
     }
 
     /// Packed `[N, w]` to padded `[B·T, w]`, each sequence's last row repeated into its padding
@@ -100,6 +141,15 @@ mod tests {
         let rows: Vec<u64> = padded.parts()[0].data().chunks(2).map(|r| r[0]).collect();
         assert_eq!(rows, vec![0, 1, 1, 2, 3, 4]);
         assert_eq!(packing.unpad(&padded)?.parts()[0].data(), data.as_slice());
+        assert_eq!(packing.last(&x, 0)?.parts()[0].data(), &[1, 11, 4, 14]);
+        // One head: rows 0..3 of sequence 0 (causal), then 0..3 of sequence 1.
+        let causal = [true, false, false, true, true, false, true, true, true];
+        let all = packing.attention_mask(1, Queries::All);
+        assert_eq!(all, [causal, causal].concat());
+        // Only the last queries: position 1 of sequence 0 (pad key 2 hidden), 2 of sequence 1.
+        let last = packing.attention_mask(2, Queries::Last);
+        let (s0, s1) = ([true, true, false], [true, true, true]);
+        assert_eq!(last, [s0, s0, s1, s1].concat());
         assert!(Packing::new(vec![2, 0]).is_err());
         Ok(())
     }
