@@ -51,7 +51,7 @@ impl Packing {
     }
 
     /// The packed row of each sequence's last position.
-    pub fn last_rows(&self) -> Vec<usize> {
+    fn last_rows(&self) -> Vec<usize> {
         self.lens
             .iter()
             .scan(0, |start, &len| {
