@@ -26,8 +26,9 @@ pub struct Communicator {
     label_since: Instant,
 }
 
+/// Words as little-endian bytes, with room for the frame's stamp.
 fn encode(words: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(words.len() * 8);
+    let mut out = Vec::with_capacity(words.len() * 8 + STAMP_BYTES);
     for w in words {
         out.extend_from_slice(&w.to_le_bytes());
     }
@@ -40,6 +41,10 @@ fn decode(bytes: &[u8]) -> Vec<u64> {
         .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
         .collect()
 }
+
+/// Every frame ends with its sender's round stamp. A trailer, not a header: appending to and
+/// cutting from the end never moves the payload, which for dealer material is tens of MB.
+pub(crate) const STAMP_BYTES: usize = 8;
 
 impl Communicator {
     pub fn new(transport: Box<dyn Transport>, me: usize) -> Self {
@@ -78,13 +83,13 @@ impl Communicator {
         }
     }
 
-    /// Send one message. Online messages carry the sender's round + 1 in an 8-byte header
+    /// Send one message. Online messages carry the sender's round + 1 in an 8-byte stamp
     /// (not counted as traffic), so receivers can count rounds as the longest dependency chain
     /// rather than per-party waits; offline material carries 0 and never adds rounds.
     pub fn send_bytes(
         &mut self,
         to: usize,
-        bytes: Vec<u8>,
+        mut bytes: Vec<u8>,
         phase: Phase,
     ) -> Result<(), TransportError> {
         let t = self.traffic(phase);
@@ -94,21 +99,19 @@ impl Communicator {
             Phase::Online => self.depth + 1,
             Phase::Offline => 0,
         };
-        let mut framed = Vec::with_capacity(bytes.len() + 8);
-        framed.extend_from_slice(&stamp.to_le_bytes());
-        framed.extend_from_slice(&bytes);
-        self.transport.send(to, framed)
+        bytes.extend_from_slice(&stamp.to_le_bytes());
+        self.transport.send(to, bytes)
     }
 
     pub fn recv_bytes(&mut self, from: usize, phase: Phase) -> Result<Vec<u8>, TransportError> {
         let t0 = Instant::now();
-        let mut framed = self.transport.recv(from)?;
+        let mut bytes = self.transport.recv(from)?;
         self.waited += t0.elapsed();
-        if framed.len() < 8 {
+        let Some(len) = bytes.len().checked_sub(STAMP_BYTES) else {
             return Err(TransportError::Malformed { peer: from });
-        }
-        let bytes = framed.split_off(8);
-        let stamp = u64::from_le_bytes(framed[..8].try_into().expect("8 bytes"));
+        };
+        let stamp = u64::from_le_bytes(bytes[len..].try_into().expect("8 bytes"));
+        bytes.truncate(len);
         let advance = stamp.saturating_sub(self.depth);
         self.depth = self.depth.max(stamp);
         let t = self.traffic(phase);

@@ -10,7 +10,7 @@
 //! (seed correction lo/hi and value correction per level, then the packed left / right control
 //! bits, then the final correction) plus a 128-bit seed per party.
 
-use super::aes;
+use super::aes::{self, AesJob, FixedKeyAes};
 use rayon::prelude::*;
 
 /// Words of correction material per element for a domain of `levels` bits.
@@ -30,17 +30,24 @@ struct Expanded {
 /// The length-doubling PRG G on `N` seeds: seed -> (s_L, v_L, t_L, s_R, v_R, t_R) from three
 /// fixed-key AES blocks (block 0: left seed, block 1: right seed, block 2: both values); the
 /// control bits are the seeds' low bits (seeds keep 127 bits).
-fn expand<const N: usize>(seeds: [u128; N]) -> [Expanded; N] {
-    aes::expand(seeds, [[0, 1, 2]; N]).map(|[b0, b1, b2]| Expanded {
-        s: [b0 & !1, b1 & !1],
-        v: [b2 as u64, (b2 >> 64) as u64],
-        t: [b0 & 1 == 1, b1 & 1 == 1],
-    })
+#[inline(always)]
+fn expand<A: FixedKeyAes, const N: usize>(aes: &A, seeds: [u128; N]) -> [Expanded; N] {
+    aes.expand(seeds, [[0, 1, 2]; N])
+        .map(|[b0, b1, b2]| Expanded {
+            s: [b0 & !1, b1 & !1],
+            v: [b2 as u64, (b2 >> 64) as u64],
+            t: [b0 & 1 == 1, b1 & 1 == 1],
+        })
 }
 
 /// One side of G (what evaluation needs): `(s, v, t)` of child `side` in two AES blocks.
-fn expand_side<const N: usize>(seeds: [u128; N], sides: [usize; N]) -> [(u128, u64, bool); N] {
-    let out = aes::expand(seeds, sides.map(|side| [side, 2]));
+#[inline(always)]
+fn expand_side<A: FixedKeyAes, const N: usize>(
+    aes: &A,
+    seeds: [u128; N],
+    sides: [usize; N],
+) -> [(u128, u64, bool); N] {
+    let out = aes.expand(seeds, sides.map(|side| [side, 2]));
     std::array::from_fn(|i| {
         let [b, bv] = out[i];
         (b & !1, (bv >> (64 * sides[i])) as u64, b & 1 == 1)
@@ -48,25 +55,33 @@ fn expand_side<const N: usize>(seeds: [u128; N], sides: [usize; N]) -> [(u128, u
 }
 
 /// `(-1)^t * v` in Z_2^64.
+#[inline(always)]
 fn signed(t: bool, v: u64) -> u64 {
     if t { v.wrapping_neg() } else { v }
 }
 
+#[inline(always)]
 fn bit(x: u64, levels: u32, i: u32) -> usize {
     ((x >> (levels - 1 - i)) & 1) as usize
 }
 
-/// Key generation for one element: returns the shared correction words; the parties' keys are
-/// `(seeds[0], cw)` and `(seeds[1], cw)`.
-pub fn keygen(alpha: u64, beta: u64, levels: u32, seeds: [u128; 2]) -> Vec<u64> {
-    assert!((1..=MAX_LEVELS).contains(&levels));
-    let mut cw = Vec::with_capacity(cw_words(levels));
+/// Key generation for one element, appending the shared correction words to `cw`; the
+/// parties' keys are `(seeds[0], cw)` and `(seeds[1], cw)`.
+#[inline(always)]
+fn keygen_into<A: FixedKeyAes>(
+    aes: &A,
+    alpha: u64,
+    beta: u64,
+    levels: u32,
+    seeds: [u128; 2],
+    cw: &mut Vec<u64>,
+) {
     let (mut s, mut t) = (seeds, [false, true]);
     let mut v_alpha = 0u64;
     let (mut t_left_bits, mut t_right_bits) = (0u64, 0u64);
     for i in 0..levels {
         let a = bit(alpha, levels, i);
-        let g = expand([s[0], s[1]]);
+        let g = expand(aes, [s[0], s[1]]);
         let (keep, lose) = (a, 1 - a);
         let s_cw = g[0].s[lose] ^ g[1].s[lose];
         let mut v_cw = signed(
@@ -102,12 +117,13 @@ pub fn keygen(alpha: u64, beta: u64, levels: u32, seeds: [u128; 2]) -> Vec<u64> 
             .wrapping_sub(v_alpha),
     );
     cw.extend([t_left_bits, t_right_bits, last]);
-    cw
 }
 
 /// Evaluate party `party`'s keys at public points, `N` elements in lock-step so that their PRG
 /// calls overlap.
-fn eval_lanes<const N: usize>(
+#[inline(always)]
+fn eval_lanes<A: FixedKeyAes, const N: usize>(
+    aes: &A,
     party: usize,
     seeds: [u128; N],
     cws: [&[u64]; N],
@@ -118,7 +134,7 @@ fn eval_lanes<const N: usize>(
     let (mut s, mut t, mut v) = (seeds, [party == 1; N], [0u64; N]);
     for i in 0..levels {
         let sides: [usize; N] = std::array::from_fn(|lane| bit(xs[lane], levels, i));
-        let g = expand_side(s, sides);
+        let g = expand_side(aes, s, sides);
         for lane in 0..N {
             let cw = cws[lane];
             let w = &cw[3 * i as usize..3 * i as usize + 3];
@@ -142,48 +158,123 @@ fn eval_lanes<const N: usize>(
     })
 }
 
-/// Evaluate party `party`'s key at the public point `x`.
-pub fn eval(party: usize, seed: u128, cw: &[u64], levels: u32, x: u64) -> u64 {
-    eval_lanes(party, [seed], [cw], levels, [x])[0]
-}
-
 /// Lanes per batched evaluation.
 const LANES: usize = 4;
+/// Elements per parallel task.
+const CHUNK: usize = 512;
+
+/// Evaluation of a run of consecutive elements (see [`eval_batch`]).
+struct EvalRun<'a> {
+    party: usize,
+    seeds: &'a [u128],
+    cw: &'a [u64],
+    levels: u32,
+    xs: &'a [u64],
+    out: &'a mut [u64],
+}
+
+impl AesJob for EvalRun<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<A: FixedKeyAes>(self, aes: &A) {
+        let words = cw_words(self.levels);
+        let key = |i: usize| &self.cw[i * words..(i + 1) * words];
+        let mut base = 0;
+        while base < self.xs.len() {
+            if base + LANES <= self.xs.len() {
+                let got = eval_lanes::<A, LANES>(
+                    aes,
+                    self.party,
+                    std::array::from_fn(|l| self.seeds[base + l]),
+                    std::array::from_fn(|l| key(base + l)),
+                    self.levels,
+                    std::array::from_fn(|l| self.xs[base + l]),
+                );
+                self.out[base..base + LANES].copy_from_slice(&got);
+                base += LANES;
+            } else {
+                let [got] = eval_lanes::<A, 1>(
+                    aes,
+                    self.party,
+                    [self.seeds[base]],
+                    [key(base)],
+                    self.levels,
+                    [self.xs[base]],
+                );
+                self.out[base] = got;
+                base += 1;
+            }
+        }
+    }
+}
+
+/// Evaluate party `party`'s key at the public point `x`.
+pub fn eval(party: usize, seed: u128, cw: &[u64], levels: u32, x: u64) -> u64 {
+    eval_batch(party, &[seed], cw, levels, &[x])[0]
+}
 
 /// Evaluate element `i`'s key (seed `seeds[i]`, words `cw[i * cw_words..]`) at `xs[i]`, in
 /// parallel and in lanes.
 pub fn eval_batch(party: usize, seeds: &[u128], cw: &[u64], levels: u32, xs: &[u64]) -> Vec<u64> {
     let words = cw_words(levels);
-    let key = |i: usize| &cw[i * words..(i + 1) * words];
-    (0..xs.len().div_ceil(LANES))
-        .into_par_iter()
-        .flat_map_iter(|c| {
-            let base = c * LANES;
-            if base + LANES <= xs.len() {
-                let out = eval_lanes::<LANES>(
-                    party,
-                    std::array::from_fn(|l| seeds[base + l]),
-                    std::array::from_fn(|l| key(base + l)),
-                    levels,
-                    std::array::from_fn(|l| xs[base + l]),
-                );
-                out.to_vec()
-            } else {
-                (base..xs.len())
-                    .map(|i| eval(party, seeds[i], key(i), levels, xs[i]))
-                    .collect()
-            }
+    let mut out = vec![0u64; xs.len()];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let range = c * CHUNK..c * CHUNK + out.len();
+        aes::run(EvalRun {
+            party,
+            seeds: &seeds[range.clone()],
+            cw: &cw[range.start * words..range.end * words],
+            levels,
+            xs: &xs[range],
+            out,
         })
-        .collect()
+    });
+    out
+}
+
+/// Key generation for a run of consecutive elements (see [`gen_batch`]).
+struct KeyGenRun<'a> {
+    alphas: &'a [u64],
+    betas: &'a [u64],
+    levels: u32,
+    seeds: &'a [[u128; 2]],
+}
+
+impl AesJob for KeyGenRun<'_> {
+    type Output = Vec<u64>;
+
+    #[inline(always)]
+    fn run<A: FixedKeyAes>(self, aes: &A) -> Vec<u64> {
+        let mut cw = Vec::with_capacity(self.alphas.len() * cw_words(self.levels));
+        for ((&a, &b), &s) in self.alphas.iter().zip(self.betas).zip(self.seeds) {
+            keygen_into(aes, a, b, self.levels, s, &mut cw);
+        }
+        cw
+    }
+}
+
+/// Key generation for one element: returns the shared correction words; the parties' keys are
+/// `(seeds[0], cw)` and `(seeds[1], cw)`.
+pub fn keygen(alpha: u64, beta: u64, levels: u32, seeds: [u128; 2]) -> Vec<u64> {
+    gen_batch(&[alpha], &[beta], levels, &[seeds])
 }
 
 /// Generate keys for many elements in parallel; `cw` comes back flat.
 pub fn gen_batch(alphas: &[u64], betas: &[u64], levels: u32, seeds: &[[u128; 2]]) -> Vec<u64> {
+    assert!((1..=MAX_LEVELS).contains(&levels));
     alphas
-        .par_iter()
-        .zip(betas)
-        .zip(seeds)
-        .flat_map_iter(|((&a, &b), &s)| keygen(a, b, levels, s))
+        .par_chunks(CHUNK)
+        .zip(betas.par_chunks(CHUNK))
+        .zip(seeds.par_chunks(CHUNK))
+        .flat_map_iter(|((alphas, betas), seeds)| {
+            aes::run(KeyGenRun {
+                alphas,
+                betas,
+                levels,
+                seeds,
+            })
+        })
         .collect()
 }
 

@@ -3,7 +3,7 @@
 //! client's part from a PRG it shares with the dealer (no traffic), the server's random parts
 //! from its own PRG with the dealer, and only correlated corrections as offline messages.
 
-use super::comm::{Communicator, Phase};
+use super::comm::{Communicator, Phase, STAMP_BYTES};
 use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
@@ -354,7 +354,7 @@ impl TwoPartyDealer {
         let keep = u64::from_le_bytes(std::array::from_fn(|i| {
             if range.contains(&i) { 0xff } else { 0 }
         }));
-        let mut bytes = Vec::with_capacity(masked.len() * width);
+        let mut bytes = Vec::with_capacity(masked.len() * width + STAMP_BYTES);
         for v in masked.data() {
             bytes.extend_from_slice(&v.to_le_bytes()[range.clone()]);
         }
