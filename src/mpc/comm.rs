@@ -2,7 +2,7 @@
 //! traffic per phase and operation label.
 
 use super::cost::{PartyCost, Traffic};
-use super::transport::{Transport, TransportError};
+use super::transport::{Frame, Transport, TransportError};
 use std::time::{Duration, Instant};
 
 /// Whether a message carries input-independent correlated randomness (offline) or not.
@@ -25,26 +25,6 @@ pub struct Communicator {
     /// When the current label became active.
     label_since: Instant,
 }
-
-/// Words as little-endian bytes, with room for the frame's stamp.
-fn encode(words: &[u64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(words.len() * 8 + STAMP_BYTES);
-    for w in words {
-        out.extend_from_slice(&w.to_le_bytes());
-    }
-    out
-}
-
-fn decode(bytes: &[u8]) -> Vec<u64> {
-    bytes
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk")))
-        .collect()
-}
-
-/// Every frame ends with its sender's round stamp. A trailer, not a header: appending to and
-/// cutting from the end never moves the payload, which for dealer material is tens of MB.
-pub(crate) const STAMP_BYTES: usize = 8;
 
 impl Communicator {
     pub fn new(transport: Box<dyn Transport>, me: usize) -> Self {
@@ -83,50 +63,61 @@ impl Communicator {
         }
     }
 
-    /// Send one message. Online messages carry the sender's round + 1 in an 8-byte stamp
-    /// (not counted as traffic), so receivers can count rounds as the longest dependency chain
+    /// Send one message. Online messages carry the sender's round + 1 as their stamp (not
+    /// counted as traffic), so receivers can count rounds as the longest dependency chain
     /// rather than per-party waits; offline material carries 0 and never adds rounds.
-    pub fn send_bytes(
+    fn send_frame(
         &mut self,
         to: usize,
-        mut bytes: Vec<u8>,
+        frame: impl FnOnce(u64) -> Frame,
         phase: Phase,
     ) -> Result<(), TransportError> {
-        let t = self.traffic(phase);
-        t.bytes_sent += bytes.len() as u64;
-        t.messages_sent += 1;
         let stamp = match phase {
             Phase::Online => self.depth + 1,
             Phase::Offline => 0,
         };
-        bytes.extend_from_slice(&stamp.to_le_bytes());
-        self.transport.send(to, bytes)
+        let frame = frame(stamp);
+        let t = self.traffic(phase);
+        t.bytes_sent += frame.len() as u64;
+        t.messages_sent += 1;
+        self.transport.send(to, frame)
+    }
+
+    fn recv_frame(&mut self, from: usize, phase: Phase) -> Result<Frame, TransportError> {
+        let t0 = Instant::now();
+        let frame = self.transport.recv(from)?;
+        self.waited += t0.elapsed();
+        let advance = frame.stamp.saturating_sub(self.depth);
+        self.depth = self.depth.max(frame.stamp);
+        let t = self.traffic(phase);
+        t.bytes_received += frame.len() as u64;
+        t.messages_received += 1;
+        t.rounds += advance;
+        Ok(frame)
+    }
+
+    pub fn send_bytes(
+        &mut self,
+        to: usize,
+        bytes: &[u8],
+        phase: Phase,
+    ) -> Result<(), TransportError> {
+        self.send_frame(to, |stamp| Frame::from_bytes(bytes, stamp), phase)
     }
 
     pub fn recv_bytes(&mut self, from: usize, phase: Phase) -> Result<Vec<u8>, TransportError> {
-        let t0 = Instant::now();
-        let mut bytes = self.transport.recv(from)?;
-        self.waited += t0.elapsed();
-        let Some(len) = bytes.len().checked_sub(STAMP_BYTES) else {
-            return Err(TransportError::Malformed { peer: from });
-        };
-        let stamp = u64::from_le_bytes(bytes[len..].try_into().expect("8 bytes"));
-        bytes.truncate(len);
-        let advance = stamp.saturating_sub(self.depth);
-        self.depth = self.depth.max(stamp);
-        let t = self.traffic(phase);
-        t.bytes_received += bytes.len() as u64;
-        t.messages_received += 1;
-        t.rounds += advance;
-        Ok(bytes)
+        Ok(self.recv_frame(from, phase)?.bytes().to_vec())
     }
 
     pub fn send(&mut self, to: usize, words: &[u64], phase: Phase) -> Result<(), TransportError> {
-        self.send_bytes(to, encode(words), phase)
+        self.send_frame(to, |stamp| Frame::from_words(words.to_vec(), stamp), phase)
     }
 
+    /// Receive words; they are not copied on the way.
     pub fn recv(&mut self, from: usize, phase: Phase) -> Result<Vec<u64>, TransportError> {
-        Ok(decode(&self.recv_bytes(from, phase)?))
+        self.recv_frame(from, phase)?
+            .into_words()
+            .ok_or(TransportError::Malformed { peer: from })
     }
 
     /// Send `words` to `peer` and receive the same number back: one round.

@@ -29,8 +29,8 @@ impl Dealer {
     /// Set up the dealer: draw and send the two pairwise seeds.
     pub fn new(mut comm: Communicator, fixed: FixedPoint, rng: &mut Prg) -> Result<Self> {
         let (cs, ss) = (rng.seed(), rng.seed());
-        comm.send_bytes(CLIENT, cs.to_vec(), Phase::Offline)?;
-        comm.send_bytes(SERVER, ss.to_vec(), Phase::Offline)?;
+        comm.send_bytes(CLIENT, &cs, Phase::Offline)?;
+        comm.send_bytes(SERVER, &ss, Phase::Offline)?;
         Ok(Self::from_parts(
             comm,
             fixed,

@@ -59,7 +59,7 @@ impl Replicated {
         ensure!(role != Role::Dealer, "3pc has a helper, not a dealer");
         let party = role.index();
         let own: Seed = rng.seed();
-        comm.send_bytes((party + 1) % 3, own.to_vec(), Phase::Offline)?;
+        comm.send_bytes((party + 1) % 3, &own, Phase::Offline)?;
         let prev_seed = Prg::seed_from_bytes(comm.recv_bytes((party + 2) % 3, Phase::Offline)?)?;
         let material = |s: &Seed| Prg::derive(s, MATERIAL_STREAM);
         let (inner, pair) = match party {

@@ -1,8 +1,8 @@
-//! TCP transport: one connection per pair of parties, length-prefixed frames, a writer thread
+//! TCP transport: one connection per pair of parties, frames prefixed by length and stamp, a writer thread
 //! per connection (so two parties sending large messages at once cannot deadlock on full
 //! socket buffers), read timeouts, and clear errors when a peer goes away.
 
-use super::transport::{Transport, TransportError};
+use super::transport::{Frame, Transport, TransportError};
 use anyhow::{Context, Result, bail};
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -17,7 +17,7 @@ const MAX_FRAME: u64 = 1 << 34;
 struct PeerConn {
     reader: BufReader<TcpStream>,
     /// `None` once closed.
-    writer: Option<Sender<Vec<u8>>>,
+    writer: Option<Sender<Frame>>,
     writer_thread: Option<JoinHandle<()>>,
     /// Set by the writer thread when a write fails.
     write_error: Arc<Mutex<Option<String>>>,
@@ -122,14 +122,18 @@ impl TcpTransport {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         let mut write_half = stream.try_clone()?;
-        let (tx, rx) = channel::<Vec<u8>>();
+        let (tx, rx) = channel::<Frame>();
         let write_error = Arc::new(Mutex::new(None));
         let err_slot = write_error.clone();
         let writer_thread = std::thread::spawn(move || {
             for frame in rx {
+                let header = [
+                    (frame.len() as u64).to_le_bytes(),
+                    frame.stamp.to_le_bytes(),
+                ];
                 let res = write_half
-                    .write_all(&(frame.len() as u64).to_le_bytes())
-                    .and_then(|_| write_half.write_all(&frame));
+                    .write_all(header.as_flattened())
+                    .and_then(|_| write_half.write_all(frame.bytes()));
                 if let Err(e) = res {
                     *err_slot.lock().expect("error slot") =
                         Some(format!("write to party {peer}: {e}"));
@@ -154,7 +158,7 @@ impl TcpTransport {
 }
 
 impl Transport for TcpTransport {
-    fn send(&mut self, to: usize, message: Vec<u8>) -> Result<(), TransportError> {
+    fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError> {
         let conn = self.conn(to)?;
         if let Some(e) = conn.write_error.lock().expect("error slot").take() {
             return Err(TransportError::Io {
@@ -169,7 +173,7 @@ impl Transport for TcpTransport {
             .map_err(|_| TransportError::Disconnected { peer: to })
     }
 
-    fn recv(&mut self, from: usize) -> Result<Vec<u8>, TransportError> {
+    fn recv(&mut self, from: usize) -> Result<Frame, TransportError> {
         let secs = self.timeout.as_secs();
         let conn = self.conn(from)?;
         let read = |r: &mut BufReader<TcpStream>, buf: &mut [u8]| {
@@ -180,15 +184,16 @@ impl Transport for TcpTransport {
                 _ => io_error(from, e),
             })
         };
-        let mut len = [0u8; 8];
-        read(&mut conn.reader, &mut len)?;
-        let len = u64::from_le_bytes(len);
+        let mut header = [0u8; 16];
+        read(&mut conn.reader, &mut header)?;
+        let [len, stamp] =
+            [0, 8].map(|i| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes")));
         if len > MAX_FRAME {
             return Err(TransportError::Malformed { peer: from });
         }
-        let mut buf = vec![0u8; len as usize];
-        read(&mut conn.reader, &mut buf)?;
-        Ok(buf)
+        let mut frame = Frame::zeroed(len as usize, stamp);
+        read(&mut conn.reader, frame.bytes_mut())?;
+        Ok(frame)
     }
 }
 

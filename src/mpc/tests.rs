@@ -9,7 +9,7 @@ use super::prg::Prg;
 use super::protocol::Comparison;
 use super::protocol::{Bilinear, Protocol, ProtocolKind, Role};
 use super::share::Share;
-use super::transport::{MemoryTransport, Transport, TransportError};
+use super::transport::{Frame, MemoryTransport, Transport, TransportError};
 use anyhow::Result;
 use std::sync::{Arc, Mutex};
 
@@ -518,13 +518,15 @@ struct Recording {
 }
 
 impl Transport for Recording {
-    fn send(&mut self, to: usize, message: Vec<u8>) -> Result<(), TransportError> {
+    fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError> {
         self.inner.send(to, message)
     }
-    fn recv(&mut self, from: usize) -> Result<Vec<u8>, TransportError> {
+    fn recv(&mut self, from: usize) -> Result<Frame, TransportError> {
         let m = self.inner.recv(from)?;
         if from == Role::Client.index() {
-            self.log.lock().unwrap().extend_from_slice(&m);
+            let mut log = self.log.lock().unwrap();
+            log.extend_from_slice(&m.stamp.to_le_bytes());
+            log.extend_from_slice(m.bytes());
         }
         Ok(m)
     }

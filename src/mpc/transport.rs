@@ -24,10 +24,68 @@ pub enum TransportError {
     NoPeer { peer: usize },
 }
 
+// Frames hold bytes in native words; the wire format is little-endian.
+#[cfg(target_endian = "big")]
+compile_error!("marill's wire format assumes a little-endian host");
+
+/// A message: `len` bytes kept in whole words, so that word payloads (nearly all traffic,
+/// tens of MB for dealer material) move between parties in one process without conversion,
+/// and the sender's round stamp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    words: Vec<u64>,
+    len: usize,
+    pub stamp: u64,
+}
+
+impl Frame {
+    pub fn from_words(words: Vec<u64>, stamp: u64) -> Self {
+        let len = words.len() * 8;
+        Self { words, len, stamp }
+    }
+
+    pub fn from_bytes(bytes: &[u8], stamp: u64) -> Self {
+        let mut frame = Self::zeroed(bytes.len(), stamp);
+        frame.bytes_mut().copy_from_slice(bytes);
+        frame
+    }
+
+    /// `len` zero bytes, to be filled through [`bytes_mut`](Self::bytes_mut).
+    pub fn zeroed(len: usize, stamp: u64) -> Self {
+        Self {
+            words: vec![0; len.div_ceil(8)],
+            len,
+            stamp,
+        }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice(&self.words)[..self.len]
+    }
+
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut(&mut self.words)[..self.len]
+    }
+
+    /// The payload as words, `None` unless it is a whole number of them.
+    pub fn into_words(self) -> Option<Vec<u64>> {
+        (self.len % 8 == 0).then_some(self.words)
+    }
+}
+
 /// Ordered, reliable delivery of whole messages between numbered parties.
 pub trait Transport: Send {
-    fn send(&mut self, to: usize, message: Vec<u8>) -> Result<(), TransportError>;
-    fn recv(&mut self, from: usize) -> Result<Vec<u8>, TransportError>;
+    fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError>;
+    fn recv(&mut self, from: usize) -> Result<Frame, TransportError>;
 }
 
 /// Default time a party waits for a peer before giving up.
@@ -38,8 +96,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// parties waits instead of queueing all its material in memory, as a socket's buffers would
 /// make it wait.
 pub struct MemoryTransport {
-    senders: Vec<Option<Sender<Vec<u8>>>>,
-    receivers: Vec<Option<Receiver<Vec<u8>>>>,
+    senders: Vec<Option<Sender<Frame>>>,
+    receivers: Vec<Option<Receiver<Frame>>>,
     /// Bytes queued on the channel to (senders) or from (receivers) each party.
     sent_queued: Vec<Arc<AtomicUsize>>,
     received_queued: Vec<Arc<AtomicUsize>>,
@@ -54,9 +112,9 @@ impl MemoryTransport {
     /// Fully connected transports for `n` parties, index = party; each channel holds up to
     /// `capacity` bytes (`usize::MAX`: unbounded).
     pub fn mesh(n: usize, timeout: Duration, capacity: usize) -> Vec<MemoryTransport> {
-        let mut senders: Vec<Vec<Option<Sender<Vec<u8>>>>> =
+        let mut senders: Vec<Vec<Option<Sender<Frame>>>> =
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-        let mut receivers: Vec<Vec<Option<Receiver<Vec<u8>>>>> =
+        let mut receivers: Vec<Vec<Option<Receiver<Frame>>>> =
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let queued: Vec<Vec<Arc<AtomicUsize>>> = (0..n)
             .map(|_| (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect())
@@ -87,7 +145,7 @@ impl MemoryTransport {
 }
 
 impl Transport for MemoryTransport {
-    fn send(&mut self, to: usize, message: Vec<u8>) -> Result<(), TransportError> {
+    fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError> {
         let tx = self
             .senders
             .get(to)
@@ -113,7 +171,7 @@ impl Transport for MemoryTransport {
             .map_err(|_| TransportError::Disconnected { peer: to })
     }
 
-    fn recv(&mut self, from: usize) -> Result<Vec<u8>, TransportError> {
+    fn recv(&mut self, from: usize) -> Result<Frame, TransportError> {
         let rx = self
             .receivers
             .get(from)
@@ -136,11 +194,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn frames_keep_bytes_and_words() {
+        let words = vec![0x0807_0605_0403_0201, u64::MAX];
+        let f = Frame::from_words(words.clone(), 3);
+        assert_eq!(f.len(), 16);
+        assert_eq!(&f.bytes()[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(Frame::from_bytes(f.bytes(), 3), f);
+        assert_eq!(f.into_words(), Some(words));
+        let odd = Frame::from_bytes(&[9, 8, 7], 0);
+        assert_eq!((odd.len(), odd.bytes()), (3, &[9u8, 8, 7][..]));
+        assert_eq!(odd.into_words(), None);
+    }
+
+    #[test]
     fn dropped_peer_is_an_error_not_a_hang() {
         let mut mesh = MemoryTransport::mesh(2, Duration::from_millis(200), usize::MAX);
         let b = mesh.pop().unwrap();
         let mut a = mesh.pop().unwrap();
-        a.send(1, vec![1]).unwrap();
+        a.send(1, Frame::from_bytes(&[1], 0)).unwrap();
         let err = a.recv(1).unwrap_err();
         assert!(
             matches!(err, TransportError::Timeout { peer: 1, .. }),
@@ -156,18 +227,18 @@ mod tests {
         let mut mesh = MemoryTransport::mesh(2, Duration::from_millis(300), 10);
         let mut b = mesh.pop().unwrap();
         let mut a = mesh.pop().unwrap();
-        a.send(1, vec![0; 8]).unwrap();
+        a.send(1, Frame::zeroed(8, 0)).unwrap();
         // 8 + 8 > 10: waits for b, which does not read, until the timeout.
-        let err = a.send(1, vec![0; 8]).unwrap_err();
+        let err = a.send(1, Frame::zeroed(8, 0)).unwrap_err();
         assert!(
             matches!(err, TransportError::Timeout { peer: 1, .. }),
             "{err}"
         );
         assert_eq!(b.recv(0).unwrap().len(), 8);
-        a.send(1, vec![0; 8]).unwrap();
+        a.send(1, Frame::zeroed(8, 0)).unwrap();
         // A message larger than the capacity passes once the channel is empty.
         assert_eq!(b.recv(0).unwrap().len(), 8);
-        a.send(1, vec![0; 64]).unwrap();
+        a.send(1, Frame::zeroed(64, 0)).unwrap();
         assert_eq!(b.recv(0).unwrap().len(), 64);
     }
 }

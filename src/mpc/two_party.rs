@@ -3,7 +3,7 @@
 //! client's part from a PRG it shares with the dealer (no traffic), the server's random parts
 //! from its own PRG with the dealer, and only correlated corrections as offline messages.
 
-use super::comm::{Communicator, Phase, STAMP_BYTES};
+use super::comm::{Communicator, Phase};
 use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
@@ -109,7 +109,7 @@ impl TwoPartyDealer {
         let dealer_seed = Prg::seed_from_bytes(comm.recv_bytes(DEALER, Phase::Offline)?)?;
         let pair_seed = if party == 0 {
             let s = rng.seed();
-            comm.send_bytes(1, s.to_vec(), Phase::Offline)?;
+            comm.send_bytes(1, &s, Phase::Offline)?;
             s
         } else {
             Prg::seed_from_bytes(comm.recv_bytes(0, Phase::Offline)?)?
@@ -354,12 +354,12 @@ impl TwoPartyDealer {
         let keep = u64::from_le_bytes(std::array::from_fn(|i| {
             if range.contains(&i) { 0xff } else { 0 }
         }));
-        let mut bytes = Vec::with_capacity(masked.len() * width + STAMP_BYTES);
+        let mut bytes = Vec::with_capacity(masked.len() * width);
         for v in masked.data() {
             bytes.extend_from_slice(&v.to_le_bytes()[range.clone()]);
         }
         let peer = self.peer();
-        self.comm.send_bytes(peer, bytes, Phase::Online)?;
+        self.comm.send_bytes(peer, &bytes, Phase::Online)?;
         let theirs = self.comm.recv_bytes(peer, Phase::Online)?;
         ensure!(
             theirs.len() == masked.len() * width,

@@ -45,7 +45,7 @@ pub fn serve_secure(cfg: &PartyConfig, model: &SecureModel) -> Result<()> {
         };
         let bytes = serde_json::to_vec(&costs)?;
         p.comm()
-            .send_bytes(Role::Client.index(), bytes, Phase::Offline)?;
+            .send_bytes(Role::Client.index(), &bytes, Phase::Offline)?;
         Ok(())
     })?;
     Ok(())
