@@ -78,7 +78,7 @@ impl Frame {
 
     /// The payload as words, `None` unless it is a whole number of them.
     pub fn into_words(self) -> Option<Vec<u64>> {
-        (self.len % 8 == 0).then_some(self.words)
+        self.len.is_multiple_of(8).then_some(self.words)
     }
 }
 
