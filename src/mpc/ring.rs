@@ -428,22 +428,73 @@ unsafe fn kernel_avx2(a: &[u64], b: &[u64], c: &mut [u64], rows: usize, k: usize
     kernel_body(a, b, c, rows, k, n)
 }
 
+/// Rows and columns of the register tile of C (8 accumulators of 8 words under AVX-512).
+const TILE_ROWS: usize = 4;
+const TILE_COLS: usize = 16;
+
 #[inline(always)]
 fn kernel_body(a: &[u64], b: &[u64], c: &mut [u64], rows: usize, k: usize, n: usize) {
     for j0 in (0..n).step_by(N_BLOCK) {
         let j1 = (j0 + N_BLOCK).min(n);
         for k0 in (0..k).step_by(K_BLOCK) {
             let k1 = (k0 + K_BLOCK).min(k);
+            let tiled_rows = rows - rows % TILE_ROWS;
+            let tiled_end = j0 + (j1 - j0) / TILE_COLS * TILE_COLS;
+            for i in (0..tiled_rows).step_by(TILE_ROWS) {
+                for j in (j0..tiled_end).step_by(TILE_COLS) {
+                    tile(a, b, c, i, j, k0..k1, k, n);
+                }
+            }
+            // Edges: a row of C at a time.
             for i in 0..rows {
-                let c_row = &mut c[i * n + j0..i * n + j1];
+                let cols = if i < tiled_rows {
+                    tiled_end..j1
+                } else {
+                    j0..j1
+                };
+                let c_row = &mut c[i * n + cols.start..i * n + cols.end];
                 for kk in k0..k1 {
                     let av = a[i * k + kk];
-                    let b_row = &b[kk * n + j0..kk * n + j1];
+                    let b_row = &b[kk * n + cols.start..kk * n + cols.end];
                     for (cv, &bv) in c_row.iter_mut().zip(b_row) {
                         *cv = cv.wrapping_add(av.wrapping_mul(bv));
                     }
                 }
             }
+        }
+    }
+}
+
+/// `C[i.., j..] += A[i.., ks] B[ks, j..]` on one register tile: the accumulators stay in
+/// registers across the k-panel, so each product costs no load or store of C.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile(
+    a: &[u64],
+    b: &[u64],
+    c: &mut [u64],
+    i: usize,
+    j: usize,
+    ks: std::ops::Range<usize>,
+    k: usize,
+    n: usize,
+) {
+    let mut acc = [[0u64; TILE_COLS]; TILE_ROWS];
+    for kk in ks {
+        let b_row: &[u64; TILE_COLS] = b[kk * n + j..kk * n + j + TILE_COLS]
+            .try_into()
+            .expect("tile width");
+        for (r, acc_row) in acc.iter_mut().enumerate() {
+            let av = a[(i + r) * k + kk];
+            for (x, &bv) in acc_row.iter_mut().zip(b_row) {
+                *x = x.wrapping_add(av.wrapping_mul(bv));
+            }
+        }
+    }
+    for (r, acc_row) in acc.iter().enumerate() {
+        let c_row = &mut c[(i + r) * n + j..(i + r) * n + j + TILE_COLS];
+        for (cv, &x) in c_row.iter_mut().zip(acc_row) {
+            *cv = cv.wrapping_add(x);
         }
     }
 }
