@@ -116,13 +116,26 @@ fn encrypt_portable(sbox: &[u8; 256], rk: &RoundKeys, block: [u8; 16]) -> [u8; 1
 }
 
 /// `AES_{k_w}(seed) xor seed` for the listed keys `w` of each of `N` seeds, `N K` blocks at
-/// once. Implementations give identical output, so parties on different machines agree.
+/// once, on 128-bit blocks kept in this implementation's registers (a `u128` lives in two
+/// general registers; moving it in and out of a vector register for every AES call cost more
+/// than the AES). Implementations give identical output, so parties on different machines agree.
 pub(crate) trait FixedKeyAes {
+    type Block: Copy;
+
+    /// The block of a little-endian 128-bit value given as (low, high) words.
+    fn block(lo: u64, hi: u64) -> Self::Block;
+    /// (low, high) words.
+    fn words(b: Self::Block) -> [u64; 2];
+    fn xor(a: Self::Block, b: Self::Block) -> Self::Block;
+    /// `b` if `keep`, else zero, without a branch.
+    fn keep_if(keep: bool, b: Self::Block) -> Self::Block;
+    fn clear_low_bit(b: Self::Block) -> Self::Block;
+
     fn expand<const N: usize, const K: usize>(
         &self,
-        seeds: [u128; N],
+        seeds: [Self::Block; N],
         which: [[usize; K]; N],
-    ) -> [[u128; K]; N];
+    ) -> [[Self::Block; K]; N];
 }
 
 /// Work that runs on whichever [`FixedKeyAes`] this CPU has best. `run` is generic so that the
@@ -158,6 +171,28 @@ fn run_ni<J: AesJob>(job: J, rk: &[RoundKeys; 3]) -> J::Output {
 struct Portable<'a>(&'a Tables);
 
 impl FixedKeyAes for Portable<'_> {
+    type Block = u128;
+
+    fn block(lo: u64, hi: u64) -> u128 {
+        lo as u128 | (hi as u128) << 64
+    }
+
+    fn words(b: u128) -> [u64; 2] {
+        [b as u64, (b >> 64) as u64]
+    }
+
+    fn xor(a: u128, b: u128) -> u128 {
+        a ^ b
+    }
+
+    fn keep_if(keep: bool, b: u128) -> u128 {
+        b & (keep as u128).wrapping_neg()
+    }
+
+    fn clear_low_bit(b: u128) -> u128 {
+        b & !1
+    }
+
     fn expand<const N: usize, const K: usize>(
         &self,
         seeds: [u128; N],
@@ -178,28 +213,61 @@ struct AesNi {
     keys: [[std::arch::x86_64::__m128i; 11]; 3],
 }
 
+// SAFETY (every `unsafe` below): SSE2 is part of x86_64; AES-NI is enabled in `run_ni`, the
+// only place an `AesNi` exists, into which these functions inline.
 #[cfg(target_arch = "x86_64")]
 impl FixedKeyAes for AesNi {
-    /// Only reached through [`run_ni`], which enables the features these intrinsics need.
+    type Block = std::arch::x86_64::__m128i;
+
+    #[inline(always)]
+    fn block(lo: u64, hi: u64) -> Self::Block {
+        unsafe { std::arch::x86_64::_mm_set_epi64x(hi as i64, lo as i64) }
+    }
+
+    #[inline(always)]
+    fn words(b: Self::Block) -> [u64; 2] {
+        use std::arch::x86_64::*;
+        unsafe {
+            [
+                _mm_cvtsi128_si64(b),
+                _mm_cvtsi128_si64(_mm_unpackhi_epi64(b, b)),
+            ]
+            .map(|w| w as u64)
+        }
+    }
+
+    #[inline(always)]
+    fn xor(a: Self::Block, b: Self::Block) -> Self::Block {
+        unsafe { std::arch::x86_64::_mm_xor_si128(a, b) }
+    }
+
+    #[inline(always)]
+    fn keep_if(keep: bool, b: Self::Block) -> Self::Block {
+        use std::arch::x86_64::*;
+        unsafe { _mm_and_si128(b, _mm_set1_epi64x(-(keep as i64))) }
+    }
+
+    #[inline(always)]
+    fn clear_low_bit(b: Self::Block) -> Self::Block {
+        use std::arch::x86_64::*;
+        unsafe { _mm_andnot_si128(_mm_set_epi64x(0, 1), b) }
+    }
+
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     fn expand<const N: usize, const K: usize>(
         &self,
-        seeds: [u128; N],
+        seeds: [Self::Block; N],
         which: [[usize; K]; N],
-    ) -> [[u128; K]; N] {
+    ) -> [[Self::Block; K]; N] {
         use std::arch::x86_64::*;
         // Plain loops: closures would not inherit the target features and would not inline.
-        // SAFETY: AES-NI and SSE2 are enabled in `run_ni`, the only caller; u128 and __m128i
-        // have the same size, and x86 is little-endian like `to_le_bytes`.
         unsafe {
             // N K independent blocks in flight hide the AES latency.
             let mut s = [[_mm_setzero_si128(); K]; N];
-            let mut input = [_mm_setzero_si128(); N];
             for lane in 0..N {
-                input[lane] = std::mem::transmute::<u128, __m128i>(seeds[lane]);
                 for j in 0..K {
-                    s[lane][j] = _mm_xor_si128(input[lane], self.keys[which[lane][j]][0]);
+                    s[lane][j] = _mm_xor_si128(seeds[lane], self.keys[which[lane][j]][0]);
                 }
             }
             for round in 1..10 {
@@ -209,15 +277,13 @@ impl FixedKeyAes for AesNi {
                     }
                 }
             }
-            let mut out = [[0u128; K]; N];
             for lane in 0..N {
                 for j in 0..K {
                     let last = _mm_aesenclast_si128(s[lane][j], self.keys[which[lane][j]][10]);
-                    out[lane][j] =
-                        std::mem::transmute::<__m128i, u128>(_mm_xor_si128(last, input[lane]));
+                    s[lane][j] = _mm_xor_si128(last, seeds[lane]);
                 }
             }
-            out
+            s
         }
     }
 }
@@ -237,11 +303,18 @@ mod tests {
             0xc5, 0x5a,
         ];
         assert_eq!(ct, want);
+        /// Expands on whichever cipher `run` picks, in and out as u128.
         struct Both<const N: usize, const K: usize>([u128; N], [[usize; K]; N]);
         impl<const N: usize, const K: usize> AesJob for Both<N, K> {
             type Output = [[u128; K]; N];
             fn run<A: FixedKeyAes>(self, aes: &A) -> Self::Output {
-                aes.expand(self.0, self.1)
+                let seeds = self.0.map(|v| A::block(v as u64, (v >> 64) as u64));
+                aes.expand(seeds, self.1).map(|blocks| {
+                    blocks.map(|b| {
+                        let [lo, hi] = A::words(b);
+                        lo as u128 | (hi as u128) << 64
+                    })
+                })
             }
         }
         for i in 0..100u128 {

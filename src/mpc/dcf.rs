@@ -21,22 +21,37 @@ pub fn cw_words(levels: u32) -> usize {
 /// Most input bits supported (control bits are packed into one word per side).
 pub const MAX_LEVELS: u32 = 64;
 
-struct Expanded {
-    s: [u128; 2],
+struct Expanded<B> {
+    s: [B; 2],
     v: [u64; 2],
     t: [bool; 2],
+}
+
+/// A u128 seed as a block of `A`.
+#[inline(always)]
+fn block<A: FixedKeyAes>(v: u128) -> A::Block {
+    A::block(v as u64, (v >> 64) as u64)
+}
+
+/// The low bit of a block.
+#[inline(always)]
+fn low_bit<A: FixedKeyAes>(b: A::Block) -> bool {
+    A::words(b)[0] & 1 == 1
 }
 
 /// The length-doubling PRG G on `N` seeds: seed -> (s_L, v_L, t_L, s_R, v_R, t_R) from three
 /// fixed-key AES blocks (block 0: left seed, block 1: right seed, block 2: both values); the
 /// control bits are the seeds' low bits (seeds keep 127 bits).
 #[inline(always)]
-fn expand<A: FixedKeyAes, const N: usize>(aes: &A, seeds: [u128; N]) -> [Expanded; N] {
+fn expand<A: FixedKeyAes, const N: usize>(
+    aes: &A,
+    seeds: [A::Block; N],
+) -> [Expanded<A::Block>; N] {
     aes.expand(seeds, [[0, 1, 2]; N])
         .map(|[b0, b1, b2]| Expanded {
-            s: [b0 & !1, b1 & !1],
-            v: [b2 as u64, (b2 >> 64) as u64],
-            t: [b0 & 1 == 1, b1 & 1 == 1],
+            s: [A::clear_low_bit(b0), A::clear_low_bit(b1)],
+            v: A::words(b2),
+            t: [low_bit::<A>(b0), low_bit::<A>(b1)],
         })
 }
 
@@ -44,13 +59,15 @@ fn expand<A: FixedKeyAes, const N: usize>(aes: &A, seeds: [u128; N]) -> [Expande
 #[inline(always)]
 fn expand_side<A: FixedKeyAes, const N: usize>(
     aes: &A,
-    seeds: [u128; N],
+    seeds: [A::Block; N],
     sides: [usize; N],
-) -> [(u128, u64, bool); N] {
+) -> [(A::Block, u64, bool); N] {
     let out = aes.expand(seeds, sides.map(|side| [side, 2]));
     std::array::from_fn(|i| {
         let [b, bv] = out[i];
-        (b & !1, (bv >> (64 * sides[i])) as u64, b & 1 == 1)
+        let [v_left, v_right] = A::words(bv);
+        let v = if sides[i] == 1 { v_right } else { v_left };
+        (A::clear_low_bit(b), v, low_bit::<A>(b))
     })
 }
 
@@ -76,14 +93,14 @@ fn keygen_into<A: FixedKeyAes>(
     seeds: [u128; 2],
     cw: &mut Vec<u64>,
 ) {
-    let (mut s, mut t) = (seeds, [false, true]);
+    let (mut s, mut t) = (seeds.map(block::<A>), [false, true]);
     let mut v_alpha = 0u64;
     let (mut t_left_bits, mut t_right_bits) = (0u64, 0u64);
     for i in 0..levels {
         let a = bit(alpha, levels, i);
-        let g = expand(aes, [s[0], s[1]]);
+        let g = expand(aes, s);
         let (keep, lose) = (a, 1 - a);
-        let s_cw = g[0].s[lose] ^ g[1].s[lose];
+        let s_cw = A::xor(g[0].s[lose], g[1].s[lose]);
         let mut v_cw = signed(
             t[1],
             g[1].v[lose]
@@ -103,17 +120,17 @@ fn keygen_into<A: FixedKeyAes>(
         ];
         t_left_bits |= (t_cw[0] as u64) << i;
         t_right_bits |= (t_cw[1] as u64) << i;
-        cw.extend([s_cw as u64, (s_cw >> 64) as u64, v_cw]);
+        let [s_cw_lo, s_cw_hi] = A::words(s_cw);
+        cw.extend([s_cw_lo, s_cw_hi, v_cw]);
         for b in 0..2 {
-            let corr = if t[b] { s_cw } else { 0 };
-            s[b] = g[b].s[keep] ^ corr;
+            s[b] = A::xor(g[b].s[keep], A::keep_if(t[b], s_cw));
             t[b] = g[b].t[keep] ^ (t[b] & t_cw[keep]);
         }
     }
     let last = signed(
         t[1],
-        (s[1] as u64)
-            .wrapping_sub(s[0] as u64)
+        A::words(s[1])[0]
+            .wrapping_sub(A::words(s[0])[0])
             .wrapping_sub(v_alpha),
     );
     cw.extend([t_left_bits, t_right_bits, last]);
@@ -131,30 +148,29 @@ fn eval_lanes<A: FixedKeyAes, const N: usize>(
     xs: [u64; N],
 ) -> [u64; N] {
     let n = levels as usize;
-    let (mut s, mut t, mut v) = (seeds, [party == 1; N], [0u64; N]);
+    let (mut s, mut t, mut v) = (seeds.map(block::<A>), [party == 1; N], [0u64; N]);
     for i in 0..levels {
         let sides: [usize; N] = std::array::from_fn(|lane| bit(xs[lane], levels, i));
         let g = expand_side(aes, s, sides);
         for lane in 0..N {
             let cw = cws[lane];
             let w = &cw[3 * i as usize..3 * i as usize + 3];
-            let (s_cw, v_cw) = (w[0] as u128 | (w[1] as u128) << 64, w[2]);
-            let side = sides[lane];
+            let (s_cw, v_cw) = (A::block(w[0], w[1]), w[2]);
             let (g_s, g_v, g_t) = g[lane];
-            let t_cw = (cw[3 * n + side] >> i) & 1 == 1;
+            let t_cw = (cw[3 * n + sides[lane]] >> i) & 1 == 1;
             let tl = t[lane];
-            let v_corr = if tl { v_cw } else { 0 };
-            v[lane] = v[lane].wrapping_add(signed(party == 1, g_v.wrapping_add(v_corr)));
-            s[lane] = g_s ^ if tl { s_cw } else { 0 };
+            // Party 1's terms are negated; that sign is applied once, at the end.
+            v[lane] = v[lane].wrapping_add(g_v.wrapping_add(v_cw & (tl as u64).wrapping_neg()));
+            s[lane] = A::xor(g_s, A::keep_if(tl, s_cw));
             t[lane] = g_t ^ (tl & t_cw);
         }
     }
     std::array::from_fn(|lane| {
         let final_corr = if t[lane] { cws[lane][3 * n + 2] } else { 0 };
-        v[lane].wrapping_add(signed(
-            party == 1,
-            (s[lane] as u64).wrapping_add(final_corr),
-        ))
+        let total = v[lane]
+            .wrapping_add(A::words(s[lane])[0])
+            .wrapping_add(final_corr);
+        signed(party == 1, total)
     })
 }
 
