@@ -201,6 +201,9 @@ enum BenchCommand {
         /// 2pc-dealer, 3pc or all.
         #[arg(long, default_value = "all")]
         protocol: String,
+        /// Runs of each case; the reported wall time is their median.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -470,7 +473,11 @@ fn run(cli: Cli) -> Result<()> {
                 c.est_seconds.wan
             );
         }
-        Command::Bench(BenchCommand::Mpc { protocol, json }) => {
+        Command::Bench(BenchCommand::Mpc {
+            protocol,
+            runs,
+            json,
+        }) => {
             let kinds = if protocol == "all" {
                 ProtocolKind::ALL.to_vec()
             } else {
@@ -480,7 +487,7 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?,
                 ]
             };
-            let mpc = marill::mpc::bench::bench(&kinds)?;
+            let mpc = marill::mpc::bench::bench(&kinds, runs)?;
             let f32_matmul = marill::bench::matmul::candle_f32_matmul(64, 576, 1536)?;
             let mut report = serde_json::to_value(&mpc)?;
             report["ring_over_candle_f32_seconds"] =

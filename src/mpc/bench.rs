@@ -22,8 +22,12 @@ pub struct CaseResult {
     pub online_bytes: u64,
     pub offline_bytes: u64,
     pub rounds: u64,
-    /// Online phase, in-process transport (the dealer's material is produced beforehand).
+    /// Online phase, in-process transport (the dealer's material is produced beforehand);
+    /// the median of `wall_seconds_runs`.
     pub wall_seconds: f64,
+    /// Each run's online wall time. Bytes, rounds and errors are the median run's (bytes and
+    /// rounds are the same in every run).
+    pub wall_seconds_runs: Vec<f64>,
     pub rel_l2_error: f64,
     pub max_abs_error: f64,
     pub est_lan_seconds: f64,
@@ -245,6 +249,7 @@ fn score(
         offline_bytes: report.offline_bytes,
         rounds: report.rounds,
         wall_seconds,
+        wall_seconds_runs: vec![wall_seconds],
         rel_l2_error: rel,
         max_abs_error: max,
         est_lan_seconds: report.estimated_seconds(&NetworkProfile::lan()),
@@ -254,19 +259,30 @@ fn score(
     })
 }
 
-/// Run case `name` with all parties in this process.
-pub fn run_case(kind: ProtocolKind, name: &str) -> Result<CaseResult> {
+/// Run case `name` with all parties in this process, `runs` times (the machine's noise shows in
+/// single wall times; their median is what is reported).
+pub fn run_case(kind: ProtocolKind, name: &str, runs: usize) -> Result<CaseResult> {
+    ensure!(runs > 0, "at least one run");
     let spec = case_spec(name)?;
     let opts = RunOptions {
         dealer_first: true,
         ..Default::default()
     };
-    let run = run_local(kind, &opts, &spec.program)?;
-    let got = run
-        .output(Role::Client)
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("client got no result"))?;
-    score(&spec, got, &run.report, run.online_wall_seconds)
+    let mut results = (0..runs)
+        .map(|_| {
+            let run = run_local(kind, &opts, &spec.program)?;
+            let got = run
+                .output(Role::Client)
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("client got no result"))?;
+            score(&spec, got, &run.report, run.online_wall_seconds)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let walls: Vec<f64> = results.iter().map(|r| r.wall_seconds).collect();
+    results.sort_by(|a, b| a.wall_seconds.total_cmp(&b.wall_seconds));
+    let mut median = results.swap_remove(runs / 2);
+    median.wall_seconds_runs = walls;
+    Ok(median)
 }
 
 /// Score a case run over TCP from the client's output and all parties' costs.
@@ -304,8 +320,8 @@ pub fn ring_matmul() -> Result<RingMatmul> {
     })
 }
 
-/// All cases for each protocol.
-pub fn bench(protocols: &[ProtocolKind]) -> Result<BenchReport> {
+/// All cases for each protocol, each run `runs` times.
+pub fn bench(protocols: &[ProtocolKind], runs: usize) -> Result<BenchReport> {
     let mut report = BenchReport {
         protocols: BTreeMap::new(),
         ring_matmul: ring_matmul()?,
@@ -313,7 +329,7 @@ pub fn bench(protocols: &[ProtocolKind]) -> Result<BenchReport> {
     for &kind in protocols {
         let cases = CASES
             .iter()
-            .map(|&c| Ok((c.to_string(), run_case(kind, c)?)))
+            .map(|&c| Ok((c.to_string(), run_case(kind, c, runs)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
         report.protocols.insert(kind.name().into(), cases);
     }
