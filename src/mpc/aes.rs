@@ -303,18 +303,28 @@ mod tests {
             0xc5, 0x5a,
         ];
         assert_eq!(ct, want);
-        /// Expands on whichever cipher `run` picks, in and out as u128.
+        fn to_u128<A: FixedKeyAes>(b: A::Block) -> u128 {
+            let [lo, hi] = A::words(b);
+            lo as u128 | (hi as u128) << 64
+        }
+        /// Expands, and applies the block operations, on the cipher it is run on.
         struct Both<const N: usize, const K: usize>([u128; N], [[usize; K]; N]);
         impl<const N: usize, const K: usize> AesJob for Both<N, K> {
-            type Output = [[u128; K]; N];
+            type Output = ([[u128; K]; N], [u128; 4]);
             fn run<A: FixedKeyAes>(self, aes: &A) -> Self::Output {
                 let seeds = self.0.map(|v| A::block(v as u64, (v >> 64) as u64));
-                aes.expand(seeds, self.1).map(|blocks| {
-                    blocks.map(|b| {
-                        let [lo, hi] = A::words(b);
-                        lo as u128 | (hi as u128) << 64
-                    })
-                })
+                let expanded = aes
+                    .expand(seeds, self.1)
+                    .map(|blocks| blocks.map(to_u128::<A>));
+                let (a, b) = (seeds[0], seeds[N - 1]);
+                let ops = [
+                    A::xor(a, b),
+                    A::keep_if(true, a),
+                    A::keep_if(false, a),
+                    A::clear_low_bit(A::xor(a, A::block(1, 0))),
+                ]
+                .map(to_u128::<A>);
+                (expanded, ops)
             }
         }
         for i in 0..100u128 {
@@ -322,15 +332,14 @@ mod tests {
             let portable = t.round_keys.each_ref().map(|rk| {
                 u128::from_le_bytes(encrypt_portable(&t.sbox, rk, seed.to_le_bytes())) ^ seed
             });
-            assert_eq!(
-                run(Both([seed, seed], [[0, 1, 2]; 2])),
-                [portable, portable]
-            );
-            assert_eq!(run(Both([seed], [[2, 0]])), [[portable[2], portable[0]]]);
-            assert_eq!(
-                Portable(t).expand([seed], [[1, 2]]),
-                [[portable[1], portable[2]]]
-            );
+            let other = seed.rotate_left(17) ^ 5;
+            let job = || Both([seed, other], [[0, 1, 2], [2, 0, 1]]);
+            let (expanded, ops) = run(job());
+            assert_eq!(expanded[0], portable);
+            assert_eq!(run(Both([seed], [[2, 0]])).0, [[portable[2], portable[0]]]);
+            // The portable cipher, called directly, agrees with whichever `run` picked.
+            assert_eq!((expanded, ops), job().run(&Portable(t)));
+            assert_eq!(ops, [seed ^ other, seed, 0, (seed ^ 1) & !1]);
         }
     }
 }
