@@ -156,9 +156,10 @@ fn teacher_with_secret_full_weights_matches_plaintext() -> Result<()> {
 
 #[test]
 fn student_with_quad_and_two_quad_matches_plaintext() -> Result<()> {
+    // One merged head over all six query heads, reading both KV heads.
     let arch = MarillArch {
         public_layers: 2,
-        head_merge: 2,
+        head_merge: 6,
         activation: Activation::Quad,
         softmax: SoftmaxKind::TwoQuad,
     };

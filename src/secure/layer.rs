@@ -3,6 +3,7 @@
 //! heads and a causal softmax (exact or 2Quad), o, RMSNorm, SwiGLU (SiLU / PUMA or Quad), down.
 //! Norm gains are folded into the projections that follow them.
 
+use super::kv_sharing::KvSharing;
 use super::packing::{Packing, Queries};
 use super::projection::{ProjectionWeights, Secrecy, SharedProjection};
 use crate::model::attention::AttentionLayout;
@@ -162,25 +163,24 @@ impl LayerWeights {
             };
             Ok((q, padded(&k)?, padded(&v)?))
         })?;
-        let tq = q.shape()[1];
+        let sharing = KvSharing::new(l)?;
         let (q, k, v) = (
-            merge(&q, batch, l, false)?,
-            merge(&k, batch, l, true)?,
-            merge(&v, batch, l, true)?,
+            sharing.queries(&q, batch)?,
+            sharing.keys(&k, batch)?,
+            sharing.keys(&v, batch)?,
         );
         let scores = ops::labelled(p, "matmul", |p| {
             p.bilinear_truncate(&q, &k.transpose()?, Bilinear::MatMul, f)
         })?;
+        let scores = sharing.per_head(&scores)?;
         let visible = packing.attention_mask(l.softmax_heads(), queries);
         let probs = ops::labelled(p, "softmax", |p| match self.softmax {
             SoftmaxKind::Exact => approx::softmax(p, &scores, Some(&visible)),
             SoftmaxKind::TwoQuad => approx::softmax_2quad(p, &scores, Some(&visible)),
         })?;
         let attn = ops::labelled(p, "matmul", |p| {
-            let out = ops::matmul(p, &probs, &v)? // [B M, Tq, m hd]
-                .reshape(&[batch, l.softmax_heads(), tq, l.merge, hd])?
-                .permute(&[0, 2, 1, 3, 4])?
-                .reshape(&[batch * tq, nq * hd])?;
+            let out = ops::matmul(p, &sharing.per_unit(&probs)?, &v)?;
+            let out = sharing.output(&out, batch)?; // [B Tq, heads hd]
             let out = match queries {
                 Queries::All => packing.unpad(&out)?,
                 Queries::Last => out,
@@ -224,30 +224,6 @@ fn heads(x: &Share, batch: usize, start: usize, n: usize, hd: usize) -> Result<S
         .reshape(&[batch, t, n, hd])?
         .permute(&[0, 2, 1, 3])?
         .reshape(&[batch * n, t, hd])
-}
-
-/// Per-head `[B·heads, T, hd]` to merged heads `[B·M, T, m·hd]`: merged head `j` concatenates
-/// query heads `j·m .. (j+1)·m` (or, for keys / values, the KV heads they read).
-fn merge(x: &Share, batch: usize, l: AttentionLayout, kv: bool) -> Result<Share> {
-    let (n, t, hd) = (x.shape()[0] / batch, x.shape()[1], x.shape()[2]);
-    let x = x.reshape(&[batch, n, t, hd])?;
-    let g = l.group_size();
-    let merged: Vec<Share> = l
-        .groups()
-        .iter()
-        .map(|group| {
-            let parts: Vec<Share> = group
-                .iter()
-                .map(|&h| x.narrow(1, if kv { h / g } else { h }, 1))
-                .collect::<Result<_>>()?;
-            Share::concat(&parts.iter().collect::<Vec<_>>(), 3)
-        })
-        .collect::<Result<_>>()?;
-    Share::concat(&merged.iter().collect::<Vec<_>>(), 1)?.reshape(&[
-        batch * l.softmax_heads(),
-        t,
-        l.merge * hd,
-    ])
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod client;
 pub mod eval;
 pub mod forward;
 pub mod head;
+pub mod kv_sharing;
 pub mod layer;
 pub mod packing;
 pub mod projection;
