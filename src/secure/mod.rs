@@ -1,6 +1,7 @@
 //! Secure evaluation: where the model meets the MPC protocol. The client runs the embedding and
 //! the public layers `0..k` in plaintext ([`client`]) and secret-shares the hidden state; the
-//! private layers ([`layer`], with [`projection`]s public, LoRA-secret or fully secret) and the
+//! private layers ([`layer`], with [`projection`]s public, LoRA-secret or fully secret, and
+//! [`kv_sharing`] opening each key/value head once) and the
 //! choice head ([`head`]) run on a protocol ([`forward`]), several examples per forward
 //! ([`packing`]) so that they share its rounds; only the predicted label is revealed, to the
 //! client. [`eval`] scores a task's rows that way next to the plaintext model ([`report`]).
