@@ -1,6 +1,6 @@
-//! TCP transport: one connection per pair of parties, frames prefixed by length and stamp, a writer thread
-//! per connection (so two parties sending large messages at once cannot deadlock on full
-//! socket buffers), read timeouts, and clear errors when a peer goes away.
+//! TCP transport: one connection per pair of parties, frames prefixed by their length and
+//! stamp, a writer thread per connection (so two parties sending large messages at once cannot
+//! deadlock on full socket buffers), read timeouts, and clear errors when a peer goes away.
 
 use super::transport::{Frame, Transport, TransportError};
 use anyhow::{Context, Result, bail};
