@@ -13,12 +13,12 @@ pub struct F32Matmul {
     pub gflops: f64,
 }
 
-/// Best of 5 runs of an `m×k · k×n` f32 matmul.
+/// Best of 20 runs of an `m×k · k×n` f32 matmul.
 pub fn candle_f32_matmul(m: usize, k: usize, n: usize) -> Result<F32Matmul> {
     let a = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
     let b = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?;
     let mut best = f64::MAX;
-    for _ in 0..5 {
+    for _ in 0..20 {
         let t = Instant::now();
         let c = a.matmul(&b)?;
         best = best.min(t.elapsed().as_secs_f64());
