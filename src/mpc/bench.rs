@@ -1,5 +1,5 @@
 //! `marill bench mpc`: cost and accuracy of the engine's key operations and of one
-//! SmolLM2-shaped layer, per protocol, plus raw ring-matmul throughput.
+//! SmolLM2-shaped layer, per protocol.
 
 use super::approx;
 use super::bench_layer::{self, LayerShape};
@@ -8,12 +8,10 @@ use super::local::{RunOptions, run_local};
 use super::ops;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
-use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, ensure};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 /// One case on one protocol. Bytes are summed over parties; the one-time weight setup is
 /// excluded (reported by the matmul case's `setup_bytes`).
@@ -38,22 +36,8 @@ pub struct CaseResult {
     pub rel_l2_error_update: Option<f64>,
 }
 
-/// Plain ring matmul speed, for comparison with a float matmul of the same shape.
-#[derive(Clone, Debug, Serialize)]
-pub struct RingMatmul {
-    pub shape: String,
-    pub seconds: f64,
-    /// 2 m k n / seconds, in 1e9 ring operations per second.
-    pub gops: f64,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct BenchReport {
-    /// protocol name -> case name -> result.
-    #[serde(flatten)]
-    pub protocols: BTreeMap<String, BTreeMap<String, CaseResult>>,
-    pub ring_matmul: RingMatmul,
-}
+/// protocol name -> case name -> result.
+pub type BenchReport = BTreeMap<String, BTreeMap<String, CaseResult>>;
 
 const SEED: u64 = 5;
 
@@ -300,39 +284,16 @@ pub fn score_case(
     )
 }
 
-/// Time the ring matmul 64x576 . 576x1536 (best of 20: single runs of a few ms vary with the
-/// thread pool waking up and with page faults).
-pub fn ring_matmul() -> Result<RingMatmul> {
-    let (m, k, n) = (64, 576, 1536);
-    let mut rng = Prg::from_seed(Prg::derived_seed(SEED, 9));
-    let a = rng.ring(&[m, k]);
-    let b = rng.ring(&[k, n]);
-    let mut best = f64::MAX;
-    for _ in 0..20 {
-        let t = Instant::now();
-        let c: RingTensor = a.matmul(&b)?;
-        best = best.min(t.elapsed().as_secs_f64());
-        ensure!(c.len() == m * n, "matmul output");
-    }
-    Ok(RingMatmul {
-        shape: format!("{m}x{k}x{n}"),
-        seconds: best,
-        gops: 2.0 * (m * k * n) as f64 / best / 1e9,
-    })
-}
-
 /// All cases for each protocol, each run `runs` times.
 pub fn bench(protocols: &[ProtocolKind], runs: usize) -> Result<BenchReport> {
-    let mut report = BenchReport {
-        protocols: BTreeMap::new(),
-        ring_matmul: ring_matmul()?,
-    };
-    for &kind in protocols {
-        let cases = CASES
-            .iter()
-            .map(|&c| Ok((c.to_string(), run_case(kind, c, runs)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
-        report.protocols.insert(kind.name().into(), cases);
-    }
-    Ok(report)
+    protocols
+        .iter()
+        .map(|&kind| {
+            let cases = CASES
+                .iter()
+                .map(|&c| Ok((c.to_string(), run_case(kind, c, runs)?)))
+                .collect::<Result<BTreeMap<_, _>>>()?;
+            Ok((kind.name().into(), cases))
+        })
+        .collect()
 }
