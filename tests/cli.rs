@@ -118,6 +118,10 @@ fn bad_arguments() {
         ],
         &["--batch"],
     );
+    assert_one_line_error(
+        &["bench", "mpc", "--protocol", "2pc-dealer", "--runs", "0"],
+        &["--runs"],
+    );
 }
 
 #[test]

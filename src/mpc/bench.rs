@@ -246,7 +246,7 @@ fn score(
 /// Run case `name` with all parties in this process, `runs` times (the machine's noise shows in
 /// single wall times; their median is what is reported).
 pub fn run_case(kind: ProtocolKind, name: &str, runs: usize) -> Result<CaseResult> {
-    ensure!(runs > 0, "at least one run");
+    ensure!(runs > 0, "--runs must be at least 1");
     let spec = case_spec(name)?;
     let opts = RunOptions {
         dealer_first: true,
