@@ -12,6 +12,14 @@ pub const BASE_MODEL_SHA256: &str =
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 pub const BASE_MODEL_PATH: &str = "checkpoints/base/SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// Parses a `--model` argument; the default base model is fetched on first use.
+pub fn resolve_model(spec: &str) -> Result<crate::model::ModelSource> {
+    if spec == BASE_MODEL_PATH && !Path::new(spec).exists() {
+        fetch_base_model(Path::new(spec))?;
+    }
+    crate::model::ModelSource::parse(spec)
+}
+
 /// Ensures `dest` holds the verified base model; returns whether it had to be fetched.
 pub fn fetch_base_model(dest: &Path) -> Result<bool> {
     if dest.is_file() && crate::model::source::sha256_file(dest)? == BASE_MODEL_SHA256 {

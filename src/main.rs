@@ -2,27 +2,29 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use marill::checkpoint::{
-    CheckpointSummary, is_checkpoint, load_checkpoint, load_checkpoint_public, read_checkpoint,
-};
+use marill::checkpoint::{CheckpointSummary, is_checkpoint, read_checkpoint};
 use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
-use marill::fetch::{BASE_MODEL_PATH, fetch_base_model};
-use marill::model::{ModelSource, load};
+use marill::fetch::{BASE_MODEL_PATH, fetch_base_model, resolve_model};
+use marill::model::load;
 use marill::mpc::party::{PartyConfig, run_bench_party};
 use marill::mpc::protocol::{ProtocolKind, Role};
+use marill::mpc::tls::{PartyTls, write_identity};
 use marill::recipe::Recipe;
 use marill::report::{RunRequest, run_recipe};
+use marill::secure::policy::DEFAULT_MAX_BATCH;
 use marill::secure::remote::{TcpClient, serve_secure};
+use marill::secure::served::DEFAULT_MAX_LEN;
 use marill::secure::{
-    SecureEvalRequest, SecureModel, SecureSplit, SecureTransport, evaluate_secure,
+    Holder, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions, Served, evaluate_secure,
 };
 use marill::train::export::export_run;
 use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +91,14 @@ enum Command {
     Bench(BenchCommand),
     /// Run one MPC party over TCP (one process per party; see README "Running parties by hand").
     Party(PartyArgs),
+    /// Make a party's TLS key and certificate: DIR/ROLE.key (stays on this machine) and
+    /// DIR/ROLE.crt (given to the other parties, who pin it).
+    Keygen {
+        #[arg(long)]
+        role: Role,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -112,9 +122,31 @@ struct PartyArgs {
     /// `marill eval --mode mpc --transport tcp --peer …` elsewhere.
     #[arg(long)]
     model: Option<String>,
-    /// Seconds to wait for a peer before giving up.
+    /// Seconds to wait for a peer (to connect, or for any message) before giving up.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
+    /// Seconds the whole run may take.
+    #[arg(long, default_value_t = 3600)]
+    deadline: u64,
+    /// This party's ROLE.key and ROLE.crt, and each peer's PEER.crt (`marill keygen`).
+    #[arg(long)]
+    tls_dir: PathBuf,
+    /// --model: the task a base model serves (a checkpoint serves its own).
+    #[arg(long)]
+    task: Option<TaskKind>,
+    /// --model: the prompt format served (default: the checkpoint's, else plain).
+    #[arg(long, value_enum)]
+    format: Option<PromptFormat>,
+    /// --model: the longest prompt served, in tokens (default: the checkpoint's max_len, else 512).
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// --model: the most examples one secure forward may pack.
+    #[arg(long, default_value_t = DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+    /// --model, server, debugging only: reveal every example's choice scores to the client
+    /// (normally it learns only the chosen label). Reports say when this was on.
+    #[arg(long)]
+    reveal_scores: bool,
 }
 
 fn parse_peer(s: &str) -> std::result::Result<(Role, SocketAddr), String> {
@@ -186,6 +218,17 @@ struct EvalArgs {
     /// tcp: seconds to wait for a party.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// tcp: seconds the whole run may take.
+    #[arg(long, default_value_t = 86400)]
+    deadline: u64,
+    /// tcp with parties started by hand: this client's client.key and client.crt, and each
+    /// peer's certificate (`marill keygen`).
+    #[arg(long)]
+    tls_dir: Option<PathBuf>,
+    /// mpc: also evaluate the model in plaintext (this reads private.safetensors, which a
+    /// client does not hold) and report plaintext_accuracy and agreement.
+    #[arg(long)]
+    reference: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -239,44 +282,6 @@ enum BenchCommand {
 fn run_dir(recipe: &std::path::Path) -> PathBuf {
     let name = recipe.file_stem().map(|s| s.to_string_lossy().into_owned());
     PathBuf::from("runs").join(name.unwrap_or_else(|| "run".into()))
-}
-
-/// `marill eval --max-len` for a model that does not say otherwise.
-const DEFAULT_MAX_LEN: usize = 512;
-
-/// Parses `--model`; the default base model is fetched on first use.
-fn model_source(spec: &str) -> Result<ModelSource> {
-    if spec == BASE_MODEL_PATH && !std::path::Path::new(spec).exists() {
-        fetch_base_model(std::path::Path::new(spec))?;
-    }
-    ModelSource::parse(spec)
-}
-
-/// A split checkpoint (with its manifest) or a bare model, and what secure evaluation keeps
-/// secret in it (an error for a checkpoint it cannot evaluate, which plaintext evaluation can).
-/// `public_only`: a checkpoint without its private tensors (MPC parties other than the server).
-fn load_model(
-    model: &str,
-    public_only: bool,
-    device: &candle_core::Device,
-) -> Result<(
-    marill::model::LoadedModel,
-    Option<marill::checkpoint::Manifest>,
-    Result<SecureSplit>,
-)> {
-    let path = std::path::Path::new(model);
-    if !is_checkpoint(path) {
-        let loaded = load(&model_source(model)?, device)?;
-        return Ok((loaded, None, Ok(SecureSplit::BARE)));
-    }
-    let ckpt = if public_only {
-        load_checkpoint_public(path, device)?
-    } else {
-        load_checkpoint(path, device)?
-    };
-    let split = SecureSplit::of_checkpoint(&ckpt.manifest, &ckpt.private)
-        .with_context(|| model.to_string());
-    Ok((ckpt.loaded, Some(ckpt.manifest), split))
 }
 
 /// Prints a benchmark report and writes it to `json` if given.
@@ -355,7 +360,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Inspect { path } => {
-            let source = model_source(&path)?;
+            let source = resolve_model(&path)?;
             let loaded = load(&source, &device)?;
             let c = &loaded.model.config;
             println!("model: {}", source.describe());
@@ -390,9 +395,12 @@ fn run(cli: Cli) -> Result<()> {
             // Rows first: a bad data file fails before the model is loaded.
             let rows = rows.load(args.task, args.limit)?;
             // A checkpoint says which layers are public and what is secret (a bare model runs
-            // every layer privately with secret weights), and how its task was prompted.
-            let (loaded, manifest, split) = load_model(&args.model, false, &device)?;
-            let trained = manifest.as_ref().map(|m| &m.task);
+            // every layer privately with secret weights), and how its task was prompted. An MPC
+            // client over TCP holds only public data: it never reads private.safetensors.
+            let tcp = args.mode == EvalMode::Mpc && args.transport == "tcp";
+            let holder = if tcp { Holder::Public } else { Holder::Server };
+            let served = Served::load(&args.model, holder, &device)?;
+            let trained = served.manifest.as_ref().map(|m| &m.task);
             let request = EvalRequest {
                 model_name: args.model.clone(),
                 task: args.task,
@@ -410,7 +418,7 @@ fn run(cli: Cli) -> Result<()> {
                 json: args.json.as_deref(),
             };
             if args.mode == EvalMode::Plaintext {
-                let report = evaluate_plaintext(&loaded, &request)?;
+                let report = evaluate_plaintext(&served.loaded, &request)?;
                 println!(
                     "{} {} ({}, {}): accuracy {:.4} ({}/{}), {:.1} tok/s",
                     report.task,
@@ -424,54 +432,59 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            let transport = if args.transport == "tcp" {
-                SecureTransport::Tcp(TcpClient {
+            let serve = ServeOptions {
+                task: Some(args.task),
+                format: args.format,
+                max_len: args.max_len,
+                max_batch: args.batch.max(DEFAULT_MAX_BATCH),
+                reveal_scores: false,
+            };
+            let (protocol, network) = (args.protocol, args.network.clone());
+            let report = if tcp {
+                let reference = args
+                    .reference
+                    .then(|| Served::load(&args.model, Holder::Server, &device))
+                    .transpose()?;
+                let peer_roles: Vec<Role> = args.peers.iter().map(|p| p.0).collect();
+                let tls = args
+                    .tls_dir
+                    .map(|dir| PartyTls::load(&dir, Role::Client, &peer_roles))
+                    .transpose()?;
+                let transport = SecureTransport::Tcp(TcpClient {
                     listen: args.listen,
                     peers: args.peers,
                     model: args.model.clone(),
-                    timeout: std::time::Duration::from_secs(args.timeout),
-                })
-            } else {
-                SecureTransport::Memory
-            };
-            let report = evaluate_secure(
-                &loaded,
-                split?,
-                &SecureEvalRequest {
+                    serve,
+                    timeout: Duration::from_secs(args.timeout),
+                    deadline: Duration::from_secs(args.deadline),
+                    tls,
+                });
+                let request = SecureEvalRequest {
                     eval: request,
-                    protocol: args.protocol,
-                    network: args.network.clone(),
+                    protocol,
+                    network,
                     transport,
-                },
-            )?;
-            let c = &report.cost_per_example;
-            println!(
-                "{} {} (mpc {}, {}): accuracy {:.4}, plaintext accuracy {:.4}, agreement {:.4} (n {})",
-                report.task,
-                report.rows,
-                report.protocol,
-                report.model,
-                report.accuracy,
-                report.plaintext_accuracy,
-                report.agreement,
-                report.n
-            );
-            let est = if report.network == "wan" {
-                c.est_seconds.wan
+                    reference: reference.as_ref().map(|r| &r.loaded),
+                };
+                evaluate_secure(&served.loaded, served.split?, &request)?
             } else {
-                c.est_seconds.lan
+                let policy = served.policy(&serve)?;
+                let split = served.split?;
+                let server =
+                    SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
+                let request = SecureEvalRequest {
+                    eval: request,
+                    protocol,
+                    network,
+                    transport: SecureTransport::Memory {
+                        server: &server,
+                        policy: &policy,
+                    },
+                    reference: args.reference.then_some(&served.loaded),
+                };
+                evaluate_secure(&served.loaded, split, &request)?
             };
-            println!(
-                "per example: {:.2} MB online, {:.2} MB offline, {:.0} rounds, {:.2} s measured, {:.2} s estimated on {} (lan {:.2} s, wan {:.2} s)",
-                c.online_bytes / 1e6,
-                c.offline_bytes / 1e6,
-                c.rounds,
-                c.wall_seconds,
-                est,
-                report.network,
-                c.est_seconds.lan,
-                c.est_seconds.wan
-            );
+            println!("{}", report.summary());
         }
         Command::Bench(BenchCommand::Mpc {
             protocol,
@@ -499,26 +512,52 @@ fn run(cli: Cli) -> Result<()> {
             print_and_save(&report, json.as_deref())?;
         }
         Command::Party(args) => {
+            let peer_roles: Vec<Role> = args.peers.iter().map(|p| p.0).collect();
             let config = PartyConfig {
                 kind: args.protocol,
                 role: args.role,
                 listen: args.listen,
                 peers: args.peers,
                 fixed: Default::default(),
-                timeout: std::time::Duration::from_secs(args.timeout),
+                timeout: Duration::from_secs(args.timeout),
+                deadline: Duration::from_secs(args.deadline),
+                tls: PartyTls::load(&args.tls_dir, args.role, &peer_roles)?,
                 seed: None,
             };
             if let Some(model) = &args.model {
                 // Only the server holds the private tensors.
-                let public_only = args.role != Role::Server;
-                let (loaded, _, split) = load_model(model, public_only, &device)?;
-                let split = split?;
-                let secure = SecureModel::new(&loaded.model, split.public_layers, split.secrecy)?;
-                serve_secure(&config, &secure)?;
+                let holder = if args.role == Role::Server {
+                    Holder::Server
+                } else {
+                    Holder::Public
+                };
+                let served = Served::load(model, holder, &device)?;
+                let policy = served.policy(&ServeOptions {
+                    task: args.task,
+                    format: args.format,
+                    max_len: args.max_len,
+                    max_batch: args.max_batch,
+                    reveal_scores: args.reveal_scores,
+                })?;
+                if policy.reveal_scores {
+                    eprintln!("warning: --reveal-scores: the client will learn every score");
+                }
+                let split = served.split?;
+                let secure =
+                    SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
+                serve_secure(&config, &secure, &policy)?;
                 return Ok(());
             }
             let result = run_bench_party(&config, &args.case)?;
             println!("{}", serde_json::to_string_pretty(&result)?);
+        }
+        Command::Keygen { role, out } => {
+            let (key, cert) = write_identity(&out, role)?;
+            println!(
+                "wrote {} (keep it on this machine) and {} (give it to the other parties)",
+                key.display(),
+                cert.display()
+            );
         }
         Command::Bench(BenchCommand::Train {
             model,
@@ -528,7 +567,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         }) => {
             let report =
-                marill::bench::train::bench_train(&model_source(&model)?, batch, seq, steps)?;
+                marill::bench::train::bench_train(&resolve_model(&model)?, batch, seq, steps)?;
             print_and_save(&report, json.as_deref())?;
         }
         Command::Bench(BenchCommand::Forward {
@@ -539,7 +578,7 @@ fn run(cli: Cli) -> Result<()> {
             json,
         }) => {
             let report = marill::bench::forward::bench_forward(
-                &model_source(&model)?,
+                &resolve_model(&model)?,
                 batch,
                 seq,
                 iterations,

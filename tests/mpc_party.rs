@@ -11,8 +11,31 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn party(role: &str, ports: &[(&str, u16)], timeout: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_marill"));
+fn marill() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_marill"))
+}
+
+/// Keys and certificates of the three 2pc-dealer parties, made by `marill keygen`, in one
+/// directory (each party reads its own key and the others' certificates).
+fn identities() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for role in ["client", "server", "dealer"] {
+        let out = marill()
+            .args(["keygen", "--role", role, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}
+
+fn party(role: &str, ports: &[(&str, u16)], timeout: &str, tls: &std::path::Path) -> Command {
+    let mut cmd = marill();
     let own = ports.iter().find(|(r, _)| *r == role).unwrap().1;
     cmd.args([
         "party",
@@ -22,6 +45,7 @@ fn party(role: &str, ports: &[(&str, u16)], timeout: &str) -> Command {
         &format!("127.0.0.1:{own}"),
     ]);
     cmd.args(["--case", "rsqrt", "--timeout", timeout]);
+    cmd.arg("--tls-dir").arg(tls);
     for (other, port) in ports.iter().filter(|(r, _)| *r != role) {
         cmd.args(["--peer", &format!("{other}=127.0.0.1:{port}")]);
     }
@@ -36,9 +60,10 @@ fn three_processes_compute_rsqrt_over_tcp() {
         ("server", free_port()),
         ("dealer", free_port()),
     ];
+    let tls = identities();
     let children: Vec<_> = ["server", "dealer", "client"]
         .iter()
-        .map(|role| party(role, &ports, "30").spawn().unwrap())
+        .map(|role| party(role, &ports, "30", tls.path()).spawn().unwrap())
         .collect();
     for (child, role) in children.into_iter().zip(["server", "dealer", "client"]) {
         let out = child.wait_with_output().unwrap();
@@ -66,7 +91,8 @@ fn a_missing_peer_is_a_clear_error_not_a_hang() {
         ("server", free_port()),
         ("dealer", free_port()),
     ];
-    let out = party("client", &ports, "2").output().unwrap();
+    let tls = identities();
+    let out = party("client", &ports, "2", tls.path()).output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();

@@ -101,15 +101,23 @@ eval_interval = 0
 }
 
 /// `eval --transport tcp` (server and dealer / helper as processes of their own) costs what the
-/// in-memory run inside `marill run` cost on the same rows, and agrees with plaintext.
+/// in-memory run inside `marill run` cost on the same rows, and agrees with plaintext. With the
+/// parties started by hand, the client holds only the manifest: `private.safetensors` is absent
+/// on its side, and the server alone reads it.
 fn check_tcp_transport(run: &std::path::Path, report: &serde_json::Value, tmp: &std::path::Path) {
     let student = run.join("student");
+    let public_copy = tmp.join("client-view");
+    std::fs::create_dir_all(&public_copy).unwrap();
+    std::fs::copy(
+        student.join("manifest.json"),
+        public_copy.join("manifest.json"),
+    )
+    .unwrap();
     for (i, protocol) in ["2pc-dealer", "3pc"].into_iter().enumerate() {
         let json = tmp.join(format!("tcp-{protocol}.json"));
-        marill(&[
+        let memory = &report["student"]["mpc"][i];
+        let common = [
             "eval",
-            "--model",
-            student.to_str().unwrap(),
             "--task",
             "sst2",
             "--mode",
@@ -122,22 +130,123 @@ fn check_tcp_transport(run: &std::path::Path, report: &serde_json::Value, tmp: &
             "6",
             "--json",
             json.to_str().unwrap(),
-        ]);
+        ];
+        if protocol == "2pc-dealer" {
+            by_hand(&student, &public_copy, &common);
+        } else {
+            let mut args = common.to_vec();
+            args.extend(["--model", student.to_str().unwrap(), "--reference"]);
+            marill(&args);
+        }
         let tcp: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-        let memory = &report["student"]["mpc"][i];
         assert_eq!(memory["protocol"], protocol);
         assert_eq!(tcp["n"], 6);
-        assert!(
-            tcp["agreement"].as_f64().unwrap() >= 5.0 / 6.0,
-            "{protocol}: {tcp}"
-        );
+        assert_eq!(tcp["scores_revealed"], false);
+        let labels = |r: &serde_json::Value| -> Vec<u64> {
+            let rows = r["predictions"].as_array().unwrap();
+            rows.iter()
+                .take(6)
+                .map(|p| p["mpc"].as_u64().unwrap())
+                .collect()
+        };
+        let same = labels(&tcp)
+            .iter()
+            .zip(labels(memory))
+            .filter(|(a, b)| **a == *b)
+            .count();
+        assert!(same >= 5, "{protocol}: tcp {tcp} vs memory {memory}");
+        if protocol == "3pc" {
+            assert!(tcp["agreement"].as_f64().unwrap() >= 5.0 / 6.0, "{tcp}");
+        } else {
+            assert!(tcp["agreement"].is_null() && tcp["plaintext_accuracy"].is_null());
+        }
         for field in ["online_bytes", "rounds"] {
             assert_eq!(
                 tcp["cost_per_example"][field], memory["cost_per_example"][field],
                 "{protocol} {field}: tcp vs memory"
             );
         }
+        // TLS and framing on top of the payload, but not much on top.
+        let wire = tcp["wire_bytes"].as_f64().unwrap();
+        let c = &tcp["cost_per_example"];
+        let w = &tcp["weight_setup"];
+        let payload = 6.0
+            * (c["online_bytes"].as_f64().unwrap() + c["offline_bytes"].as_f64().unwrap())
+            + w["online_bytes"].as_f64().unwrap()
+            + w["offline_bytes"].as_f64().unwrap();
+        assert!(
+            wire > payload && wire < 1.1 * payload + 1e5,
+            "{wire} vs {payload}"
+        );
+    }
+}
+
+/// 2pc-dealer with the server and dealer started by hand (`marill party --model`, identities
+/// from `marill keygen`), the client evaluating `client_model`.
+fn by_hand(student: &std::path::Path, client_model: &std::path::Path, common: &[&str]) {
+    let tls = tempfile::tempdir().unwrap();
+    let roles = ["client", "server", "dealer"];
+    for role in roles {
+        marill(&[
+            "keygen",
+            "--role",
+            role,
+            "--out",
+            tls.path().to_str().unwrap(),
+        ]);
+    }
+    let ports: Vec<u16> = roles
+        .iter()
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        })
+        .collect();
+    let peers = |me: usize| -> Vec<String> {
+        (0..3)
+            .filter(|&j| j != me)
+            .flat_map(|j| {
+                [
+                    "--peer".to_string(),
+                    format!("{}=127.0.0.1:{}", roles[j], ports[j]),
+                ]
+            })
+            .collect()
+    };
+    let children: Vec<_> = (1..3)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_marill"))
+                .args(["party", "--role", roles[i], "--timeout", "60"])
+                .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
+                .args(["--model", student.to_str().unwrap()])
+                .args(["--tls-dir", tls.path().to_str().unwrap()])
+                .args(peers(i))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut args = common.to_vec();
+    let listen = format!("127.0.0.1:{}", ports[0]);
+    let client_peers = peers(0);
+    args.extend([
+        "--model",
+        client_model.to_str().unwrap(),
+        "--listen",
+        &listen,
+    ]);
+    args.extend(["--tls-dir", tls.path().to_str().unwrap()]);
+    args.extend(client_peers.iter().map(String::as_str));
+    marill(&args);
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

@@ -13,7 +13,7 @@ use marill::model::weights::Weights;
 use marill::model::{Llama, LlamaConfig};
 use marill::mpc::local::RunOptions;
 use marill::mpc::protocol::ProtocolKind;
-use marill::secure::{ClientJob, Secrecy, SecureInput, SecureModel, run_secure};
+use marill::secure::{ClientJob, Secrecy, SecureInput, SecureModel, ServePolicy, run_secure};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -79,6 +79,17 @@ fn plaintext_scores(model: &Llama, ids: &[u32]) -> Result<Vec<f64>> {
         .collect())
 }
 
+/// The tiny model's "task": its answer words are the tokens `CHOICES`.
+fn policy(reveal_scores: bool) -> ServePolicy {
+    ServePolicy {
+        choice_tokens: CHOICES.to_vec(),
+        max_tokens: 16,
+        max_batch: 4,
+        max_examples: 8,
+        reveal_scores,
+    }
+}
+
 fn argmax(v: &[f64]) -> usize {
     (0..v.len()).fold(0, |best, i| if v[i] > v[best] { i } else { best })
 }
@@ -102,9 +113,10 @@ fn check(model: &Llama, public_layers: usize, secrecy: Secrecy) -> Result<()> {
         let job = ClientJob {
             inputs: &inputs,
             batch: 2,
-            reveal_scores: true,
         };
-        let run = run_secure(kind, &opts, &secure, &job, |_| {})?;
+        // Scores revealed by the server's debugging flag, to compare them with candle's.
+        let run = run_secure(kind, &opts, &secure, &job, &policy(true), |_| {})?;
+        assert!(run.scores_revealed);
         assert_eq!(run.scores.len(), PROMPTS.len());
         for ((got, want), choice) in run.scores.iter().zip(&want).zip(&run.choices) {
             let err = got
@@ -134,6 +146,50 @@ fn check(model: &Llama, public_layers: usize, secrecy: Secrecy) -> Result<()> {
                 "{kind}: no {class}"
             );
         }
+    }
+    Ok(())
+}
+
+/// The server alone decides what is revealed: by default only the choice; a job naming choice
+/// tokens other than the task's answer words, or too long a prompt, is refused before any
+/// secret is touched, with the server's reason at the client.
+#[test]
+fn the_server_policy_decides_what_is_revealed() -> Result<()> {
+    let model = student(MarillArch::standard())?;
+    let secure = SecureModel::new(&model, 0, Secrecy::FullWeights)?;
+    let opts = RunOptions {
+        seed: Some(12),
+        ..Default::default()
+    };
+    let input = |choices: &[u32]| SecureInput::new(&model, PROMPTS[1], choices, 0);
+    let honest = [input(&CHOICES)?];
+    for kind in ProtocolKind::ALL {
+        let job = ClientJob {
+            inputs: &honest,
+            batch: 1,
+        };
+        let run = run_secure(kind, &opts, &secure, &job, &policy(false), |_| {})?;
+        assert!(!run.scores_revealed && run.scores.is_empty(), "{kind}");
+        assert_eq!(run.choices.len(), 1);
+    }
+    // A next-token query over other rows of the head, and a prompt beyond the cap.
+    let foreign = [input(&[300, 7])?];
+    let long_prompt: Vec<u32> = (0..17).collect();
+    let long = [SecureInput::new(&model, &long_prompt, &CHOICES, 0)?];
+    for (inputs, why) in [
+        (
+            &foreign,
+            "choice tokens [300, 7] are not this task's answer words [300, 301]",
+        ),
+        (&long, "a prompt of 17 tokens (this server takes 1 to 16)"),
+    ] {
+        let job = ClientJob { inputs, batch: 1 };
+        let kind = ProtocolKind::TwoPartyDealer;
+        let err = run_secure(kind, &opts, &secure, &job, &policy(false), |_| {})
+            .err()
+            .map(|e| format!("{e:#}"))
+            .expect("refused");
+        assert!(err.contains("refused") && err.contains(why), "{err}");
     }
     Ok(())
 }
@@ -175,7 +231,13 @@ fn eval_mode_mpc_reports_accuracy_agreement_and_cost() -> Result<()> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_marill"))
         .args(["eval", "--model", model.to_str().unwrap(), "--task", "sst2"])
         .args(["--limit", "3", "--mode", "mpc", "--protocol", "3pc"])
-        .args(["--network", "wan", "--json", json.to_str().unwrap()])
+        .args([
+            "--network",
+            "wan",
+            "--json",
+            json.to_str().unwrap(),
+            "--reference",
+        ])
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");

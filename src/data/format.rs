@@ -15,6 +15,13 @@ pub enum PromptFormat {
 }
 
 impl PromptFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            PromptFormat::Plain => "plain",
+            PromptFormat::Chat => "chat",
+        }
+    }
+
     pub fn wrap(self, message: &str) -> String {
         match self {
             PromptFormat::Plain => message.to_string(),

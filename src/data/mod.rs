@@ -59,4 +59,5 @@ pub use number::{extract_final_number, normalize_number};
 pub use row::RowError;
 pub use split::{DEFAULT_SPLIT_SEED, InvalidRatios, Split, SplitRatios, split_indices};
 pub use task::TaskKind;
+pub use templates::answer_words;
 pub use truncate::PromptTooLong;

@@ -68,6 +68,21 @@ pub fn example_from_row(task: TaskKind, row: &Row) -> Result<Example, RowError> 
     })
 }
 
+/// Every answer word `task`'s examples can offer, in choice order: the label words, or the
+/// letters (an example with `c` choices offers the first `c`). None for generation.
+pub fn answer_words(task: TaskKind) -> Vec<&'static str> {
+    let labels = |l: &LabelWords| l.0.iter().map(|(_, word)| *word).collect();
+    match task {
+        TaskKind::Sst2 => labels(&SST2_LABELS),
+        TaskKind::Rte => labels(&RTE_LABELS),
+        TaskKind::Boolq => labels(&BOOLQ_LABELS),
+        TaskKind::Arithmetic | TaskKind::ArcEasy => {
+            (0..LETTERS.len()).map(|i| &LETTERS[i..i + 1]).collect()
+        }
+        TaskKind::Gsm8k => Vec::new(),
+    }
+}
+
 impl LabelWords {
     /// The answer words as choices, and the index of the row's `label`.
     fn answer(&self, row: &Row) -> Result<(Vec<String>, Answer), RowError> {

@@ -2,7 +2,8 @@
 //! traffic per phase and operation label.
 
 use super::cost::{PartyCost, Traffic};
-use super::transport::{Frame, Transport, TransportError};
+use super::protocol::Role;
+use super::transport::{Expect, Frame, Transport, TransportError, WireBytes};
 use std::time::{Duration, Instant};
 
 /// Whether a message carries input-independent correlated randomness (offline) or not.
@@ -15,6 +16,8 @@ pub enum Phase {
 pub struct Communicator {
     transport: Box<dyn Transport>,
     me: usize,
+    /// Every party's role, by index (errors name peers by role).
+    roles: Vec<Role>,
     label: String,
     cost: PartyCost,
     /// Logical round (Lamport clock over online messages): the longest chain of dependent
@@ -24,19 +27,23 @@ pub struct Communicator {
     started: Instant,
     /// When the current label became active.
     label_since: Instant,
+    /// The wire counters at the last reset.
+    wire_base: WireBytes,
 }
 
 impl Communicator {
-    pub fn new(transport: Box<dyn Transport>, me: usize) -> Self {
+    pub fn new(transport: Box<dyn Transport>, me: usize, roles: &[Role]) -> Self {
         Self {
             transport,
             me,
+            roles: roles.to_vec(),
             label: "other".into(),
             cost: PartyCost::default(),
             depth: 0,
             waited: Duration::ZERO,
             started: Instant::now(),
             label_since: Instant::now(),
+            wire_base: WireBytes::default(),
         }
     }
 
@@ -83,9 +90,14 @@ impl Communicator {
         self.transport.send(to, frame)
     }
 
-    fn recv_frame(&mut self, from: usize, phase: Phase) -> Result<Frame, TransportError> {
+    fn recv_frame(
+        &mut self,
+        from: usize,
+        expect: Expect,
+        phase: Phase,
+    ) -> Result<Frame, TransportError> {
         let t0 = Instant::now();
-        let frame = self.transport.recv(from)?;
+        let frame = self.transport.recv(from, expect)?;
         self.waited += t0.elapsed();
         let advance = frame.stamp.saturating_sub(self.depth);
         self.depth = self.depth.max(frame.stamp);
@@ -105,32 +117,75 @@ impl Communicator {
         self.send_frame(to, |stamp| Frame::from_bytes(bytes, stamp), phase)
     }
 
-    pub fn recv_bytes(&mut self, from: usize, phase: Phase) -> Result<Vec<u8>, TransportError> {
-        Ok(self.recv_frame(from, phase)?.bytes().to_vec())
+    /// Receive exactly `len` bytes.
+    pub fn recv_bytes(
+        &mut self,
+        from: usize,
+        len: usize,
+        phase: Phase,
+    ) -> Result<Vec<u8>, TransportError> {
+        Ok(self
+            .recv_frame(from, Expect::Exactly(len), phase)?
+            .bytes()
+            .to_vec())
+    }
+
+    /// Receive a message of at most `max` bytes (one whose length only its sender knows).
+    pub fn recv_bytes_at_most(
+        &mut self,
+        from: usize,
+        max: usize,
+        phase: Phase,
+    ) -> Result<Vec<u8>, TransportError> {
+        Ok(self
+            .recv_frame(from, Expect::AtMost(max), phase)?
+            .bytes()
+            .to_vec())
     }
 
     pub fn send(&mut self, to: usize, words: &[u64], phase: Phase) -> Result<(), TransportError> {
         self.send_frame(to, |stamp| Frame::from_words(words.to_vec(), stamp), phase)
     }
 
-    /// Receive words; they are not copied on the way.
-    pub fn recv(&mut self, from: usize, phase: Phase) -> Result<Vec<u64>, TransportError> {
-        self.recv_frame(from, phase)?
-            .into_words()
-            .ok_or(TransportError::Malformed { peer: from })
+    /// Receive exactly `n` words; they are not copied on the way.
+    pub fn recv(
+        &mut self,
+        from: usize,
+        n: usize,
+        phase: Phase,
+    ) -> Result<Vec<u64>, TransportError> {
+        self.recv_words(from, Expect::Exactly(n.saturating_mul(8)), phase)
+    }
+
+    /// Receive at most `max` words.
+    pub fn recv_at_most(
+        &mut self,
+        from: usize,
+        max: usize,
+        phase: Phase,
+    ) -> Result<Vec<u64>, TransportError> {
+        self.recv_words(from, Expect::AtMost(max.saturating_mul(8)), phase)
+    }
+
+    fn recv_words(
+        &mut self,
+        from: usize,
+        expect: Expect,
+        phase: Phase,
+    ) -> Result<Vec<u64>, TransportError> {
+        let frame = self.recv_frame(from, expect, phase)?;
+        let len = frame.len() as u64;
+        frame.into_words().ok_or(TransportError::Unexpected {
+            peer: self.roles[from],
+            len,
+            expect,
+        })
     }
 
     /// Send `words` to `peer` and receive the same number back: one round.
     pub fn exchange(&mut self, peer: usize, words: &[u64]) -> anyhow::Result<Vec<u64>> {
         self.send(peer, words, Phase::Online)?;
-        let got = self.recv(peer, Phase::Online)?;
-        anyhow::ensure!(
-            got.len() == words.len(),
-            "peer {peer} sent {} words, expected {}",
-            got.len(),
-            words.len()
-        );
-        Ok(got)
+        Ok(self.recv(peer, words.len(), Phase::Online)?)
     }
 
     /// The counters so far, with compute time = wall time minus time blocked on receives.
@@ -139,11 +194,20 @@ impl Communicator {
         let mut cost = PartyCost {
             compute_seconds: wall.saturating_sub(self.waited).as_secs_f64(),
             wall_seconds: wall.as_secs_f64(),
+            wire: self.transport.wire_bytes().map(|w| WireBytes {
+                sent: w.sent - self.wire_base.sent,
+                received: w.received - self.wire_base.received,
+            }),
             ..self.cost.clone()
         };
         let pending = self.label_since.elapsed().as_secs_f64();
         cost.online.entry(self.label.clone()).or_default().seconds += pending;
         cost
+    }
+
+    /// Deliver what is still queued; a failure to is this party's failure.
+    pub fn finish(&mut self) -> Result<(), TransportError> {
+        self.transport.finish()
     }
 
     /// Restart the counters (e.g. after a one-time setup).
@@ -153,5 +217,6 @@ impl Communicator {
         self.started = Instant::now();
         self.label_since = Instant::now();
         self.depth = 0;
+        self.wire_base = self.transport.wire_bytes().unwrap_or_default();
     }
 }

@@ -1,6 +1,7 @@
 //! Cost accounting: traffic per party and per operation label, online vs offline, and the
 //! estimated time on a network profile.
 
+use super::transport::WireBytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -39,6 +40,10 @@ pub struct PartyCost {
     /// Wall time of the run minus time spent blocked on receives.
     pub compute_seconds: f64,
     pub wall_seconds: f64,
+    /// Bytes on the wire (framing and TLS included), over a network transport; counted from
+    /// the connection's start, so they include the setup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<WireBytes>,
 }
 
 impl PartyCost {

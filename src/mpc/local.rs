@@ -68,7 +68,7 @@ fn run_one<T>(
     opts: &RunOptions,
     program: &(dyn Fn(&mut dyn Protocol) -> Result<T> + Sync),
 ) -> Result<PartyOutput<T>> {
-    let comm = Communicator::new(transport, role.index());
+    let comm = Communicator::new(transport, role.index(), &kind.roles());
     let mut rng = party_rng(opts.seed, role.index());
     let mut proto = connect(kind, role, comm, opts.fixed, &mut rng)?;
     let output = program(proto.as_mut()).map_err(|e| e.context(format!("{role} failed")))?;
@@ -104,7 +104,7 @@ pub fn run_local_with<T: Send>(
         CHANNEL_CAPACITY
     };
     let mut transports: Vec<Box<dyn Transport>> =
-        MemoryTransport::mesh(roles.len(), opts.timeout, capacity)
+        MemoryTransport::mesh(&roles, opts.timeout, capacity)
             .into_iter()
             .enumerate()
             .map(|(i, t)| wrap(i, t))

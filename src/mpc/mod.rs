@@ -8,8 +8,9 @@
 //!   server) with its [`dealer`], and [`replicated`] (3pc with a helper);
 //! - correlated randomness: [`prg`] (ChaCha12, pairwise seeds), [`dcf`] (function secret
 //!   sharing for one-round comparisons, on the fixed-key AES of `aes`), `compare`;
-//! - communication: [`transport`] (trait, in-process channels), [`tcp`], [`comm`] (framing,
-//!   traffic and round counters per label), [`cost`] (reports, network estimates);
+//! - communication: [`transport`] (trait, bounded receives, in-process channels), [`tcp`]
+//!   (over mutually authenticated TLS, identities in [`tls`]), [`comm`] (framing, traffic and
+//!   round counters per label), [`cost`] (reports, network estimates);
 //! - functions: [`ops`] (products, truncation, comparison, ReLU, max, argmax), [`approx`] (exp,
 //!   reciprocal, rsqrt, softmax, sigmoid / SiLU / GeLU, norms, Quad, 2Quad);
 //! - running: [`local`] (all parties as threads), [`party`] (one party over TCP), [`mod@bench`]
@@ -52,6 +53,7 @@ pub mod share;
 pub mod tcp;
 #[cfg(test)]
 mod tests;
+pub mod tls;
 pub mod transport;
 pub mod two_party;
 

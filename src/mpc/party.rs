@@ -9,7 +9,8 @@ use super::local::party_rng;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
 use super::replicated::Replicated;
-use super::tcp::TcpTransport;
+use super::tcp::{Deadlines, TcpTransport};
+use super::tls::PartyTls;
 use super::two_party::TwoPartyDealer;
 use anyhow::{Context, Result, bail, ensure};
 use std::net::{SocketAddr, TcpListener};
@@ -46,6 +47,10 @@ pub struct PartyConfig {
     pub fixed: FixedPoint,
     /// How long to wait for a peer (connecting, or for any message).
     pub timeout: Duration,
+    /// How long the whole run may take, setup included.
+    pub deadline: Duration,
+    /// This party's key and certificate, and its peers' pinned certificates.
+    pub tls: PartyTls,
     /// Fixed randomness for reproducible runs; `None` seeds from the OS.
     pub seed: Option<u64>,
 }
@@ -74,6 +79,12 @@ impl PartyConfig {
             self.kind,
             roles.len() - 1
         );
+        ensure!(
+            self.tls.role == self.role,
+            "the TLS identity is the {}'s, not the {}'s",
+            self.tls.role,
+            self.role
+        );
         Ok(())
     }
 }
@@ -98,12 +109,16 @@ pub fn run_party_on<T>(
 ) -> Result<(T, PartyCost)> {
     cfg.check()?;
     let me = cfg.role.index();
-    let peers: Vec<(usize, SocketAddr)> = cfg.peers.iter().map(|(r, a)| (r.index(), *a)).collect();
-    let transport = TcpTransport::establish(me, listener, &peers, cfg.timeout)?;
-    let comm = Communicator::new(Box::new(transport), me);
+    let roles = cfg.kind.roles();
+    let deadlines = Deadlines::new(cfg.timeout, cfg.deadline);
+    let transport = TcpTransport::establish(&roles, listener, &cfg.peers, &cfg.tls, deadlines)?;
+    let comm = Communicator::new(Box::new(transport), me, &roles);
     let mut rng = party_rng(cfg.seed, me);
     let mut proto = connect(cfg.kind, cfg.role, comm, cfg.fixed, &mut rng)?;
     let out = program(proto.as_mut()).with_context(|| format!("{} failed", cfg.role))?;
+    // Everything queued must reach the peers: a party whose last messages could not be
+    // delivered has failed, even though its program ended.
+    proto.comm().finish()?;
     Ok((out, proto.comm().cost()))
 }
 

@@ -7,7 +7,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
 
 /// A seed for [`Prg`]; parties exchange these to derive the same stream (pairwise PRGs).
-pub type Seed = [u8; 32];
+pub type Seed = [u8; SEED_BYTES];
+
+/// The length of a [`Seed`] on the wire.
+pub const SEED_BYTES: usize = 32;
 
 pub struct Prg(ChaCha12Rng);
 

@@ -18,11 +18,11 @@
 use super::comm::{Communicator, Phase};
 use super::dealer::Dealer;
 use super::fixed::FixedPoint;
-use super::prg::{Prg, Seed};
+use super::prg::{Prg, SEED_BYTES, Seed};
 use super::protocol::{
     Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, supplied,
 };
-use super::ring::RingTensor;
+use super::ring::{RingTensor, numel};
 use super::share::Share;
 use super::two_party::TwoPartyDealer;
 use anyhow::{Result, bail, ensure};
@@ -60,7 +60,8 @@ impl Replicated {
         let party = role.index();
         let own: Seed = rng.seed();
         comm.send_bytes((party + 1) % 3, &own, Phase::Offline)?;
-        let prev_seed = Prg::seed_from_bytes(comm.recv_bytes((party + 2) % 3, Phase::Offline)?)?;
+        let prev_seed =
+            Prg::seed_from_bytes(comm.recv_bytes((party + 2) % 3, SEED_BYTES, Phase::Offline)?)?;
         let material = |s: &Seed| Prg::derive(s, MATERIAL_STREAM);
         let (inner, pair) = match party {
             // The client's link to the helper is k_2 (its previous), the server's is k_1 (its
@@ -173,13 +174,9 @@ impl Replicated {
             }
             _ => {
                 let comm = self.proto().comm();
-                let s0 = comm.recv(0, Phase::Online)?;
-                let s2 = comm.recv(1, Phase::Online)?;
                 let total: usize = ys.iter().map(Share::len).sum();
-                ensure!(
-                    s0.len() == total && s2.len() == total,
-                    "resharing length mismatch"
-                );
+                let s0 = comm.recv(0, total, Phase::Online)?;
+                let s2 = comm.recv(1, total, Phase::Online)?;
                 let mut offset = 0;
                 ys.iter()
                     .map(|y| {
@@ -234,7 +231,7 @@ impl Protocol for Replicated {
             }
             Self::replicated(shape, x_own, x_next)
         } else {
-            let last = RingTensor::new(shape, self.comm().recv(o, Phase::Online)?)?;
+            let last = RingTensor::new(shape, self.comm().recv(o, numel(shape), Phase::Online)?)?;
             if me == (o + 1) % 3 {
                 let mine = self.prev.ring(shape);
                 Self::replicated(shape, mine, last)
@@ -261,7 +258,7 @@ impl Protocol for Replicated {
         }
         if targets.contains(&self.party) {
             let from = (self.party + 1) % 3;
-            let missing = self.comm().recv(from, Phase::Online)?;
+            let missing = self.comm().recv(from, x.len(), Phase::Online)?;
             let missing = RingTensor::new(x.shape(), missing)?;
             return Ok(Some(a.add(&b)?.add(&missing)?));
         }
@@ -296,7 +293,7 @@ impl Protocol for Replicated {
         let (prev, next) = ((self.party + 2) % 3, (self.party + 1) % 3);
         self.comm().send(prev, z.data(), Phase::Online)?;
         let shape = z.shape().to_vec();
-        let z_next = RingTensor::new(&shape, self.comm().recv(next, Phase::Online)?)?;
+        let z_next = RingTensor::new(&shape, self.comm().recv(next, z.len(), Phase::Online)?)?;
         Self::replicated(&shape, z, z_next)
     }
 

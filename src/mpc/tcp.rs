@@ -1,34 +1,406 @@
-//! TCP transport: one connection per pair of parties, frames prefixed by their length and
-//! stamp, a writer thread per connection (so two parties sending large messages at once cannot
-//! deadlock on full socket buffers), read timeouts, and clear errors when a peer goes away.
+//! The network transport: TCP with mutually authenticated TLS 1.3 between every pair of
+//! parties ([`super::tls`]: each peer pinned by its certificate, bound to its role).
+//!
+//! Each pair talks over two one-way connections, one per direction: a party dials every peer
+//! to send to it and accepts every peer's connection to receive from it. A TLS connection's
+//! state cannot be split between a reading and a writing thread, and a writer thread per peer
+//! is what keeps two parties sending large messages at once from deadlocking on full socket
+//! buffers. Frames are `[len u64, stamp u64]` then `len` bytes; a receiver states the length
+//! it expects and refuses any other before allocating. Accepted connections are authenticated
+//! in threads of their own with a short deadline, so a stranger or a silent connection cannot
+//! stall the real peers; they only see a failed handshake. Once every peer is connected the
+//! listener closes.
 
-use super::transport::{Frame, Transport, TransportError};
-use anyhow::{Context, Result, bail};
-use std::io::{BufReader, ErrorKind, Read, Write};
+use super::protocol::Role;
+use super::tls::{PartyTls, server_name};
+use super::transport::{Expect, Frame, Transport, TransportError, WireBytes};
+use anyhow::{Context, Result, anyhow, bail};
+use rustls::{ClientConnection, ServerConnection, StreamOwned};
+use std::io::{BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Largest frame accepted (a guard against corrupt length prefixes).
-const MAX_FRAME: u64 = 1 << 34;
+/// Longest a connecting peer may take to authenticate.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; connections beyond are closed unanswered.
+const MAX_PENDING_HANDSHAKES: usize = 16;
+/// What the accepting side sends once it has authenticated the dialler: the dialler learns that
+/// its own certificate was accepted before it sends anything.
+const ACCEPTED: u8 = 0xA5;
 
-struct PeerConn {
-    reader: BufReader<TcpStream>,
+/// A TCP stream that counts the bytes it moves (TLS records and frame headers included).
+struct Counted {
+    stream: TcpStream,
+    wire: Arc<WireCounters>,
+}
+
+#[derive(Default)]
+struct WireCounters {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.wire.received.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.stream.write(buf)?;
+        self.wire.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+type Incoming = StreamOwned<ServerConnection, Counted>;
+type Outgoing = StreamOwned<ClientConnection, Counted>;
+
+/// What a transport needs to know of time: how long one message may take, and when the whole
+/// run must be over.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    pub per_message: Duration,
+    pub run: Instant,
+}
+
+impl Deadlines {
+    pub fn new(per_message: Duration, run: Duration) -> Self {
+        Self {
+            per_message,
+            run: Instant::now() + run,
+        }
+    }
+
+    /// How long the next wait may be, and whether the run's deadline (not the per-message
+    /// timeout) is what bounds it.
+    fn next_wait(&self) -> (Duration, bool) {
+        let left = self.run.saturating_duration_since(Instant::now());
+        if left < self.per_message {
+            (left.max(Duration::from_millis(1)), true)
+        } else {
+            (self.per_message, false)
+        }
+    }
+}
+
+struct Link {
+    incoming: Incoming,
     /// `None` once closed.
-    writer: Option<Sender<Frame>>,
-    writer_thread: Option<JoinHandle<()>>,
+    outgoing: Option<Sender<Frame>>,
+    writer: Option<JoinHandle<()>>,
     /// Set by the writer thread when a write fails.
     write_error: Arc<Mutex<Option<String>>>,
 }
 
 pub struct TcpTransport {
-    peers: Vec<Option<PeerConn>>,
-    timeout: Duration,
+    links: Vec<Option<Link>>,
+    /// Every party's role, by index.
+    roles: Vec<Role>,
+    deadlines: Deadlines,
+    wire: Arc<WireCounters>,
 }
 
-fn io_error(peer: usize, e: std::io::Error) -> TransportError {
+/// An authenticated incoming connection, or why one was refused.
+type Accepted = std::result::Result<(Role, Incoming), String>;
+
+impl TcpTransport {
+    /// Connect this party (listening on `listener`) with `peers`; `roles` are every party's,
+    /// in index order. Fails if a peer is not there, is not who its certificate says, or does
+    /// not accept this party's certificate, before `deadlines.per_message`.
+    pub fn establish(
+        roles: &[Role],
+        listener: TcpListener,
+        peers: &[(Role, SocketAddr)],
+        tls: &PartyTls,
+        deadlines: Deadlines,
+    ) -> Result<Self> {
+        let until = Instant::now() + deadlines.per_message;
+        let wire = Arc::new(WireCounters::default());
+        let index = |role: Role| {
+            roles
+                .iter()
+                .position(|&r| r == role)
+                .with_context(|| format!("{role} is not a party of this run"))
+        };
+        let expected: Vec<Role> = peers.iter().map(|p| p.0).collect();
+        let (incoming, outgoing) = std::thread::scope(|s| {
+            let acceptor = s.spawn(|| accept_peers(listener, tls, &expected, until, &wire));
+            let outgoing = peers
+                .iter()
+                .map(|&(role, addr)| Ok((role, dial(role, addr, tls, until, &wire)?)))
+                .collect::<Result<Vec<_>>>();
+            let incoming = acceptor
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the accepting thread panicked")));
+            // A dialling error is the cause when both fail (the peer may have given up on us).
+            let outgoing = outgoing?;
+            anyhow::Ok((incoming?, outgoing))
+        })?;
+        let mut links: Vec<Option<Link>> = roles.iter().map(|_| None).collect();
+        let mut incoming = incoming;
+        for (role, out) in outgoing {
+            let reader = incoming
+                .iter()
+                .position(|(r, _)| *r == role)
+                .map(|i| incoming.swap_remove(i).1)
+                .with_context(|| format!("the {role} did not connect"))?;
+            links[index(role)?] = Some(Link::start(role, reader, out, deadlines)?);
+        }
+        Ok(Self {
+            links,
+            roles: roles.to_vec(),
+            deadlines,
+            wire,
+        })
+    }
+
+    fn link(&mut self, peer: usize) -> Result<(&mut Link, Role), TransportError> {
+        let role = *self
+            .roles
+            .get(peer)
+            .ok_or(TransportError::NoPeer { peer })?;
+        let link = self
+            .links
+            .get_mut(peer)
+            .and_then(Option::as_mut)
+            .ok_or(TransportError::NoPeer { peer })?;
+        Ok((link, role))
+    }
+}
+
+/// Dials `role` at `addr` (retrying until `until` while nothing listens there) and
+/// authenticates both ways.
+fn dial(
+    role: Role,
+    addr: SocketAddr,
+    tls: &PartyTls,
+    until: Instant,
+    wire: &Arc<WireCounters>,
+) -> Result<Outgoing> {
+    let stream = loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < until => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(e).with_context(|| format!("connecting to the {role} at {addr}")),
+        }
+    };
+    let config = tls.client_config(role)?;
+    let conn = ClientConnection::new(config, server_name(role))?;
+    let fail = |e: std::io::Error| anyhow!("the {role} at {addr}: TLS handshake failed: {e}");
+    let mut stream = handshake(conn, stream, wire).map_err(fail)?;
+    let mut ack = [0u8];
+    stream.read_exact(&mut ack).map_err(|e| {
+        anyhow!("the {role} at {addr} did not accept this party's certificate: {e}")
+    })?;
+    if ack[0] != ACCEPTED {
+        bail!(
+            "the {role} at {addr} answered the handshake with {:#04x}",
+            ack[0]
+        );
+    }
+    Ok(stream)
+}
+
+/// Runs a TLS handshake to completion within [`HANDSHAKE_TIMEOUT`] (the caller sets the
+/// timeouts it needs afterwards).
+fn handshake<C, S>(
+    mut conn: C,
+    stream: TcpStream,
+    wire: &Arc<WireCounters>,
+) -> std::io::Result<StreamOwned<C, Counted>>
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
+    S: rustls::SideData,
+{
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    stream.set_write_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let mut sock = Counted {
+        stream,
+        wire: wire.clone(),
+    };
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock)?;
+    }
+    Ok(StreamOwned::new(conn, sock))
+}
+
+/// Accepts until every one of `expected` has connected and authenticated, or `until`.
+fn accept_peers(
+    listener: TcpListener,
+    tls: &PartyTls,
+    expected: &[Role],
+    until: Instant,
+    wire: &Arc<WireCounters>,
+) -> Result<Vec<(Role, Incoming)>> {
+    listener.set_nonblocking(true)?;
+    let config = tls.server_config()?;
+    let (tx, rx) = channel::<Accepted>();
+    let pending = Arc::new(AtomicUsize::new(0));
+    let mut connected: Vec<(Role, Incoming)> = Vec::new();
+    let mut refused: Vec<String> = Vec::new();
+    while connected.len() < expected.len() {
+        while let Ok(result) = rx.try_recv() {
+            match result {
+                Ok((role, stream)) if !expected.contains(&role) => {
+                    refused.push(format!("the {role}, which is not a peer of this run"));
+                    drop(stream);
+                }
+                Ok((role, _)) if connected.iter().any(|(r, _)| *r == role) => {
+                    bail!("the {role} connected twice");
+                }
+                Ok(peer) => connected.push(peer),
+                Err(why) => refused.push(why),
+            }
+        }
+        if connected.len() == expected.len() {
+            break;
+        }
+        match listener.accept() {
+            Ok((stream, from)) => {
+                if pending.load(Ordering::Acquire) >= MAX_PENDING_HANDSHAKES {
+                    refused.push(format!("{from}: too many handshakes at once"));
+                    continue;
+                }
+                pending.fetch_add(1, Ordering::AcqRel);
+                let (config, tls, tx, pending, wire) = (
+                    config.clone(),
+                    tls.clone(),
+                    tx.clone(),
+                    pending.clone(),
+                    wire.clone(),
+                );
+                // Detached: a silent connection ends at its own handshake timeout, after the
+                // real peers may long have been served.
+                std::thread::spawn(move || {
+                    let result = authenticate(stream, config, &tls, &wire)
+                        .map_err(|e| format!("{from}: {e}"));
+                    pending.fetch_sub(1, Ordering::AcqRel);
+                    let _ = tx.send(result);
+                });
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                let missing: Vec<String> = expected
+                    .iter()
+                    .filter(|r| !connected.iter().any(|(c, _)| c == *r))
+                    .map(|r| r.to_string())
+                    .collect();
+                let refused = if refused.is_empty() {
+                    String::new()
+                } else {
+                    format!("; refused: {}", refused.join("; "))
+                };
+                bail!(
+                    "timed out waiting for the {} to connect{refused}",
+                    missing.join(" and the ")
+                );
+            }
+            Err(e) => return Err(e).context("accepting a peer"),
+        }
+    }
+    Ok(connected)
+}
+
+/// The server side of one incoming handshake: which pinned peer it is.
+fn authenticate(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    tls: &PartyTls,
+    wire: &Arc<WireCounters>,
+) -> std::result::Result<(Role, Incoming), String> {
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
+    let mut stream =
+        handshake(conn, stream, wire).map_err(|e| format!("TLS handshake failed: {e}"))?;
+    let role = stream
+        .conn
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .and_then(|cert| tls.peer_of(cert))
+        .ok_or("no pinned certificate")?;
+    stream
+        .write_all(&[ACCEPTED])
+        .and_then(|_| stream.flush())
+        .map_err(|e| e.to_string())?;
+    Ok((role, stream))
+}
+
+impl Link {
+    fn start(
+        role: Role,
+        incoming: Incoming,
+        outgoing: Outgoing,
+        deadlines: Deadlines,
+    ) -> Result<Self> {
+        outgoing
+            .sock
+            .stream
+            .set_write_timeout(Some(deadlines.per_message))?;
+        let (tx, rx) = channel::<Frame>();
+        let write_error = Arc::new(Mutex::new(None));
+        let slot = write_error.clone();
+        let writer = std::thread::spawn(move || {
+            if let Err(e) = write_frames(outgoing, rx, deadlines) {
+                *slot.lock().expect("error slot") = Some(format!("writing to the {role}: {e}"));
+            }
+        });
+        Ok(Link {
+            incoming,
+            outgoing: Some(tx),
+            writer: Some(writer),
+            write_error,
+        })
+    }
+
+    /// Closes the outgoing direction once everything queued is written; the writer's error.
+    fn close(&mut self) -> Option<String> {
+        self.outgoing.take();
+        if let Some(t) = self.writer.take() {
+            let _ = t.join();
+        }
+        self.write_error.lock().expect("error slot").take()
+    }
+}
+
+/// The writer thread: frames in order, each flushed, then a TLS close.
+fn write_frames(
+    stream: Outgoing,
+    frames: std::sync::mpsc::Receiver<Frame>,
+    deadlines: Deadlines,
+) -> std::io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 16, stream);
+    for frame in frames {
+        if Instant::now() >= deadlines.run {
+            return Err(std::io::Error::other("the run's deadline passed"));
+        }
+        let header = [
+            (frame.len() as u64).to_le_bytes(),
+            frame.stamp.to_le_bytes(),
+        ];
+        out.write_all(header.as_flattened())?;
+        out.write_all(frame.bytes())?;
+        out.flush()?;
+    }
+    let mut stream = out.into_inner().map_err(|e| e.into_error())?;
+    stream.conn.send_close_notify();
+    stream.flush()
+}
+
+fn io_error(peer: Role, e: std::io::Error) -> TransportError {
     match e.kind() {
         ErrorKind::UnexpectedEof
         | ErrorKind::ConnectionReset
@@ -38,172 +410,77 @@ fn io_error(peer: usize, e: std::io::Error) -> TransportError {
     }
 }
 
-impl TcpTransport {
-    /// Connect party `me` (listening on `listener`) with `peers` (index, address): it dials
-    /// every lower index and accepts every higher one, retrying until `timeout`.
-    pub fn establish(
-        me: usize,
-        listener: TcpListener,
-        peers: &[(usize, SocketAddr)],
-        timeout: Duration,
-    ) -> Result<Self> {
-        let n = peers.iter().map(|p| p.0).max().unwrap_or(0).max(me) + 1;
-        let mut streams: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
-        let deadline = Instant::now() + timeout;
-        for &(peer, addr) in peers.iter().filter(|p| p.0 < me) {
-            let mut stream = loop {
-                match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
-                    Ok(s) => break s,
-                    Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(100))
-                    }
-                    Err(e) => {
-                        return Err(e)
-                            .with_context(|| format!("connecting to party {peer} at {addr}"));
-                    }
-                }
-            };
-            stream.write_all(&(me as u64).to_le_bytes())?;
-            streams[peer] = Some(stream);
-        }
-        let expected = peers.iter().filter(|p| p.0 > me).count();
-        listener.set_nonblocking(true)?;
-        let mut accepted = 0;
-        while accepted < expected {
-            match listener.accept() {
-                Ok((mut stream, _)) => {
-                    stream.set_nonblocking(false)?;
-                    stream.set_read_timeout(Some(timeout))?;
-                    let mut idx = [0u8; 8];
-                    stream
-                        .read_exact(&mut idx)
-                        .context("reading a peer's handshake")?;
-                    let peer = u64::from_le_bytes(idx) as usize;
-                    if peer >= n || peer <= me || streams[peer].is_some() {
-                        bail!("unexpected handshake from party {peer}");
-                    }
-                    streams[peer] = Some(stream);
-                    accepted += 1;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    bail!(
-                        "timed out waiting for {} peer(s) to connect",
-                        expected - accepted
-                    )
-                }
-                Err(e) => return Err(e).context("accepting a peer"),
-            }
-        }
-        let peers = streams
-            .into_iter()
-            .enumerate()
-            .map(|(peer, s)| s.map(|s| Self::start(peer, s, timeout)).transpose())
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { peers, timeout })
-    }
-
-    /// Bind `listen` and [`establish`](Self::establish).
-    pub fn connect(
-        me: usize,
-        listen: SocketAddr,
-        peers: &[(usize, SocketAddr)],
-        timeout: Duration,
-    ) -> Result<Self> {
-        let listener =
-            TcpListener::bind(listen).with_context(|| format!("listening on {listen}"))?;
-        Self::establish(me, listener, peers, timeout)
-    }
-
-    fn start(peer: usize, stream: TcpStream, timeout: Duration) -> Result<PeerConn> {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        let mut write_half = stream.try_clone()?;
-        let (tx, rx) = channel::<Frame>();
-        let write_error = Arc::new(Mutex::new(None));
-        let err_slot = write_error.clone();
-        let writer_thread = std::thread::spawn(move || {
-            for frame in rx {
-                let header = [
-                    (frame.len() as u64).to_le_bytes(),
-                    frame.stamp.to_le_bytes(),
-                ];
-                let res = write_half
-                    .write_all(header.as_flattened())
-                    .and_then(|_| write_half.write_all(frame.bytes()));
-                if let Err(e) = res {
-                    *err_slot.lock().expect("error slot") =
-                        Some(format!("write to party {peer}: {e}"));
-                    return;
-                }
-            }
-        });
-        Ok(PeerConn {
-            reader: BufReader::with_capacity(1 << 20, stream),
-            writer: Some(tx),
-            writer_thread: Some(writer_thread),
-            write_error,
-        })
-    }
-
-    fn conn(&mut self, peer: usize) -> Result<&mut PeerConn, TransportError> {
-        self.peers
-            .get_mut(peer)
-            .and_then(Option::as_mut)
-            .ok_or(TransportError::NoPeer { peer })
-    }
-}
-
 impl Transport for TcpTransport {
     fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError> {
-        let conn = self.conn(to)?;
-        if let Some(e) = conn.write_error.lock().expect("error slot").take() {
+        let (link, peer) = self.link(to)?;
+        if let Some(e) = link.write_error.lock().expect("error slot").take() {
             return Err(TransportError::Io {
-                peer: to,
+                peer,
                 source: std::io::Error::other(e),
             });
         }
-        conn.writer
+        link.outgoing
             .as_ref()
-            .ok_or(TransportError::Disconnected { peer: to })?
+            .ok_or(TransportError::Disconnected { peer })?
             .send(message)
-            .map_err(|_| TransportError::Disconnected { peer: to })
+            .map_err(|_| TransportError::Disconnected { peer })
     }
 
-    fn recv(&mut self, from: usize) -> Result<Frame, TransportError> {
-        let secs = self.timeout.as_secs();
-        let conn = self.conn(from)?;
-        let read = |r: &mut BufReader<TcpStream>, buf: &mut [u8]| {
+    fn recv(&mut self, from: usize, expect: Expect) -> Result<Frame, TransportError> {
+        let (wait, by_deadline) = self.deadlines.next_wait();
+        let secs = self.deadlines.per_message.as_secs();
+        let (link, peer) = self.link(from)?;
+        link.incoming
+            .sock
+            .stream
+            .set_read_timeout(Some(wait))
+            .map_err(|e| io_error(peer, e))?;
+        let read = |r: &mut Incoming, buf: &mut [u8]| {
             r.read_exact(buf).map_err(|e| match e.kind() {
-                ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                    TransportError::Timeout { peer: from, secs }
+                ErrorKind::WouldBlock | ErrorKind::TimedOut if by_deadline => {
+                    TransportError::Deadline { peer }
                 }
-                _ => io_error(from, e),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                    TransportError::Timeout { peer, secs }
+                }
+                _ => io_error(peer, e),
             })
         };
         let mut header = [0u8; 16];
-        read(&mut conn.reader, &mut header)?;
+        read(&mut link.incoming, &mut header)?;
         let [len, stamp] =
             [0, 8].map(|i| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes")));
-        if len > MAX_FRAME {
-            return Err(TransportError::Malformed { peer: from });
-        }
+        expect.check(peer, len)?;
         let mut frame = Frame::zeroed(len as usize, stamp);
-        read(&mut conn.reader, frame.bytes_mut())?;
+        read(&mut link.incoming, frame.bytes_mut())?;
         Ok(frame)
+    }
+
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        Some(WireBytes {
+            sent: self.wire.sent.load(Ordering::Relaxed),
+            received: self.wire.received.load(Ordering::Relaxed),
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), TransportError> {
+        for (link, &peer) in self.links.iter_mut().zip(&self.roles) {
+            if let Some(e) = link.as_mut().and_then(Link::close) {
+                return Err(TransportError::Io {
+                    peer,
+                    source: std::io::Error::other(e),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
 /// Closing flushes: queued frames are written before the connection goes (a dealer that
-/// finishes early must not take its last material with it). Bounded by the write timeout.
-impl Drop for PeerConn {
+/// finishes early must not take its last material with it). Bounded by the write timeout and
+/// the run's deadline.
+impl Drop for Link {
     fn drop(&mut self) {
-        self.writer.take();
-        if let Some(t) = self.writer_thread.take() {
-            let _ = t.join();
-        }
+        self.close();
     }
 }

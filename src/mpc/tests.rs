@@ -9,7 +9,7 @@ use super::prg::Prg;
 use super::protocol::Comparison;
 use super::protocol::{Bilinear, Protocol, ProtocolKind, Role};
 use super::share::Share;
-use super::transport::{Frame, MemoryTransport, Transport, TransportError};
+use super::transport::{Expect, Frame, MemoryTransport, Transport, TransportError};
 use anyhow::Result;
 use std::sync::{Arc, Mutex};
 
@@ -521,8 +521,8 @@ impl Transport for Recording {
     fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError> {
         self.inner.send(to, message)
     }
-    fn recv(&mut self, from: usize) -> Result<Frame, TransportError> {
-        let m = self.inner.recv(from)?;
+    fn recv(&mut self, from: usize, expect: Expect) -> Result<Frame, TransportError> {
+        let m = self.inner.recv(from, expect)?;
         if from == Role::Client.index() {
             let mut log = self.log.lock().unwrap();
             log.extend_from_slice(&m.stamp.to_le_bytes());
@@ -598,10 +598,12 @@ fn tcp_configs(kind: ProtocolKind) -> Vec<(super::party::PartyConfig, std::net::
     let addrs: Vec<std::net::SocketAddr> =
         listeners.iter().map(|l| l.local_addr().unwrap()).collect();
     let roles = kind.roles();
+    let identities = super::tls::PartyTls::ephemeral(&roles).unwrap();
     listeners
         .into_iter()
+        .zip(identities)
         .enumerate()
-        .map(|(i, l)| {
+        .map(|(i, (l, tls))| {
             let cfg = super::party::PartyConfig {
                 kind,
                 role: roles[i],
@@ -612,6 +614,8 @@ fn tcp_configs(kind: ProtocolKind) -> Vec<(super::party::PartyConfig, std::net::
                     .collect(),
                 fixed: Default::default(),
                 timeout: std::time::Duration::from_secs(20),
+                deadline: std::time::Duration::from_secs(60),
+                tls,
                 seed: Some(SEED),
             };
             (cfg, l)
@@ -678,7 +682,7 @@ fn tcp_peer_loss_is_an_error() {
         "{errors:?}"
     );
     assert!(
-        errors.iter().any(|e| e.contains("peer 1 disconnected")),
+        errors.iter().any(|e| e.contains("the server disconnected")),
         "{errors:?}"
     );
 }

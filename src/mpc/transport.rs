@@ -1,27 +1,76 @@
 //! Point-to-point message transport between parties, and the in-process implementation.
 
+use super::protocol::Role;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
 
-/// Why a message could not be delivered. Peer loss is an error, never a hang.
+/// Why a message could not be delivered. Peer loss is an error, never a hang; peers are named
+/// by role.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("peer {peer} disconnected")]
-    Disconnected { peer: usize },
-    #[error("timed out after {secs} s waiting for peer {peer}")]
-    Timeout { peer: usize, secs: u64 },
-    #[error("i/o with peer {peer}: {source}")]
+    #[error("the {peer} disconnected")]
+    Disconnected { peer: Role },
+    #[error("timed out after {secs} s waiting for the {peer}")]
+    Timeout { peer: Role, secs: u64 },
+    #[error("the run's deadline passed while waiting for the {peer}")]
+    Deadline { peer: Role },
+    #[error("i/o with the {peer}: {source}")]
     Io {
-        peer: usize,
+        peer: Role,
         #[source]
         source: std::io::Error,
     },
-    #[error("malformed message from peer {peer}")]
-    Malformed { peer: usize },
-    #[error("no channel to peer {peer}")]
+    #[error("the {peer} sent a message of {len} bytes where {expect} were expected")]
+    Unexpected {
+        peer: Role,
+        len: u64,
+        expect: Expect,
+    },
+    #[error("malformed message from the {peer}")]
+    Malformed { peer: Role },
+    #[error("no channel to party {peer}")]
     NoPeer { peer: usize },
+}
+
+/// How long the next message from a peer may be, stated before it is read: every message's
+/// shape is public, so a receiver refuses anything else before allocating for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Exactly(usize),
+    AtMost(usize),
+}
+
+impl Expect {
+    pub fn admits(self, len: u64) -> bool {
+        match self {
+            Expect::Exactly(n) => len == n as u64,
+            Expect::AtMost(n) => len <= n as u64,
+        }
+    }
+
+    /// The error for a message of `len` bytes from `peer`, unless it is admitted.
+    pub fn check(self, peer: Role, len: u64) -> Result<(), TransportError> {
+        if self.admits(len) {
+            Ok(())
+        } else {
+            Err(TransportError::Unexpected {
+                peer,
+                len,
+                expect: self,
+            })
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Exactly(n) => write!(f, "{n}"),
+            Expect::AtMost(n) => write!(f, "at most {n}"),
+        }
+    }
 }
 
 // Frames hold bytes in native words; the wire format is little-endian.
@@ -85,7 +134,25 @@ impl Frame {
 /// Ordered, reliable delivery of whole messages between numbered parties.
 pub trait Transport: Send {
     fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError>;
-    fn recv(&mut self, from: usize) -> Result<Frame, TransportError>;
+    /// The next message from `from`, refused unless its length is what `expect` admits.
+    fn recv(&mut self, from: usize, expect: Expect) -> Result<Frame, TransportError>;
+    /// Bytes sent and received on the wire (framing and encryption included), where the
+    /// transport has one.
+    fn wire_bytes(&self) -> Option<WireBytes> {
+        None
+    }
+    /// Delivers what is still queued and reports a failure to; called once, when a party's
+    /// program has ended well.
+    fn finish(&mut self) -> Result<(), TransportError> {
+        Ok(())
+    }
+}
+
+/// What a network transport put on and took off the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WireBytes {
+    pub sent: u64,
+    pub received: u64,
 }
 
 /// Default time a party waits for a peer before giving up.
@@ -103,15 +170,17 @@ pub struct MemoryTransport {
     received_queued: Vec<Arc<AtomicUsize>>,
     capacity: usize,
     timeout: Duration,
+    roles: Vec<Role>,
 }
 
 /// How many bytes a [`MemoryTransport`] channel holds by default.
 pub const CHANNEL_CAPACITY: usize = 256 << 20;
 
 impl MemoryTransport {
-    /// Fully connected transports for `n` parties, index = party; each channel holds up to
-    /// `capacity` bytes (`usize::MAX`: unbounded).
-    pub fn mesh(n: usize, timeout: Duration, capacity: usize) -> Vec<MemoryTransport> {
+    /// Fully connected transports for the parties `roles`, index = party; each channel holds
+    /// up to `capacity` bytes (`usize::MAX`: unbounded).
+    pub fn mesh(roles: &[Role], timeout: Duration, capacity: usize) -> Vec<MemoryTransport> {
+        let n = roles.len();
         let mut senders: Vec<Vec<Option<Sender<Frame>>>> =
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let mut receivers: Vec<Vec<Option<Receiver<Frame>>>> =
@@ -139,6 +208,7 @@ impl MemoryTransport {
                 received_queued: (0..n).map(|from| queued[from][me].clone()).collect(),
                 capacity,
                 timeout,
+                roles: roles.to_vec(),
             })
             .collect()
     }
@@ -152,6 +222,7 @@ impl Transport for MemoryTransport {
             .and_then(Option::as_ref)
             .ok_or(TransportError::NoPeer { peer: to })?;
         let queued = &self.sent_queued[to];
+        let peer = self.roles[to];
         let deadline = Instant::now() + self.timeout;
         loop {
             let q = queued.load(Ordering::Acquire);
@@ -160,7 +231,7 @@ impl Transport for MemoryTransport {
             }
             if Instant::now() >= deadline {
                 return Err(TransportError::Timeout {
-                    peer: to,
+                    peer,
                     secs: self.timeout.as_secs(),
                 });
             }
@@ -168,23 +239,25 @@ impl Transport for MemoryTransport {
         }
         queued.fetch_add(message.len(), Ordering::AcqRel);
         tx.send(message)
-            .map_err(|_| TransportError::Disconnected { peer: to })
+            .map_err(|_| TransportError::Disconnected { peer })
     }
 
-    fn recv(&mut self, from: usize) -> Result<Frame, TransportError> {
+    fn recv(&mut self, from: usize, expect: Expect) -> Result<Frame, TransportError> {
         let rx = self
             .receivers
             .get(from)
             .and_then(Option::as_ref)
             .ok_or(TransportError::NoPeer { peer: from })?;
+        let peer = self.roles[from];
         let message = rx.recv_timeout(self.timeout).map_err(|e| match e {
             RecvTimeoutError::Timeout => TransportError::Timeout {
-                peer: from,
+                peer,
                 secs: self.timeout.as_secs(),
             },
-            RecvTimeoutError::Disconnected => TransportError::Disconnected { peer: from },
+            RecvTimeoutError::Disconnected => TransportError::Disconnected { peer },
         })?;
         self.received_queued[from].fetch_sub(message.len(), Ordering::AcqRel);
+        expect.check(peer, message.len() as u64)?;
         Ok(message)
     }
 }
@@ -206,39 +279,70 @@ mod tests {
         assert_eq!(odd.into_words(), None);
     }
 
+    const PAIR: [Role; 2] = [Role::Client, Role::Server];
+
     #[test]
     fn dropped_peer_is_an_error_not_a_hang() {
-        let mut mesh = MemoryTransport::mesh(2, Duration::from_millis(200), usize::MAX);
+        let mut mesh = MemoryTransport::mesh(&PAIR, Duration::from_millis(200), usize::MAX);
         let b = mesh.pop().unwrap();
         let mut a = mesh.pop().unwrap();
         a.send(1, Frame::from_bytes(&[1], 0)).unwrap();
-        let err = a.recv(1).unwrap_err();
+        let err = a.recv(1, Expect::Exactly(1)).unwrap_err();
         assert!(
-            matches!(err, TransportError::Timeout { peer: 1, .. }),
+            matches!(
+                err,
+                TransportError::Timeout {
+                    peer: Role::Server,
+                    ..
+                }
+            ),
             "{err}"
         );
         drop(b);
-        let err = a.recv(1).unwrap_err();
-        assert_eq!(err.to_string(), "peer 1 disconnected");
+        let err = a.recv(1, Expect::Exactly(1)).unwrap_err();
+        assert_eq!(err.to_string(), "the server disconnected");
+    }
+
+    #[test]
+    fn a_message_of_another_length_is_refused() {
+        let mut mesh = MemoryTransport::mesh(&PAIR, Duration::from_millis(200), usize::MAX);
+        let mut b = mesh.pop().unwrap();
+        let mut a = mesh.pop().unwrap();
+        a.send(1, Frame::zeroed(24, 0)).unwrap();
+        let err = b.recv(0, Expect::Exactly(16)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the client sent a message of 24 bytes where 16 were expected"
+        );
+        a.send(1, Frame::zeroed(24, 0)).unwrap();
+        assert!(b.recv(0, Expect::AtMost(16)).is_err());
+        a.send(1, Frame::zeroed(16, 0)).unwrap();
+        assert_eq!(b.recv(0, Expect::AtMost(16)).unwrap().len(), 16);
     }
 
     #[test]
     fn a_full_channel_makes_the_sender_wait_not_queue() {
-        let mut mesh = MemoryTransport::mesh(2, Duration::from_millis(300), 10);
+        let mut mesh = MemoryTransport::mesh(&PAIR, Duration::from_millis(300), 10);
         let mut b = mesh.pop().unwrap();
         let mut a = mesh.pop().unwrap();
         a.send(1, Frame::zeroed(8, 0)).unwrap();
         // 8 + 8 > 10: waits for b, which does not read, until the timeout.
         let err = a.send(1, Frame::zeroed(8, 0)).unwrap_err();
         assert!(
-            matches!(err, TransportError::Timeout { peer: 1, .. }),
+            matches!(
+                err,
+                TransportError::Timeout {
+                    peer: Role::Server,
+                    ..
+                }
+            ),
             "{err}"
         );
-        assert_eq!(b.recv(0).unwrap().len(), 8);
+        assert_eq!(b.recv(0, Expect::Exactly(8)).unwrap().len(), 8);
         a.send(1, Frame::zeroed(8, 0)).unwrap();
         // A message larger than the capacity passes once the channel is empty.
-        assert_eq!(b.recv(0).unwrap().len(), 8);
+        assert_eq!(b.recv(0, Expect::Exactly(8)).unwrap().len(), 8);
         a.send(1, Frame::zeroed(64, 0)).unwrap();
-        assert_eq!(b.recv(0).unwrap().len(), 64);
+        assert_eq!(b.recv(0, Expect::Exactly(64)).unwrap().len(), 64);
     }
 }

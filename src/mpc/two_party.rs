@@ -7,12 +7,12 @@ use super::comm::{Communicator, Phase};
 use super::compare::MaskedCompare;
 use super::dcf;
 use super::fixed::FixedPoint;
-use super::prg::Prg;
+use super::prg::{Prg, SEED_BYTES};
 use super::protocol::{
     Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, TruncationMask,
     supplied,
 };
-use super::ring::RingTensor;
+use super::ring::{RingTensor, numel};
 use super::share::Share;
 use anyhow::{Result, bail, ensure};
 
@@ -43,7 +43,7 @@ impl DealerLink {
         if self.party == 0 {
             return Ok(self.prg.ring(shape));
         }
-        RingTensor::new(shape, comm.recv(DEALER, Phase::Offline)?)
+        RingTensor::new(shape, comm.recv(DEALER, numel(shape), Phase::Offline)?)
     }
 
     /// This party's DCF seeds.
@@ -106,13 +106,14 @@ impl TwoPartyDealer {
             "2pc-dealer computing parties are client and server, not {role}"
         );
         let party = role.index();
-        let dealer_seed = Prg::seed_from_bytes(comm.recv_bytes(DEALER, Phase::Offline)?)?;
+        let dealer_seed =
+            Prg::seed_from_bytes(comm.recv_bytes(DEALER, SEED_BYTES, Phase::Offline)?)?;
         let pair_seed = if party == 0 {
             let s = rng.seed();
             comm.send_bytes(1, &s, Phase::Offline)?;
             s
         } else {
-            Prg::seed_from_bytes(comm.recv_bytes(0, Phase::Offline)?)?
+            Prg::seed_from_bytes(comm.recv_bytes(0, SEED_BYTES, Phase::Offline)?)?
         };
         Self::from_parts(
             role,
@@ -186,7 +187,7 @@ impl TwoPartyDealer {
         let dropped = bits.min(ignored).min(TRUNCATION_DROPPED_BITS) / 8;
         let mut c = self.open_high_bytes(&masked, dropped)?;
         if dealer_addend {
-            let addend = self.comm.recv(DEALER, Phase::Online)?;
+            let addend = self.comm.recv(DEALER, x.len(), Phase::Online)?;
             c = c.add(&RingTensor::new(x.shape(), addend)?)?;
         }
         let coef = c.map(|c| (1 - (c >> 63)) << (64 - bits));
@@ -211,12 +212,9 @@ impl TwoPartyDealer {
         let rho_msb = self.dealer.correlated(&mut self.comm, shape)?;
         let n = rho_msb.len();
         let seeds = self.dealer.seeds(n);
-        let cw = self.comm.recv(DEALER, Phase::Offline)?;
-        ensure!(
-            cw.len() == n * dcf::cw_words(mc.levels()),
-            "dealer sent {} key words",
-            cw.len()
-        );
+        let cw = self
+            .comm
+            .recv(DEALER, n * dcf::cw_words(mc.levels()), Phase::Offline)?;
         Ok(ComparisonKeys {
             mc,
             rho_msb,
@@ -360,12 +358,9 @@ impl TwoPartyDealer {
         }
         let peer = self.peer();
         self.comm.send_bytes(peer, &bytes, Phase::Online)?;
-        let theirs = self.comm.recv_bytes(peer, Phase::Online)?;
-        ensure!(
-            theirs.len() == masked.len() * width,
-            "peer {peer} sent {} bytes",
-            theirs.len()
-        );
+        let theirs = self
+            .comm
+            .recv_bytes(peer, masked.len() * width, Phase::Online)?;
         let data = masked
             .data()
             .iter()
@@ -459,7 +454,7 @@ impl Protocol for TwoPartyDealer {
                 truncation: None,
             }
         } else {
-            let f = RingTensor::new(shape, self.comm.recv(1, Phase::Online)?)?;
+            let f = RingTensor::new(shape, self.comm.recv(1, numel(shape), Phase::Online)?)?;
             let zero = RingTensor::zeros(shape);
             Masked {
                 share: self.own(shape, zero.clone())?,
@@ -489,7 +484,7 @@ impl Protocol for TwoPartyDealer {
             c.add(&a.matmul(f)?)?
         } else {
             let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
-            let e = RingTensor::new(x.shape(), self.comm.recv(0, Phase::Online)?)?;
+            let e = RingTensor::new(x.shape(), self.comm.recv(0, x.len(), Phase::Online)?)?;
             c.add(&e.add(Self::mine(x)?)?.matmul(share)?)?
         };
         self.own(&out_shape, z)
@@ -500,7 +495,7 @@ impl Protocol for TwoPartyDealer {
         match to {
             None => Ok(Some(self.open(&[mine])?.remove(0))),
             Some(r) if r == self.role => {
-                let theirs = self.comm.recv(self.peer(), Phase::Online)?;
+                let theirs = self.comm.recv(self.peer(), x.len(), Phase::Online)?;
                 Ok(Some(mine.add(&RingTensor::new(x.shape(), theirs)?)?))
             }
             Some(Role::Client | Role::Server) => {

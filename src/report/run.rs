@@ -2,13 +2,14 @@
 //! whole test split) and under MPC (its first rows, on each protocol), and report them side by
 //! side.
 
-use crate::checkpoint::{Checkpoint, load_checkpoint};
 use crate::data::{Dataset, Split};
 use crate::eval::EvalRequest;
 use crate::mpc::protocol::ProtocolKind;
 use crate::recipe::Recipe;
 use crate::secure::SecureEvalReport;
-use crate::secure::{SecureEvalRequest, SecureSplit, SecureTransport, evaluate_secure};
+use crate::secure::{
+    Holder, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions, Served, evaluate_secure,
+};
 use crate::train::pipeline::{StageSelect, TrainReport, TrainRequest, run_training};
 use anyhow::{Context, Result};
 use candle_core::Device;
@@ -52,13 +53,19 @@ fn evaluate(
     mpc_rows: usize,
     batch: usize,
 ) -> Result<ModelReport> {
-    let Checkpoint {
-        loaded,
-        manifest,
-        private,
-    } = load_checkpoint(dir, &Device::Cpu)?;
-    let split = SecureSplit::of_checkpoint(&manifest, &private)
-        .with_context(|| dir.display().to_string())?;
+    // Every party is a thread of this process, so one copy of the checkpoint, private tensors
+    // included, serves them all and the plaintext reference.
+    let served = Served::load(&dir.to_string_lossy(), Holder::Server, &Device::Cpu)?;
+    let policy = served.policy(&ServeOptions {
+        max_batch: batch,
+        ..Default::default()
+    })?;
+    let split = served.split?;
+    let manifest = served
+        .manifest
+        .context("a run's checkpoint has a manifest")?;
+    let loaded = &served.loaded;
+    let server = SecureModel::new(&loaded.model, split.public_layers, split.secrecy)?;
     let dataset = Dataset::load(Path::new("datasets"), recipe.task.name)?;
     let rows: Vec<_> = dataset
         .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
@@ -83,9 +90,13 @@ fn evaluate(
                 eval,
                 protocol,
                 network: "lan".into(),
-                transport: SecureTransport::Memory,
+                transport: SecureTransport::Memory {
+                    server: &server,
+                    policy: &policy,
+                },
+                reference: Some(loaded),
             };
-            evaluate_secure(&loaded, split, &request)
+            evaluate_secure(loaded, split, &request)
                 .with_context(|| format!("{} under {protocol}", dir.display()))
         })
         .collect::<Result<_>>()?;

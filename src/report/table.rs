@@ -44,14 +44,14 @@ pub fn markdown(r: &RunReport) -> String {
         let (tc, sc) = (&t.cost_per_example, &s.cost_per_example);
         let _ = writeln!(
             out,
-            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.3} / {:.3} |",
+            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {} / {} |",
             t.protocol,
             tc.online_bytes / sc.online_bytes,
             tc.rounds / sc.rounds,
             tc.est_seconds.lan / sc.est_seconds.lan,
             tc.est_seconds.wan / sc.est_seconds.wan,
-            t.agreement,
-            s.agreement
+            fraction(t.agreement),
+            fraction(s.agreement)
         );
     }
     out.push_str(
@@ -83,4 +83,9 @@ pub fn markdown(r: &RunReport) -> String {
         100.0 * r.student.plaintext_accuracy / r.teacher.plaintext_accuracy.max(1e-9)
     );
     out
+}
+
+/// A fraction to three places, or `n/a` where it was not measured.
+fn fraction(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
 }

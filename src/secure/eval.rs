@@ -3,6 +3,7 @@
 
 use super::client::SecureInput;
 use super::forward::{ClientJob, SecureModel, run_secure};
+use super::policy::ServePolicy;
 use super::projection::Secrecy;
 use super::remote::{TcpClient, run_secure_tcp};
 use super::report::{ExampleCost, PhaseCost, SecureEvalReport, SecureRow};
@@ -18,22 +19,29 @@ use crate::progress::progress_bar;
 use anyhow::{Context, Result, bail};
 
 /// How the parties of a secure evaluation talk.
-pub enum SecureTransport {
-    /// Every party a thread of this process.
-    Memory,
-    /// Every party its own process over TCP: this process is the client; the others are
-    /// started on loopback by the command, or by hand (`marill party`) at the given addresses.
+pub enum SecureTransport<'a> {
+    /// Every party a thread of this process: the server's model (with its private tensors)
+    /// and the policy it serves under are here too.
+    Memory {
+        server: &'a SecureModel,
+        policy: &'a ServePolicy,
+    },
+    /// Every party its own process over TCP: this process is the client and holds only public
+    /// data; the others are started on loopback by the command, or by hand (`marill party`)
+    /// at the given addresses.
     Tcp(TcpClient),
 }
 
-/// A plaintext evaluation request (rows, prompts, batch of the plaintext reference, report
-/// path) run under `protocol` as well.
+/// A plaintext evaluation request (rows, prompts, batch, report path) run under `protocol`.
 pub struct SecureEvalRequest<'a> {
     pub eval: EvalRequest<'a>,
     pub protocol: ProtocolKind,
     /// `lan` or `wan`: the estimate the report leads with.
     pub network: String,
-    pub transport: SecureTransport,
+    pub transport: SecureTransport<'a>,
+    /// The same model in plaintext, private tensors included, to compare each MPC prediction
+    /// with (the operator's check, not the client's: a client does not hold them).
+    pub reference: Option<&'a LoadedModel>,
 }
 
 /// What runs in plaintext at the client and who holds the private weights.
@@ -81,8 +89,10 @@ impl SecureSplit {
     }
 }
 
+/// Evaluates `req`'s rows under MPC as the client: `client` is the model as the client holds it
+/// (the public base model in the checkpoint's architecture, no private tensors).
 pub fn evaluate_secure(
-    loaded: &LoadedModel,
+    client: &LoadedModel,
     split: SecureSplit,
     secure_req: &SecureEvalRequest,
 ) -> Result<SecureEvalReport> {
@@ -94,7 +104,7 @@ pub fn evaluate_secure(
             req.task
         );
     }
-    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let (model, tokenizer) = (&client.model, &client.tokenizer);
     let (rows, rows_name) = &req.rows;
     let rows: Vec<&Example> = rows.iter().collect();
     let max_len = req.max_len.min(model.config.max_position_embeddings);
@@ -103,17 +113,31 @@ pub fn evaluate_secure(
         secrecy,
     } = split;
 
-    let plaintext = classify(model, tokenizer, req.format, &rows, req.batch, max_len)?;
-    let plain_choices: Vec<usize> = plaintext
-        .rows
-        .iter()
-        .map(|r| {
-            r.scores
-                .as_deref()
-                .and_then(argmax)
-                .with_context(|| format!("example {}: no plaintext scores", r.id))
+    let plaintext = secure_req
+        .reference
+        .map(|reference| {
+            let r = &reference.model;
+            let scored = classify(
+                r,
+                &reference.tokenizer,
+                req.format,
+                &rows,
+                req.batch,
+                max_len,
+            )?;
+            let choices = scored
+                .rows
+                .iter()
+                .map(|r| {
+                    r.scores
+                        .as_deref()
+                        .and_then(argmax)
+                        .with_context(|| format!("example {}: no plaintext scores", r.id))
+                })
+                .collect::<Result<Vec<usize>>>()?;
+            anyhow::Ok((scored.accuracy.value().unwrap_or(0.0), choices))
         })
-        .collect::<Result<_>>()?;
+        .transpose()?;
 
     let inputs: Vec<SecureInput> = rows
         .iter()
@@ -123,31 +147,33 @@ pub fn evaluate_secure(
             SecureInput::new(model, &ids, &choices, public_layers)
         })
         .collect::<Result<_>>()?;
-    let secure = SecureModel::new(model, public_layers, secrecy)?;
     let job = ClientJob {
         inputs: &inputs,
         batch: req.batch,
-        reveal_scores: false,
     };
     let bar = progress_bar(rows.len(), &format!("mpc {}", protocol));
     let done = |k: usize| bar.inc(k as u64);
     let run = match &secure_req.transport {
-        SecureTransport::Memory => {
-            run_secure(protocol, &RunOptions::default(), &secure, &job, done)?
+        SecureTransport::Memory { server, policy } => {
+            run_secure(protocol, &RunOptions::default(), server, &job, policy, done)?
         }
-        SecureTransport::Tcp(client) => run_secure_tcp(protocol, client, &secure, &job, done)?,
+        SecureTransport::Tcp(tcp) => {
+            let secure = SecureModel::new(model, public_layers, secrecy)?;
+            run_secure_tcp(protocol, tcp, &secure, &job, done)?
+        }
     };
     bar.finish_and_clear();
 
     let n = rows.len();
     let mut predictions = Vec::with_capacity(n);
     let (mut correct, mut agree) = (0, 0);
-    for ((ex, &mpc), &plain) in rows.iter().zip(&run.choices).zip(&plain_choices) {
+    for (i, (ex, &mpc)) in rows.iter().zip(&run.choices).enumerate() {
         let Answer::Choice(target) = ex.answer else {
             bail!("example {}: not a choice example", ex.id);
         };
+        let plain = plaintext.as_ref().map(|(_, c)| c[i]);
         correct += usize::from(mpc == target);
-        agree += usize::from(mpc == plain);
+        agree += usize::from(plain == Some(mpc));
         predictions.push(SecureRow {
             id: ex.id.clone(),
             target,
@@ -165,12 +191,14 @@ pub fn evaluate_secure(
         rows: rows_name.clone(),
         n,
         accuracy: frac(correct),
-        plaintext_accuracy: plaintext.accuracy.value().unwrap_or(0.0),
-        agreement: frac(agree),
+        plaintext_accuracy: plaintext.as_ref().map(|(a, _)| *a),
+        agreement: plaintext.is_some().then(|| frac(agree)),
+        scores_revealed: run.scores_revealed,
         public_layers,
         private_layers: model.num_layers() - public_layers,
         cost_per_example: ExampleCost::mean(&run.examples, run.examples_wall_seconds, n),
         weight_setup: PhaseCost::of(&run.setup),
+        wire_bytes: run.wire_bytes,
         predictions,
     };
     if let Some(path) = req.json {

@@ -3,10 +3,12 @@
 //! [`secure_party`] is one party's whole program, the same whether the parties are threads of
 //! this process ([`run_secure`]) or processes over TCP (`super::remote`).
 
-use super::client::{ExampleShape, SecureInput};
+use super::client::SecureInput;
 use super::head::{choice_scores, reveal_choice};
+use super::job::{ExampleShape, JobShape};
 use super::layer::{LayerWeights, RopeTables, SharedLayer, gain};
 use super::packing::{Packing, Queries};
+use super::policy::{MAX_VERDICT_BYTES, ServePolicy, Verdict};
 use super::projection::{Matrix, Secrecy};
 use crate::model::Llama;
 use crate::mpc::comm::Phase;
@@ -15,7 +17,7 @@ use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::ops;
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
 use crate::mpc::share::Share;
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use candle_core::Tensor;
 
 /// What the protocol needs of a model's private part, and the public head.
@@ -101,44 +103,67 @@ pub struct ClientJob<'a> {
     pub inputs: &'a [SecureInput],
     /// Examples per forward (of similar length; they share its rounds).
     pub batch: usize,
-    /// Reveal the scores to the client as well (tests); normally it learns only the choice.
-    pub reveal_scores: bool,
 }
 
-/// The public part of a job, which the client sends to the other parties before anything
-/// else: `[batch, reveal_scores, shapes…]`.
-struct JobShape {
-    batch: usize,
-    reveal_scores: bool,
-    shapes: Vec<ExampleShape>,
-}
-
-impl JobShape {
-    fn exchange(p: &mut dyn Protocol, job: Option<&ClientJob>) -> Result<JobShape> {
-        let client = Role::Client.index();
-        if let Some(job) = job {
-            ensure!(job.batch > 0, "a secure forward needs at least one example");
-            let shapes: Vec<ExampleShape> = job.inputs.iter().map(|i| i.shape.clone()).collect();
-            let mut words = vec![job.batch as u64, u64::from(job.reveal_scores)];
-            words.extend(ExampleShape::encode(&shapes));
-            for peer in (0..3).filter(|&i| i != client) {
-                p.comm().send(peer, &words, Phase::Online)?;
-            }
-            return Ok(JobShape {
-                batch: job.batch,
-                reveal_scores: job.reveal_scores,
-                shapes,
-            });
+/// The job's public shape, agreed by every party before anything secret is touched: the client
+/// sends it, the dealer / helper and the server check it against their own policy, and the
+/// server's verdict (which alone decides what is revealed) reaches the other two.
+fn agree_job(
+    p: &mut dyn Protocol,
+    job: Option<&ClientJob>,
+    policy: Option<&ServePolicy>,
+) -> Result<(JobShape, bool)> {
+    let (client, server) = (Role::Client.index(), Role::Server.index());
+    let third = 3 - client - server;
+    if let Some(job) = job {
+        ensure!(job.batch > 0, "a secure forward needs at least one example");
+        let shape = JobShape {
+            batch: job.batch,
+            shapes: job.inputs.iter().map(|i| i.shape.clone()).collect(),
+        };
+        let words = shape.encode();
+        for peer in [server, third] {
+            p.comm().send(peer, &words, Phase::Online)?;
         }
-        let words = p.comm().recv(client, Phase::Online)?;
-        ensure!(words.len() >= 2, "the client's job message is too short");
-        ensure!(words[0] > 0, "the client asked for batches of 0 examples");
-        Ok(JobShape {
-            batch: words[0] as usize,
-            reveal_scores: words[1] != 0,
-            shapes: ExampleShape::decode(&words[2..])?,
-        })
+        let verdict = recv_verdict(p)?;
+        return match verdict {
+            Verdict::Accepted { reveal_scores } => Ok((shape, reveal_scores)),
+            Verdict::Refused { reason } => bail!("the server refused the job: {reason}"),
+        };
     }
+    let policy = policy.context("the server, dealer and helper serve under a policy")?;
+    let words = p
+        .comm()
+        .recv_at_most(client, policy.max_job_words(), Phase::Online)?;
+    let decoded = JobShape::decode(&words, policy);
+    if p.role() != Role::Server {
+        let shape = decoded.context("the client's job")?;
+        return match recv_verdict(p)? {
+            Verdict::Accepted { reveal_scores } => Ok((shape, reveal_scores)),
+            Verdict::Refused { reason } => bail!("the server refused the client's job: {reason}"),
+        };
+    }
+    let verdict = match &decoded {
+        Ok(_) => Verdict::Accepted {
+            reveal_scores: policy.reveal_scores,
+        },
+        Err(e) => Verdict::Refused {
+            reason: format!("{e:#}"),
+        },
+    };
+    let bytes = verdict.encode();
+    for peer in [client, third] {
+        p.comm().send_bytes(peer, &bytes, Phase::Online)?;
+    }
+    let shape = decoded.context("refused the client's job")?;
+    Ok((shape, policy.reveal_scores))
+}
+
+fn recv_verdict(p: &mut dyn Protocol) -> Result<Verdict> {
+    let bytes =
+        p.comm()
+            .recv_bytes_at_most(Role::Server.index(), MAX_VERDICT_BYTES, Phase::Online)?;
+    Verdict::decode(&bytes)
 }
 
 /// What a party ends a run with.
@@ -147,25 +172,29 @@ pub struct PartyResult {
     pub setup: PartyCost,
     /// The client's predicted choice of each input (`None` at the other parties).
     pub choices: Vec<Option<usize>>,
-    /// The client's revealed scores, when the job asked for them.
+    /// The client's revealed scores, when the server's policy reveals them.
     pub scores: Vec<Option<Vec<f64>>>,
+    /// Whether the server revealed the scores (its debugging flag).
+    pub scores_revealed: bool,
 }
 
-/// One party's program: the client (`job` given) tells the others the job's shapes, the server's
-/// weights are shared, then every batch runs through the private layers and the head; only the
-/// client learns each example's choice. `done(k)` is called at the client after each forward of
-/// `k` examples. The protocol's costs after setup are the examples' costs.
+/// One party's program: the client (`job` given) tells the others the job's shapes, which the
+/// others check against their `policy`; the server's weights are shared, then every batch runs
+/// through the private layers and the head; only the client learns each example's choice (and,
+/// where the server's policy says so, its scores). `done(k)` is called at the client after each
+/// forward of `k` examples. The protocol's costs after setup are the examples' costs.
 pub fn secure_party(
     p: &mut dyn Protocol,
     model: &SecureModel,
     job: Option<&ClientJob>,
+    policy: Option<&ServePolicy>,
     done: impl Fn(usize),
 ) -> Result<PartyResult> {
     ensure!(
         job.is_some() == (p.role() == Role::Client),
         "only the client brings the inputs"
     );
-    let shape = ops::labelled(p, "other", |p| JobShape::exchange(p, job))?;
+    let (shape, reveal_scores) = ops::labelled(p, "other", |p| agree_job(p, job, policy))?;
     let shared = ops::labelled(p, "weights", |p| model.share(p))?;
     let setup = p.comm().cost();
     p.comm().reset_cost();
@@ -182,7 +211,7 @@ pub fn secure_party(
                 .collect()
         });
         for (&i, s) in chunk.iter().zip(model.scores(p, &shared, &shapes, hidden)?) {
-            if shape.reveal_scores {
+            if reveal_scores {
                 scores[i] =
                     ops::labelled(p, "other", |p| ops::reveal_f64(p, &s, Some(Role::Client)))?;
             }
@@ -196,6 +225,7 @@ pub fn secure_party(
         setup,
         choices,
         scores,
+        scores_revealed: reveal_scores,
     })
 }
 
@@ -203,10 +233,14 @@ pub fn secure_party(
 pub struct SecureRun {
     /// The predicted choice of each input.
     pub choices: Vec<usize>,
-    /// The revealed scores of each input, when asked for.
+    /// The revealed scores of each input, when the server's policy revealed them.
     pub scores: Vec<Vec<f64>>,
+    pub scores_revealed: bool,
     /// Sharing the server's weights, once per run.
     pub setup: CostReport,
+    /// Bytes on the wire over every party's connections, the whole run (network transports),
+    /// as the parties received them (a sender's counter can lag behind what it has queued).
+    pub wire_bytes: Option<u64>,
     /// Every example's forward together.
     pub examples: CostReport,
     pub examples_wall_seconds: f64,
@@ -228,9 +262,16 @@ impl SecureRun {
             .iter()
             .map(|c| c.wall_seconds)
             .fold(0.0, f64::max);
+        let wire_bytes = setups
+            .iter()
+            .chain(examples)
+            .map(|c| c.wire.map(|w| w.received))
+            .sum::<Option<u64>>();
         Ok(SecureRun {
+            wire_bytes,
             choices,
             scores: client.scores.into_iter().flatten().collect(),
+            scores_revealed: client.scores_revealed,
             setup: CostReport::from_parties(setups),
             examples: CostReport::from_parties(examples),
             examples_wall_seconds,
@@ -238,17 +279,22 @@ impl SecureRun {
     }
 }
 
-/// Runs `job` through `model` on `kind` with all parties in this process.
+/// Runs `job` through `model` on `kind` with all parties in this process; the server and the
+/// dealer / helper serve under `policy`.
 pub fn run_secure(
     kind: ProtocolKind,
     opts: &RunOptions,
     model: &SecureModel,
     job: &ClientJob,
+    policy: &ServePolicy,
     done: impl Fn(usize) + Sync,
 ) -> Result<SecureRun> {
     let mut run = run_local(kind, opts, |p| {
-        let mine = (p.role() == Role::Client).then_some(job);
-        secure_party(p, model, mine, &done)
+        if p.role() == Role::Client {
+            secure_party(p, model, Some(job), None, &done)
+        } else {
+            secure_party(p, model, None, Some(policy), &done)
+        }
     })?;
     let setups: Vec<PartyCost> = run.parties.iter().map(|r| r.output.setup.clone()).collect();
     let examples: Vec<PartyCost> = run.parties.iter().map(|r| r.cost.clone()).collect();

@@ -2,16 +2,24 @@
 //! client; the server and the dealer (2pc-dealer) or helper (3pc) run `marill party --model …`,
 //! started here on loopback or by hand on other machines. When the job is done, each of them
 //! sends the client its costs, so that the report covers every party as in memory.
+//!
+//! Every connection is mutually authenticated TLS (`crate::mpc::tls`). Parties started here get
+//! fresh identities, written for them into a private temporary directory and removed after
+//! the run; parties started by hand bring their own (`marill keygen`).
 
 use super::forward::{ClientJob, PartyResult, SecureModel, SecureRun, secure_party};
+use super::policy::ServePolicy;
+use super::served::ServeOptions;
 use crate::mpc::comm::Phase;
 use crate::mpc::cost::PartyCost;
 use crate::mpc::party::{PartyConfig, run_party, run_party_on};
 use crate::mpc::protocol::{ProtocolKind, Role};
+use crate::mpc::tls::{PartyTls, write_ephemeral};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,8 +33,18 @@ pub struct TcpClient {
     pub peers: Vec<(Role, SocketAddr)>,
     /// What the parties started here load: the checkpoint (or base model) under evaluation.
     pub model: String,
+    /// What the server started here serves (a base model's task, prompt format and length).
+    pub serve: ServeOptions,
+    /// Per message.
     pub timeout: Duration,
+    /// The whole run.
+    pub deadline: Duration,
+    /// Parties started by hand: this client's identity and their pinned certificates.
+    pub tls: Option<PartyTls>,
 }
+
+/// The longest cost report a party may send the client.
+const MAX_COST_REPORT_BYTES: usize = 1 << 20;
 
 /// What a server / dealer / helper reports to the client at the end.
 #[derive(Serialize, Deserialize)]
@@ -35,10 +53,11 @@ struct ReportedCosts {
     examples: PartyCost,
 }
 
-/// A server, dealer or helper: serve one client job on `model`, then report the costs.
-pub fn serve_secure(cfg: &PartyConfig, model: &SecureModel) -> Result<()> {
+/// A server, dealer or helper: serve one client job on `model` under `policy`, then report
+/// the costs.
+pub fn serve_secure(cfg: &PartyConfig, model: &SecureModel, policy: &ServePolicy) -> Result<()> {
     run_party(cfg, |p| {
-        let result = secure_party(p, model, None, |_| {})?;
+        let result = secure_party(p, model, None, Some(policy), |_| {})?;
         let costs = ReportedCosts {
             setup: result.setup,
             examples: p.comm().cost(),
@@ -98,11 +117,41 @@ impl Spawned {
     }
 }
 
-/// The client's listener and where the other parties are (and the processes started for them).
+/// The client's listener and where the other parties are (and the processes started for them,
+/// with the directory of their identities).
 struct Parties {
     listener: TcpListener,
     peers: Vec<(Role, SocketAddr)>,
+    tls: PartyTls,
     spawned: Vec<Spawned>,
+    _identities: Option<TempDir>,
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh directory under the system's temporary directory, readable by its owner only.
+    fn new() -> Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut rng = crate::mpc::prg::Prg::from_os();
+        let path = std::env::temp_dir().join(format!(
+            "marill-tls-{}-{:016x}",
+            std::process::id(),
+            rng.next_u64()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("{}: cannot create", path.display()))?;
+        Ok(TempDir(path))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Binds the client's listener and starts the server and third party of `kind` as processes of
@@ -120,8 +169,11 @@ fn spawn_local(kind: ProtocolKind, client: &TcpClient) -> Result<Parties> {
         addrs.push((role, loopback(&role.to_string())?.local_addr()?));
     }
     let exe = std::env::current_exe().context("locating the marill executable")?;
+    let identities = TempDir::new()?;
+    let dirs = write_ephemeral(&identities.0, &roles)?;
+    let tls = PartyTls::load(&dirs[0], Role::Client, &roles[1..])?;
     let mut spawned = Vec::new();
-    for &(role, addr) in &addrs[1..] {
+    for (&(role, addr), dir) in addrs[1..].iter().zip(&dirs[1..]) {
         let mut cmd = Command::new(&exe);
         cmd.args([
             "party",
@@ -131,7 +183,21 @@ fn spawn_local(kind: ProtocolKind, client: &TcpClient) -> Result<Parties> {
             &role.to_string(),
         ])
         .args(["--listen", &addr.to_string(), "--model", &client.model])
-        .args(["--timeout", &client.timeout.as_secs().max(1).to_string()]);
+        .args(["--timeout", &client.timeout.as_secs().max(1).to_string()])
+        .args(["--deadline", &client.deadline.as_secs().max(1).to_string()])
+        .arg("--tls-dir")
+        .arg(dir)
+        .args(["--max-batch", &client.serve.max_batch.to_string()]);
+        let serve = &client.serve;
+        if let Some(task) = serve.task {
+            cmd.args(["--task", task.name()]);
+        }
+        if let Some(format) = serve.format {
+            cmd.args(["--format", format.name()]);
+        }
+        if let Some(max_len) = serve.max_len {
+            cmd.args(["--max-len", &max_len.to_string()]);
+        }
         for &(peer, peer_addr) in addrs.iter().filter(|(r, _)| *r != role) {
             cmd.args(["--peer", &format!("{peer}={peer_addr}")]);
         }
@@ -157,7 +223,9 @@ fn spawn_local(kind: ProtocolKind, client: &TcpClient) -> Result<Parties> {
     Ok(Parties {
         listener,
         peers: addrs[1..].to_vec(),
+        tls,
         spawned,
+        _identities: Some(identities),
     })
 }
 
@@ -173,7 +241,9 @@ pub fn run_secure_tcp(
     let Parties {
         listener,
         peers,
+        tls,
         spawned,
+        _identities,
     } = if client.peers.is_empty() {
         spawn_local(kind, client)?
     } else {
@@ -181,7 +251,12 @@ pub fn run_secure_tcp(
             listener: TcpListener::bind(client.listen)
                 .with_context(|| format!("listening on {}", client.listen))?,
             peers: client.peers.clone(),
+            tls: client
+                .tls
+                .clone()
+                .context("parties started by hand need this client's certificates (--tls-dir)")?,
             spawned: Vec::new(),
+            _identities: None,
         }
     };
     let cfg = PartyConfig {
@@ -191,16 +266,22 @@ pub fn run_secure_tcp(
         peers,
         fixed: Default::default(),
         timeout: client.timeout,
+        deadline: client.deadline,
+        tls,
         seed: None,
     };
     type Outcome = (PartyResult, PartyCost, Vec<ReportedCosts>);
     let outcome: Result<Outcome> = run_party_on(&cfg, listener, |p| {
-        let result = secure_party(p, model, Some(job), &done)?;
+        let result = secure_party(p, model, Some(job), None, &done)?;
         let examples = p.comm().cost();
         let reported = kind.roles()[1..]
             .iter()
             .map(|role| {
-                let bytes = p.comm().recv_bytes(role.index(), Phase::Offline)?;
+                let bytes = p.comm().recv_bytes_at_most(
+                    role.index(),
+                    MAX_COST_REPORT_BYTES,
+                    Phase::Offline,
+                )?;
                 serde_json::from_slice(&bytes).with_context(|| format!("the {role}'s cost report"))
             })
             .collect::<Result<Vec<ReportedCosts>>>()?;

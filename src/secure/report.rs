@@ -20,16 +20,70 @@ pub struct SecureEvalReport {
     pub rows: String,
     pub n: usize,
     pub accuracy: f64,
-    pub plaintext_accuracy: f64,
-    /// Fraction of rows where the MPC and the plaintext prediction agree.
-    pub agreement: f64,
+    /// The same model in plaintext on the same rows, when that reference was run (it reads the
+    /// private tensors, which a client does not hold).
+    pub plaintext_accuracy: Option<f64>,
+    /// Fraction of rows where the MPC and the plaintext prediction agree (with the reference).
+    pub agreement: Option<f64>,
+    /// Whether the server revealed the choice scores to the client (its debugging flag); the
+    /// client normally learns only the chosen label.
+    pub scores_revealed: bool,
     /// Public layers the client ran in plaintext / private layers run under MPC.
     pub public_layers: usize,
     pub private_layers: usize,
     pub cost_per_example: ExampleCost,
     /// Sharing the server's weights, once for all examples (their masks are reused).
     pub weight_setup: PhaseCost,
+    /// Over TCP: bytes on the wire (frame headers and TLS included) as received by every
+    /// party, for the whole run, setup included; beside `online_bytes + offline_bytes` of the
+    /// payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wire_bytes: Option<u64>,
     pub predictions: Vec<SecureRow>,
+}
+
+impl SecureEvalReport {
+    /// What `marill eval --mode mpc` prints.
+    pub fn summary(&self) -> String {
+        let c = &self.cost_per_example;
+        let reference = match (self.plaintext_accuracy, self.agreement) {
+            (Some(p), Some(a)) => format!(", plaintext accuracy {p:.4}, agreement {a:.4}"),
+            _ => String::new(),
+        };
+        let mut out = format!(
+            "{} {} (mpc {}, {}): accuracy {:.4}{reference} (n {})\n",
+            self.task, self.rows, self.protocol, self.model, self.accuracy, self.n
+        );
+        let est = if self.network == "wan" {
+            c.est_seconds.wan
+        } else {
+            c.est_seconds.lan
+        };
+        out += &format!(
+            "per example: {:.2} MB online, {:.2} MB offline, {:.0} rounds, {:.2} s measured, {:.2} s estimated on {} (lan {:.2} s, wan {:.2} s)",
+            c.online_bytes / 1e6,
+            c.offline_bytes / 1e6,
+            c.rounds,
+            c.wall_seconds,
+            est,
+            self.network,
+            c.est_seconds.lan,
+            c.est_seconds.wan
+        );
+        if let Some(w) = self.wire_bytes {
+            let payload = self.n as f64 * (c.online_bytes + c.offline_bytes)
+                + (self.weight_setup.online_bytes + self.weight_setup.offline_bytes) as f64;
+            out += &format!(
+                "\non the wire (whole run, all parties, TLS and framing included): {:.2} MB for {:.2} MB of payload",
+                w as f64 / 1e6,
+                payload / 1e6
+            );
+        }
+        if self.scores_revealed {
+            out += "\nwarning: the server revealed every choice score to the client (its --reveal-scores debugging flag)";
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,7 +91,7 @@ pub struct SecureRow {
     pub id: String,
     pub target: usize,
     pub mpc: usize,
-    pub plaintext: usize,
+    pub plaintext: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,0 +1,149 @@
+//! The job message: what the client tells the other parties before anything else, so that they
+//! can build the same computation. It is public by design (prompt lengths, choice token ids,
+//! batch grouping): leakage the security model documents. Decoding is bounded by the receiving
+//! party's [`ServePolicy`]: nothing is allocated from a count before the count is checked.
+
+use super::policy::ServePolicy;
+use anyhow::{Result, bail, ensure};
+
+/// What every party may know of one example: its prompt length and the token ids of its
+/// choices (the task's label words or choice letters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExampleShape {
+    pub tokens: usize,
+    pub choices: Vec<u32>,
+}
+
+/// A whole job: how many examples share a secure forward, and each example's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobShape {
+    pub batch: usize,
+    pub shapes: Vec<ExampleShape>,
+}
+
+impl JobShape {
+    /// `[batch, n, (tokens, c, choice ids…) per example]`.
+    pub fn encode(&self) -> Vec<u64> {
+        let mut words = vec![self.batch as u64, self.shapes.len() as u64];
+        for s in &self.shapes {
+            words.push(s.tokens as u64);
+            words.push(s.choices.len() as u64);
+            words.extend(s.choices.iter().map(|&c| u64::from(c)));
+        }
+        words
+    }
+
+    /// The job in `words`, refused unless `policy` admits every count before it is used.
+    pub fn decode(words: &[u64], policy: &ServePolicy) -> Result<JobShape> {
+        let mut it = words.iter().copied();
+        let mut next = |what: &str| match it.next() {
+            Some(w) => Ok(w),
+            None => bail!("the job message ends before {what}"),
+        };
+        let batch = next("the batch size")?;
+        ensure!(
+            (1..=policy.max_batch as u64).contains(&batch),
+            "a batch of {batch} examples (this server takes 1 to {})",
+            policy.max_batch
+        );
+        let n = next("the example count")?;
+        ensure!(
+            (1..=policy.max_examples as u64).contains(&n),
+            "{n} examples (this server takes 1 to {} per job)",
+            policy.max_examples
+        );
+        let mut shapes = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            let tokens = next("a prompt length")?;
+            ensure!(
+                (1..=policy.max_tokens as u64).contains(&tokens),
+                "example {i}: a prompt of {tokens} tokens (this server takes 1 to {})",
+                policy.max_tokens
+            );
+            let c = next("a choice count")?;
+            ensure!(
+                (2..=policy.choice_tokens.len() as u64).contains(&c),
+                "example {i}: {c} choices (this task has 2 to {})",
+                policy.choice_tokens.len()
+            );
+            let choices = (0..c)
+                .map(|_| {
+                    let id = next("a choice id")?;
+                    u32::try_from(id).map_err(|_| anyhow::anyhow!("a choice id of {id}"))
+                })
+                .collect::<Result<Vec<u32>>>()?;
+            shapes.push(ExampleShape {
+                tokens: tokens as usize,
+                choices,
+            });
+        }
+        ensure!(
+            it.next().is_none(),
+            "the job message goes on after its last example"
+        );
+        let job = JobShape {
+            batch: batch as usize,
+            shapes,
+        };
+        policy.admit(&job)?;
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> ServePolicy {
+        ServePolicy {
+            choice_tokens: vec![7, 9, 11],
+            max_tokens: 64,
+            max_batch: 4,
+            max_examples: 10,
+            reveal_scores: false,
+        }
+    }
+
+    fn job() -> JobShape {
+        JobShape {
+            batch: 2,
+            shapes: vec![
+                ExampleShape {
+                    tokens: 5,
+                    choices: vec![7, 9],
+                },
+                ExampleShape {
+                    tokens: 64,
+                    choices: vec![7, 9, 11],
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(JobShape::decode(&job().encode(), &policy()).unwrap(), job());
+    }
+
+    #[test]
+    fn every_count_is_bounded_before_use() {
+        let good = job().encode();
+        let cases: Vec<(Vec<u64>, &str)> = vec![
+            (vec![], "ends before the batch size"),
+            (vec![0, 1], "a batch of 0"),
+            (vec![5, 1], "a batch of 5"),
+            (vec![2, u64::MAX], "18446744073709551615 examples"),
+            (vec![2, 1, 65, 2, 7, 9], "a prompt of 65 tokens"),
+            (vec![2, 1, 0, 2, 7, 9], "a prompt of 0 tokens"),
+            (vec![2, 1, 5, 1_000_000_000, 7], "1000000000 choices"),
+            (vec![2, 1, 5, 2, 7], "ends before a choice id"),
+            (vec![2, 1, 5, 2, 7, 1 << 40], "a choice id of"),
+            ([good.clone(), vec![0]].concat(), "goes on after"),
+            (vec![2, 3, 5, 2, 7, 9], "ends before a prompt length"),
+        ];
+        for (words, want) in cases {
+            let err = JobShape::decode(&words, &policy()).unwrap_err().to_string();
+            assert!(err.contains(want), "{words:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! What a party of a secure evaluation loads, and the policy a server (and its dealer / helper)
+//! serves it under. Only the server reads `private.safetensors`: the client and the dealer /
+//! helper load the manifest and the public base model, which is all they need to build the
+//! computation.
+
+use super::eval::SecureSplit;
+use super::policy::{DEFAULT_MAX_BATCH, ServePolicy};
+use crate::checkpoint::{Manifest, is_checkpoint, load_checkpoint, load_checkpoint_public};
+use crate::data::{PromptFormat, TaskKind};
+use crate::fetch::resolve_model;
+use crate::model::{LoadedModel, load};
+use anyhow::{Context, Result, bail};
+use candle_core::Device;
+use std::path::Path;
+
+/// Whose copy of the model is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// The server: the checkpoint with its private tensors.
+    Server,
+    /// Client, dealer, helper (and plaintext evaluation's public view): no private tensors.
+    Public,
+}
+
+/// A split checkpoint or a bare base model, as one party holds it.
+pub struct Served {
+    pub loaded: LoadedModel,
+    pub manifest: Option<Manifest>,
+    /// What secure evaluation keeps secret, or why it cannot evaluate this checkpoint (plaintext
+    /// evaluation still can).
+    pub split: Result<SecureSplit>,
+}
+
+impl Served {
+    /// `model` (a checkpoint directory, a model file or directory, or a hub id; the default base
+    /// model is fetched on first use) as `holder` holds it.
+    pub fn load(model: &str, holder: Holder, device: &Device) -> Result<Self> {
+        let path = Path::new(model);
+        if !is_checkpoint(path) {
+            let loaded = load(&resolve_model(model)?, device)?;
+            return Ok(Served {
+                loaded,
+                manifest: None,
+                split: Ok(SecureSplit::BARE),
+            });
+        }
+        let ckpt = match holder {
+            Holder::Server => load_checkpoint(path, device)?,
+            Holder::Public => load_checkpoint_public(path, device)?,
+        };
+        let split = SecureSplit::of_checkpoint(&ckpt.manifest, &ckpt.private)
+            .with_context(|| model.to_string());
+        Ok(Served {
+            loaded: ckpt.loaded,
+            manifest: Some(ckpt.manifest),
+            split,
+        })
+    }
+
+    /// The policy this model is served under: a checkpoint serves its own task as it was
+    /// prompted; a bare base model serves the task `options` name.
+    pub fn policy(&self, options: &ServeOptions) -> Result<ServePolicy> {
+        let positions = self.loaded.model.config.max_position_embeddings;
+        let (task, format, max_len) = match &self.manifest {
+            Some(m) => {
+                let t = &m.task;
+                if let Some(other) = options.task.filter(|&o| o != t.name) {
+                    bail!("the checkpoint serves {}, not {other}", t.name);
+                }
+                if let Some(other) = options.format.filter(|&o| o != t.format) {
+                    bail!(
+                        "the checkpoint serves {} prompts, not {}",
+                        t.format.name(),
+                        other.name()
+                    );
+                }
+                (t.name, t.format, options.max_len.unwrap_or(t.max_len))
+            }
+            None => (
+                options
+                    .task
+                    .context("serving a base model needs the task it serves (--task)")?,
+                options.format.unwrap_or_default(),
+                options.max_len.unwrap_or(DEFAULT_MAX_LEN),
+            ),
+        };
+        let mut policy =
+            ServePolicy::for_task(task, &self.loaded.tokenizer, format, max_len.min(positions))?;
+        policy.max_batch = options.max_batch;
+        policy.reveal_scores = options.reveal_scores;
+        Ok(policy)
+    }
+}
+
+/// A prompt's longest length for a model that does not say otherwise.
+pub const DEFAULT_MAX_LEN: usize = 512;
+
+/// The server's own configuration of what it serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// A bare base model's task (a checkpoint's must agree with its manifest).
+    pub task: Option<TaskKind>,
+    pub format: Option<PromptFormat>,
+    /// The longest prompt served (default: the checkpoint's max_len, else 512).
+    pub max_len: Option<usize>,
+    pub max_batch: usize,
+    /// Debugging only: reveal every example's scores to the client.
+    pub reveal_scores: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            task: None,
+            format: None,
+            max_len: None,
+            max_batch: DEFAULT_MAX_BATCH,
+            reveal_scores: false,
+        }
+    }
+}
