@@ -96,6 +96,9 @@ impl Deadlines {
 
 struct Link {
     incoming: Incoming,
+    /// The outgoing connection's socket, to cut it when the link is dropped on an error (a
+    /// writer blocked on a peer that stopped reading then ends at once).
+    outgoing_socket: TcpStream,
     /// `None` once closed.
     outgoing: Option<Sender<Frame>>,
     writer: Option<JoinHandle<()>>,
@@ -350,6 +353,7 @@ impl Link {
             .sock
             .stream
             .set_write_timeout(Some(deadlines.per_message))?;
+        let outgoing_socket = outgoing.sock.stream.try_clone()?;
         let (tx, rx) = channel::<Frame>();
         let write_error = Arc::new(Mutex::new(None));
         let slot = write_error.clone();
@@ -360,6 +364,7 @@ impl Link {
         });
         Ok(Link {
             incoming,
+            outgoing_socket,
             outgoing: Some(tx),
             writer: Some(writer),
             write_error,
@@ -476,11 +481,184 @@ impl Transport for TcpTransport {
     }
 }
 
-/// Closing flushes: queued frames are written before the connection goes (a dealer that
-/// finishes early must not take its last material with it). Bounded by the write timeout and
-/// the run's deadline.
+/// A link dropped without [`Transport::finish`] belongs to a party that failed: its queued
+/// frames no longer matter, so the connection is cut rather than drained (a writer blocked on a
+/// peer that stopped reading would otherwise hold the party for the write timeout).
 impl Drop for Link {
     fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = self.outgoing_socket.shutdown(std::net::Shutdown::Both);
+        }
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Shutdown;
+
+    const PAIR: [Role; 2] = [Role::Client, Role::Server];
+
+    fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
+        let ls: Vec<TcpListener> = (0..n)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
+        (ls, addrs)
+    }
+
+    /// Every party of `identities` (in role order) establishing at once.
+    fn establish_all(
+        identities: Vec<PartyTls>,
+        listeners: Vec<TcpListener>,
+        addrs: &[SocketAddr],
+        deadlines: Deadlines,
+    ) -> Vec<Result<TcpTransport>> {
+        let roles: Vec<Role> = identities.iter().map(|t| t.role).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = identities
+                .into_iter()
+                .zip(listeners)
+                .map(|(tls, l)| {
+                    let peers: Vec<(Role, SocketAddr)> = roles
+                        .iter()
+                        .zip(addrs)
+                        .filter(|(r, _)| **r != tls.role)
+                        .map(|(r, a)| (*r, *a))
+                        .collect();
+                    let roles = &roles;
+                    s.spawn(move || TcpTransport::establish(roles, l, &peers, &tls, deadlines))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    fn short() -> Deadlines {
+        Deadlines::new(Duration::from_secs(5), Duration::from_secs(30))
+    }
+
+    /// A silent connection, 16 random bytes and a TLS client with a certificate no one pinned,
+    /// all at the client's port before the real peers connect: the peers connect, talk, and the
+    /// strangers get nothing but a failed handshake.
+    #[test]
+    fn strangers_are_refused_and_do_not_stall_the_peers() {
+        let (ls, addrs) = listeners(2);
+        let target = addrs[0];
+        let silent = TcpStream::connect(target).unwrap();
+        let mut noise = TcpStream::connect(target).unwrap();
+        noise.write_all(&[0x16, 3, 1, 0, 9, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+        let impostor = std::thread::spawn(move || {
+            // Its own identity for the server role: the client has not pinned it.
+            let fake = PartyTls::ephemeral(&[Role::Server, Role::Client]).unwrap();
+            let wire = Arc::new(WireCounters::default());
+            let until = Instant::now() + Duration::from_secs(5);
+            dial(Role::Client, target, &fake[0], until, &wire).map(|_| ())
+        });
+        let t0 = Instant::now();
+        let mut parties = establish_all(PartyTls::ephemeral(&PAIR).unwrap(), ls, &addrs, short());
+        // Well before the silent connection's handshake timeout.
+        assert!(t0.elapsed() < HANDSHAKE_TIMEOUT, "{:?}", t0.elapsed());
+        let mut server = parties.pop().unwrap().unwrap();
+        let mut client = parties.pop().unwrap().unwrap();
+        client.send(1, Frame::from_bytes(b"hello", 1)).unwrap();
+        assert_eq!(server.recv(0, Expect::Exactly(5)).unwrap().bytes(), b"hello");
+        let err = impostor.join().unwrap().unwrap_err().to_string();
+        assert!(err.contains("TLS handshake failed") || err.contains("did not accept"), "{err}");
+        // The raw strangers learn nothing: the connection closes, at most with a TLS alert.
+        let mut got = Vec::new();
+        noise.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let _ = noise.read_to_end(&mut got);
+        assert!(got.len() < 64 && got.first().is_none_or(|&b| b == 0x15), "{got:?}");
+        drop(silent);
+    }
+
+    /// A party at the server's address that is not the pinned server (another key claiming the
+    /// role) is refused by the client, and refuses the client: one clear error each, in time.
+    #[test]
+    fn a_party_with_another_certificate_for_the_role_is_refused() {
+        let (ls, addrs) = listeners(2);
+        let real = PartyTls::ephemeral(&PAIR).unwrap();
+        let other = PartyTls::ephemeral(&PAIR).unwrap();
+        let identities = vec![real[0].clone(), other[1].clone()];
+        let t0 = Instant::now();
+        let results = establish_all(identities, ls, &addrs, short());
+        assert!(t0.elapsed() < Duration::from_secs(12));
+        for r in results {
+            let err = format!("{:#}", r.err().expect("refused"));
+            assert!(!err.contains('\n'), "{err}");
+            assert!(
+                err.contains("TLS handshake failed") || err.contains("did not accept"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_identity_for_two_roles_is_refused() {
+        let (key, cert) = super::super::tls::generate(Role::Server).unwrap();
+        let err = PartyTls::from_pem(Role::Client, &key, &cert, &[(Role::Server, cert.clone())])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "the client and the server have the same certificate");
+    }
+
+    fn pair() -> (TcpTransport, TcpTransport) {
+        let (ls, addrs) = listeners(2);
+        let d = Deadlines::new(Duration::from_secs(1), Duration::from_secs(30));
+        let mut p = establish_all(PartyTls::ephemeral(&PAIR).unwrap(), ls, &addrs, d);
+        let server = p.pop().unwrap().unwrap();
+        (p.pop().unwrap().unwrap(), server)
+    }
+
+    /// A frame of another length than the receiver expects is refused, naming the peer; a peer
+    /// whose connection drops mid-run (no TLS close) is a disconnection, not a hang.
+    #[test]
+    fn unexpected_frames_and_dropped_connections_are_errors() {
+        let (mut client, mut server) = pair();
+        client.send(1, Frame::zeroed(24, 1)).unwrap();
+        let err = server.recv(0, Expect::Exactly(16)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "the client sent a message of 24 bytes where 16 were expected"
+        );
+        // The connection goes without a TLS close_notify, as when a party's process dies (a
+        // fresh pair: a refused frame leaves its payload unread, and every error is final).
+        let (mut client, mut server) = pair();
+        let link = client.links[1].as_mut().unwrap();
+        link.outgoing_socket.shutdown(Shutdown::Both).unwrap();
+        let err = server.recv(0, Expect::Exactly(8)).unwrap_err();
+        assert!(matches!(err, TransportError::Disconnected { peer: Role::Client }), "{err}");
+    }
+
+    /// A peer that stops reading makes the sender fail when it finishes (its last messages
+    /// cannot be delivered), within the write timeout, instead of exiting as if all went well.
+    #[test]
+    fn finishing_towards_a_peer_that_never_reads_is_an_error() {
+        let (mut client, _server) = pair();
+        for _ in 0..64 {
+            client.send(1, Frame::zeroed(1 << 20, 1)).unwrap();
+        }
+        let t0 = Instant::now();
+        let err = client.finish().unwrap_err().to_string();
+        assert!(err.contains("writing to the server"), "{err}");
+        // Loopback buffers take tens of MB before the first write blocks for the timeout.
+        assert!(t0.elapsed() < Duration::from_secs(40), "{:?}", t0.elapsed());
+    }
+
+    /// Waiting past the run's deadline is its own error, even though the per-message timeout is
+    /// longer.
+    #[test]
+    fn the_run_deadline_bounds_every_wait() {
+        let (ls, addrs) = listeners(2);
+        let d = Deadlines::new(Duration::from_secs(60), Duration::from_secs(2));
+        let mut p = establish_all(PartyTls::ephemeral(&PAIR).unwrap(), ls, &addrs, d);
+        let _server = p.pop().unwrap().unwrap();
+        let mut client = p.pop().unwrap().unwrap();
+        let t0 = Instant::now();
+        let err = client.recv(1, Expect::Exactly(8)).unwrap_err().to_string();
+        assert_eq!(err, "the run's deadline passed while waiting for the server");
+        assert!(t0.elapsed() < Duration::from_secs(4));
     }
 }
