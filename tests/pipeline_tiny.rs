@@ -132,7 +132,8 @@ fn check_tcp_transport(run: &std::path::Path, report: &serde_json::Value, tmp: &
             json.to_str().unwrap(),
         ];
         if protocol == "2pc-dealer" {
-            by_hand(&student, &public_copy, &common);
+            let outs = by_hand(&student, &public_copy, &common);
+            assert!(outs.iter().all(|o| o.status.success()), "{outs:?}");
         } else {
             let mut args = common.to_vec();
             args.extend(["--model", student.to_str().unwrap(), "--reference"]);
@@ -182,9 +183,43 @@ fn check_tcp_transport(run: &std::path::Path, report: &serde_json::Value, tmp: &
     }
 }
 
+/// A client asking the sst2 student's server about RTE's choice words (another part of the
+/// vocabulary) is refused before any secret is touched: every party exits non-zero with one
+/// error line, the client's giving the server's reason.
+fn check_foreign_choices_refused(student: &std::path::Path, client_model: &std::path::Path) {
+    let common = [
+        "eval",
+        "--task",
+        "rte",
+        "--mode",
+        "mpc",
+        "--transport",
+        "tcp",
+        "--limit",
+        "2",
+    ];
+    let outs = by_hand(student, client_model, &common);
+    for (role, out) in ["client", "server", "dealer"].iter().zip(&outs) {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{role}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{role}: {stderr}");
+        assert!(
+            stderr.contains("not this task's answer words"),
+            "{role}: {stderr}"
+        );
+    }
+    let client = String::from_utf8_lossy(&outs[0].stderr);
+    assert!(client.contains("the server refused the job"), "{client}");
+}
+
 /// 2pc-dealer with the server and dealer started by hand (`marill party --model`, identities
-/// from `marill keygen`), the client evaluating `client_model`.
-fn by_hand(student: &std::path::Path, client_model: &std::path::Path, common: &[&str]) {
+/// from `marill keygen`), the client evaluating `client_model`; every party's output, client
+/// first.
+fn by_hand(
+    student: &std::path::Path,
+    client_model: &std::path::Path,
+    common: &[&str],
+) -> Vec<std::process::Output> {
     let tls = tempfile::tempdir().unwrap();
     let roles = ["client", "server", "dealer"];
     for role in roles {

@@ -548,7 +548,11 @@ mod tests {
         let target = addrs[0];
         let silent = TcpStream::connect(target).unwrap();
         let mut noise = TcpStream::connect(target).unwrap();
-        noise.write_all(&[0x16, 3, 1, 0, 9, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+        noise
+            .write_all(&[
+                0x16, 3, 1, 0, 9, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7,
+            ])
+            .unwrap();
         let impostor = std::thread::spawn(move || {
             // Its own identity for the server role: the client has not pinned it.
             let fake = PartyTls::ephemeral(&[Role::Server, Role::Client]).unwrap();
@@ -563,14 +567,25 @@ mod tests {
         let mut server = parties.pop().unwrap().unwrap();
         let mut client = parties.pop().unwrap().unwrap();
         client.send(1, Frame::from_bytes(b"hello", 1)).unwrap();
-        assert_eq!(server.recv(0, Expect::Exactly(5)).unwrap().bytes(), b"hello");
+        assert_eq!(
+            server.recv(0, Expect::Exactly(5)).unwrap().bytes(),
+            b"hello"
+        );
         let err = impostor.join().unwrap().unwrap_err().to_string();
-        assert!(err.contains("TLS handshake failed") || err.contains("did not accept"), "{err}");
+        assert!(
+            err.contains("TLS handshake failed") || err.contains("did not accept"),
+            "{err}"
+        );
         // The raw strangers learn nothing: the connection closes, at most with a TLS alert.
         let mut got = Vec::new();
-        noise.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        noise
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
         let _ = noise.read_to_end(&mut got);
-        assert!(got.len() < 64 && got.first().is_none_or(|&b| b == 0x15), "{got:?}");
+        assert!(
+            got.len() < 64 && got.first().is_none_or(|&b| b == 0x15),
+            "{got:?}"
+        );
         drop(silent);
     }
 
@@ -629,7 +644,10 @@ mod tests {
         let link = client.links[1].as_mut().unwrap();
         link.outgoing_socket.shutdown(Shutdown::Both).unwrap();
         let err = server.recv(0, Expect::Exactly(8)).unwrap_err();
-        assert!(matches!(err, TransportError::Disconnected { peer: Role::Client }), "{err}");
+        assert!(
+            matches!(err, TransportError::Disconnected { peer: Role::Client }),
+            "{err}"
+        );
     }
 
     /// A peer that stops reading makes the sender fail when it finishes (its last messages
@@ -658,7 +676,10 @@ mod tests {
         let mut client = p.pop().unwrap().unwrap();
         let t0 = Instant::now();
         let err = client.recv(1, Expect::Exactly(8)).unwrap_err().to_string();
-        assert_eq!(err, "the run's deadline passed while waiting for the server");
+        assert_eq!(
+            err,
+            "the run's deadline passed while waiting for the server"
+        );
         assert!(t0.elapsed() < Duration::from_secs(4));
     }
 }
