@@ -274,15 +274,9 @@ fn by_hand(
     ]);
     args.extend(["--tls-dir", tls.path().to_str().unwrap()]);
     args.extend(client_peers.iter().map(String::as_str));
-    marill(&args);
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let mut outs = vec![marill_output(&args)];
+    outs.extend(children.into_iter().map(|c| c.wait_with_output().unwrap()));
+    outs
 }
 
 /// A checkpoint whose final norm is private cannot be evaluated under MPC (the client would
