@@ -10,11 +10,10 @@ use crate::data::{DEFAULT_SPLIT_SEED, PromptFormat, SplitRatios, TaskKind};
 use crate::fetch::BASE_MODEL_PATH;
 use crate::model::LlamaConfig;
 use crate::model::lora_target::LoraTarget;
-use crate::model::source::ModelSource;
+use crate::model::marill::{check_head_merge, check_lora_rank};
+use crate::model::source::{ModelSource, sha256_bytes};
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// A parsed recipe, with the file it came from (for error messages and provenance).
@@ -277,7 +276,7 @@ impl Recipe {
         })?;
         recipe.origin = RecipeOrigin {
             path: path.to_path_buf(),
-            sha256: hex_sha256(text.as_bytes()),
+            sha256: sha256_bytes(text.as_bytes()),
         };
         recipe.check_fields().map_err(|e| recipe.error(e))?;
         Ok(recipe)
@@ -395,11 +394,16 @@ impl Recipe {
                 layers - 1
             ));
         }
-        check_head_merge(self.student.head_merge.factor, config)?;
+        check_head_merge(
+            "student.head_merge.factor",
+            self.student.head_merge.factor,
+            config,
+        )?;
         if let Some(lora) = self.teacher.lora() {
-            check_lora_rank("teacher", &lora, config)?;
+            check_lora_rank("teacher.rank", lora.rank, &lora.targets, config)?;
         }
-        check_lora_rank("student.lora", &self.student.lora, config)?;
+        let lora = &self.student.lora;
+        check_lora_rank("student.lora.rank", lora.rank, &lora.targets, config)?;
         if self.task.max_len > config.max_position_embeddings {
             return Err(format!(
                 "task.max_len = {} exceeds the model's {} positions",
@@ -430,8 +434,7 @@ fn check_lora(section: &str, lora: &LoraSection) -> Check {
             "{section}.targets is empty; name at least one of q, k, v, o, gate, up, down"
         ));
     }
-    let mut seen = HashSet::new();
-    if let Some(twice) = lora.targets.iter().find(|t| !seen.insert(**t)) {
+    if let Some(twice) = LoraTarget::first_repeated(&lora.targets) {
         return Err(format!(
             "{section}.targets names \"{}\" twice",
             twice.short_name()
@@ -441,43 +444,6 @@ fn check_lora(section: &str, lora: &LoraSection) -> Check {
         return Err(format!(
             "{section}.dropout = {} must be in [0, 1)",
             lora.dropout
-        ));
-    }
-    Ok(())
-}
-
-/// A rank above a projection's smaller side cannot add expressiveness, only parameters.
-fn check_lora_rank(section: &str, lora: &LoraSection, config: &LlamaConfig) -> Check {
-    for &target in &lora.targets {
-        let (fan_in, fan_out) = target.dims(config);
-        if lora.rank > fan_in.min(fan_out) {
-            return Err(format!(
-                "{section}.rank = {} exceeds the smaller side of {} ({fan_in} → {fan_out})",
-                lora.rank,
-                target.peft_name()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Merged heads must not split a key/value group unevenly: with `g` query heads per KV head,
-/// `m` merges `m` consecutive query heads, so either `m | g` (a merged head lies inside one KV
-/// group) or `g | m` (a merged head is a run of whole KV groups).
-fn check_head_merge(factor: usize, config: &LlamaConfig) -> Check {
-    let heads = config.num_attention_heads;
-    let group = heads / config.num_key_value_heads;
-    if !heads.is_multiple_of(factor) {
-        return Err(format!(
-            "student.head_merge.factor = {factor} must divide the {heads} attention heads"
-        ));
-    }
-    if !(group.is_multiple_of(factor) || factor.is_multiple_of(group)) {
-        return Err(format!(
-            "student.head_merge.factor = {factor} must divide or be a multiple of the GQA group \
-             size {group} ({heads} query heads / {} key-value heads), so that merged heads never \
-             split a key/value group unevenly",
-            config.num_key_value_heads
         ));
     }
     Ok(())
@@ -541,13 +507,6 @@ fn check_non_negative(field: &str, value: f64) -> Check {
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -638,7 +597,7 @@ batch = 8
         assert_eq!(recipe.student.distill, DistillSection::default());
         assert_eq!(recipe.optimizer, OptimizerSection::default());
         assert_eq!(recipe.public_layers(&smollm2()), 15);
-        assert_eq!(recipe.sha256(), hex_sha256(MINIMAL.as_bytes()));
+        assert_eq!(recipe.sha256(), sha256_bytes(MINIMAL.as_bytes()));
         assert_eq!(recipe.sha256().len(), 64);
         Ok(())
     }

@@ -230,6 +230,34 @@ fn a_checkpoint_loads_over_its_base_model_and_no_other() {
     );
 }
 
+/// 1,000 inverted bytes of tensor data still parse as safetensors: only the manifest's sha256
+/// of the private file tells, and every command that reads it refuses it in one line.
+#[test]
+fn a_checkpoint_with_corrupt_private_tensors_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_model(&dir.path().join("base"));
+    let sha =
+        marill::checkpoint::BaseModel::weights_sha256(&[dir.path().join("base/model.safetensors")])
+            .unwrap();
+    let ckpt = tiny_student(dir.path(), &sha);
+    let private = Path::new(&ckpt).join("private.safetensors");
+    let mut bytes = std::fs::read(&private).unwrap();
+    let start = bytes.len() - 1000;
+    bytes[start..].iter_mut().for_each(|b| *b = !*b);
+    std::fs::write(&private, bytes).unwrap();
+    let p = private.to_str().unwrap();
+    let refused = [p, "does not match the manifest's private_sha256"];
+    assert_one_line_error(
+        &["eval", "--model", &ckpt, "--task", "sst2", "--limit", "3"],
+        &refused,
+    );
+    assert_one_line_error(&["inspect", &ckpt], &refused);
+    let run = dir.path().to_str().unwrap();
+    let out = dir.path().join("exported");
+    assert_one_line_error(&["export", run, "--out", out.to_str().unwrap()], &refused);
+    assert!(!out.join("student").exists());
+}
+
 #[test]
 fn bad_recipes_are_one_line_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();

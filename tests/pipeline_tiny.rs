@@ -284,18 +284,13 @@ fn by_hand(
 /// evaluation still works.
 fn check_private_head_refused(student: &std::path::Path, tmp: &std::path::Path) {
     let copy = tmp.join("private-norm");
-    std::fs::create_dir_all(&copy).unwrap();
-    for f in ["manifest.json", "private.safetensors"] {
-        std::fs::copy(student.join(f), copy.join(f)).unwrap();
-    }
-    let file = copy.join("private.safetensors");
-    let mut tensors = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+    let (manifest, mut tensors) = marill::checkpoint::read_checkpoint(student).unwrap();
     let d = marill::model::LlamaConfig::tiny().hidden_size;
     tensors.insert(
         "model.norm.weight".into(),
         candle_core::Tensor::ones(d, candle_core::DType::F32, &candle_core::Device::Cpu).unwrap(),
     );
-    candle_core::safetensors::save(&tensors, &file).unwrap();
+    marill::checkpoint::write_checkpoint(&copy, &manifest, &tensors).unwrap();
     let model = copy.to_str().unwrap();
     let mut args = vec!["eval", "--model", model, "--task", "sst2", "--limit", "2"];
     marill(&args);

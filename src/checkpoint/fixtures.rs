@@ -1,5 +1,6 @@
 //! Tiny checkpoints for the tests: `LlamaConfig::tiny()` (4 layers, 6 heads over 2 KV heads).
 
+use super::io::write_checkpoint;
 use super::manifest::{
     Approximations, BaseModel, CheckpointKind, FORMAT_VERSION, HeadMerge, LoraInfo, Manifest,
     Provenance, Split, TaskInfo,
@@ -8,8 +9,10 @@ use super::tensor_name::{LoraFactor, PrivateTensor};
 use crate::data::{PromptFormat, TaskKind};
 use crate::model::LlamaConfig;
 use crate::model::lora_target::LoraTarget;
+use anyhow::Result;
 use candle_core::{Device, Tensor};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 pub const BASE_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
@@ -74,4 +77,26 @@ pub fn lora_tensors(manifest: &Manifest) -> HashMap<String, Tensor> {
 
 pub fn random(shape: impl Into<candle_core::Shape>) -> Tensor {
     Tensor::randn(0f32, 1.0, shape, &Device::Cpu).expect("random tensor")
+}
+
+/// The fixture student written over a real tiny base model in `dir/base` (so that loaders can
+/// open it); returns the checkpoint's directory, `dir/student`.
+pub fn student_over_tiny_base(dir: &Path) -> Result<PathBuf> {
+    let base = dir.join("base");
+    let mut manifest = student();
+    crate::model::tiny::write_tiny_model(&base, &manifest.base.config, 1)?;
+    manifest.base.source = base.to_string_lossy().into_owned();
+    manifest.base.sha256 = BaseModel::weights_sha256(&[base.join("model.safetensors")])?;
+    let ckpt = dir.join("student");
+    write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
+    Ok(ckpt)
+}
+
+/// Inverts the last `n` bytes of `path`: tensor data, so the file still parses.
+pub fn flip_bytes(path: &Path, n: usize) -> Result<()> {
+    let mut bytes = std::fs::read(path)?;
+    let start = bytes.len() - n;
+    bytes[start..].iter_mut().for_each(|b| *b = !*b);
+    std::fs::write(path, bytes)?;
+    Ok(())
 }

@@ -4,14 +4,26 @@ use super::atomic_dir::replace_dir;
 use super::manifest::{FORMAT_VERSION, Manifest};
 use super::tensor_name::check_tensors;
 use crate::atomic::write_json_atomic;
+use crate::model::source::{sha256_bytes, sha256_file};
 use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{Device, Tensor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const PRIVATE_FILE: &str = "private.safetensors";
+
+/// What `manifest.json` holds: the manifest, and the sha256 of the `private.safetensors` written
+/// with it, so that a corrupted or edited private file is refused instead of silently computing
+/// another model. The hash is a property of the written file, not of the model the trainer
+/// describes, so it lives here rather than in [`Manifest`].
+#[derive(Serialize, Deserialize)]
+struct ManifestFile {
+    #[serde(flatten)]
+    manifest: Manifest,
+    private_sha256: String,
+}
 
 /// Writes `dir` atomically: the manifest and tensors are checked first, written into a sibling
 /// directory, and only then put in place of any existing checkpoint.
@@ -24,19 +36,38 @@ pub fn write_checkpoint(
     manifest.validate().map_err(refuse)?;
     check_tensors(manifest, tensors).map_err(refuse)?;
     replace_dir(dir, MANIFEST_FILE, |staging| {
-        save_tensors(&staging.join(PRIVATE_FILE), tensors)?;
-        write_json_atomic(&staging.join(MANIFEST_FILE), manifest)
+        let private = staging.join(PRIVATE_FILE);
+        save_tensors(&private, tensors)?;
+        // Hashed after the flush: the bytes on disk are what a reader will verify.
+        let file = ManifestFile {
+            manifest: manifest.clone(),
+            private_sha256: sha256_file(&private)?,
+        };
+        write_json_atomic(&staging.join(MANIFEST_FILE), &file)
     })
 }
 
-/// Reads and checks a checkpoint; tensors land on the CPU.
+/// Reads and checks a checkpoint; tensors land on the CPU. The private file is verified against
+/// the manifest's sha256 before it is parsed.
 pub fn read_checkpoint(dir: &Path) -> Result<(Manifest, HashMap<String, Tensor>)> {
-    let manifest = read_manifest(dir)?;
+    let ManifestFile {
+        manifest,
+        private_sha256,
+    } = read_manifest_file(dir)?;
     let path = dir.join(PRIVATE_FILE);
     let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => anyhow!("{}: missing", path.display()),
         _ => anyhow!("{}: cannot read: {e}", path.display()),
     })?;
+    // Hash and parse the same bytes, so the file cannot change between the two.
+    let actual = sha256_bytes(&bytes);
+    if !actual.eq_ignore_ascii_case(&private_sha256) {
+        bail!(
+            "{}: sha256 {actual} does not match the manifest's private_sha256 \
+             {private_sha256}; the file is corrupt or was modified",
+            path.display()
+        );
+    }
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| anyhow!("{}: not a valid safetensors file: {e}", path.display()))?;
     check_tensors(&manifest, &tensors).map_err(|e| anyhow!("{}: {e}", path.display()))?;
@@ -45,6 +76,10 @@ pub fn read_checkpoint(dir: &Path) -> Result<(Manifest, HashMap<String, Tensor>)
 
 /// Reads and checks `dir/manifest.json` alone (no tensors).
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
+    Ok(read_manifest_file(dir)?.manifest)
+}
+
+fn read_manifest_file(dir: &Path) -> Result<ManifestFile> {
     let path = dir.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
@@ -67,11 +102,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest> {
             version.format_version
         );
     }
-    let manifest: Manifest = serde_json::from_str(&text).map_err(invalid)?;
-    manifest
+    let file: ManifestFile = serde_json::from_str(&text).map_err(invalid)?;
+    file.manifest
         .validate()
         .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    Ok(manifest)
+    Ok(file)
 }
 
 /// Refuses a base model whose weights are not the ones the checkpoint was trained on.
@@ -99,9 +134,10 @@ pub(super) fn save_tensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{BASE_SHA256, lora_tensors, random, student};
-    use super::super::manifest::CheckpointKind;
+    use super::super::fixtures::{BASE_SHA256, flip_bytes, lora_tensors, random, student};
+    use super::super::manifest::{CheckpointKind, HeadMerge, LoraInfo};
     use super::*;
+    use crate::model::lora_target::LoraTarget;
     use std::path::PathBuf;
 
     fn assert_same_tensors(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) {
@@ -239,12 +275,18 @@ mod tests {
             write_checkpoint(&ckpt, &manifest, &lora_tensors(&manifest))?;
             // Bypass the writer's checks, as a foreign tool might.
             candle_core::safetensors::save(&tensors, ckpt.join(PRIVATE_FILE))?;
+            reseal(&ckpt)?;
             let text = message(read_checkpoint(&ckpt));
             assert!(
                 text.contains(PRIVATE_FILE) && text.contains(expected),
                 "{text}"
             );
         }
+        let mut half = lora_tensors(&manifest);
+        let name = "model.layers.2.self_attn.q_proj.lora_A.weight";
+        half.insert(name.into(), half[name].to_dtype(candle_core::DType::F16)?);
+        let text = message(write_checkpoint(&dir.path().join("half"), &manifest, &half));
+        assert!(text.contains("is f16, expected f32"), "{text}");
         // A LoRA factor in a checkpoint whose manifest has no LoRA.
         let mut merged = student();
         merged.lora = None;
@@ -273,12 +315,23 @@ mod tests {
 
         let mut json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&manifest_path)?)?;
-        json["format_version"] = 2.into();
+        // A version-1 manifest (from before private_sha256) says so instead of a missing field.
+        json["format_version"] = 1.into();
+        json.as_object_mut().unwrap().remove("private_sha256");
         std::fs::write(&manifest_path, serde_json::to_string(&json)?)?;
         let text = message(read_checkpoint(&ckpt));
-        assert!(text.contains("manifest.json: format_version 2"), "{text}");
+        assert!(
+            text.contains("manifest.json: format_version 1, but this marill reads version 2"),
+            "{text}"
+        );
 
-        std::fs::write(&manifest_path, "{\"format_version\": 1, \"kind\": ")?;
+        json["format_version"] = FORMAT_VERSION.into();
+        std::fs::write(&manifest_path, serde_json::to_string(&json)?)?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(text.contains("missing field `private_sha256`"), "{text}");
+
+        let truncated = format!("{{\"format_version\": {FORMAT_VERSION}, \"kind\": ");
+        std::fs::write(&manifest_path, truncated)?;
         let text = message(read_checkpoint(&ckpt));
         assert!(text.contains("manifest.json: invalid manifest"), "{text}");
 
@@ -296,6 +349,13 @@ mod tests {
         std::fs::write(&private, &bytes[..bytes.len() / 2])?;
         let text = message(read_checkpoint(&ckpt));
         assert!(
+            text.contains("private.safetensors: sha256") && text.contains("does not match"),
+            "{text}"
+        );
+        // Even with a matching hash, a broken file is refused by the parser.
+        reseal(&ckpt)?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(
             text.contains("private.safetensors: not a valid safetensors"),
             "{text}"
         );
@@ -305,17 +365,110 @@ mod tests {
         Ok(())
     }
 
+    /// Records the current private file's sha256 in the manifest, as a foreign tool writing
+    /// both files would.
+    fn reseal(ckpt: &Path) -> Result<()> {
+        let path = ckpt.join(MANIFEST_FILE);
+        let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        json["private_sha256"] = sha256_file(&ckpt.join(PRIVATE_FILE))?.into();
+        std::fs::write(&path, serde_json::to_string(&json)?)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_manifest_records_the_private_files_sha256() -> Result<()> {
+        let (_dir, ckpt) = written_student()?;
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(ckpt.join(MANIFEST_FILE))?)?;
+        assert_eq!(
+            json["private_sha256"].as_str(),
+            Some(sha256_file(&ckpt.join(PRIVATE_FILE))?.as_str())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn flipped_bytes_in_the_private_file_are_refused() -> Result<()> {
+        let (_dir, ckpt) = written_student()?;
+        flip_bytes(&ckpt.join(PRIVATE_FILE), 1000)?;
+        let text = message(read_checkpoint(&ckpt));
+        assert!(
+            text.contains("private.safetensors: sha256")
+                && text.contains("does not match the manifest's private_sha256"),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    fn lora(manifest: &mut Manifest) -> &mut LoraInfo {
+        manifest.lora.as_mut().expect("fixture has LoRA")
+    }
+
+    /// A change to the fixture student.
+    type Edit = fn(&mut Manifest);
+
+    /// The one-line error of validating the fixture student after `edit`.
+    fn refused(edit: Edit) -> String {
+        let mut manifest = student();
+        edit(&mut manifest);
+        message(manifest.validate())
+    }
+
     #[test]
     fn inconsistent_manifests_are_refused() {
-        let mut teacher = student();
-        teacher.kind = CheckpointKind::Teacher;
-        assert!(message(teacher.validate()).contains("teacher checkpoint keeps every layer"));
-        let mut groups = student();
-        groups.head_merge.groups[1][0] = vec![0, 1, 1];
-        assert!(message(groups.validate()).contains("head 1 is out of range or repeated"));
-        let mut layers = student();
-        layers.head_merge.groups.pop();
-        assert!(message(layers.validate()).contains("one per private layer"));
+        let cases: [(Edit, &str); 12] = [
+            (
+                |m| m.kind = CheckpointKind::Teacher,
+                "teacher checkpoint keeps every layer",
+            ),
+            (
+                |m| m.head_merge.groups[1][0] = vec![0, 1, 1],
+                "layer 3: merged head 0 is [0, 1, 1], expected heads 0..3",
+            ),
+            // A partition the loader would not build (it merges consecutive heads).
+            (
+                |m| m.head_merge.groups[0] = vec![vec![3, 4, 5], vec![0, 1, 2]],
+                "merged head 0 is [3, 4, 5]",
+            ),
+            (
+                |m| drop(m.head_merge.groups[0].pop()),
+                "has 1 merged heads, expected 2",
+            ),
+            (|m| drop(m.head_merge.groups.pop()), "one per private layer"),
+            // Tiny has 6 heads in KV groups of 3: 2 divides the heads but splits every group.
+            (
+                |m| m.head_merge = HeadMerge::uniform(2, &m.base.config, &m.split),
+                "head_merge.factor = 2 must divide or be a multiple of the GQA group size 3",
+            ),
+            (
+                |m| m.head_merge.factor = 4,
+                "head_merge.factor = 4 must divide the 6",
+            ),
+            (
+                |m| lora(m).rank = 1_000_000_000,
+                "lora.rank = 1000000000 exceeds the smaller side of q_proj (48 → 48)",
+            ),
+            (
+                |m| lora(m).rank = 17,
+                "lora.rank = 17 exceeds the smaller side of v_proj (48 → 16)",
+            ),
+            (
+                |m| lora(m).targets = vec![LoraTarget::Q; 2],
+                "lora.targets names \"q\" twice",
+            ),
+            (
+                |m| lora(m).alpha = f64::INFINITY,
+                "lora.alpha inf must be a positive number",
+            ),
+            (
+                |m| m.task.max_len = 1025,
+                "task.max_len 1025 must be in 1..=1024",
+            ),
+        ];
+        for (edit, expected) in cases {
+            let text = refused(edit);
+            assert!(text.contains(expected), "`{expected}` not in: {text}");
+        }
     }
 
     #[test]

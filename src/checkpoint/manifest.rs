@@ -5,16 +5,19 @@ use crate::data::{PromptFormat, TaskKind};
 use crate::model::LlamaConfig;
 use crate::model::attention::AttentionLayout;
 use crate::model::lora_target::LoraTarget;
-use crate::model::source::sha256_file;
+use crate::model::marill::{check_head_merge, check_lora_rank};
+use crate::model::source::{hex, sha256_file};
 use crate::model::variants::{Activation, SoftmaxKind};
-use anyhow::{Result, bail, ensure};
+use anyhow::{Error, Result, anyhow, bail, ensure};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::ops::Range;
 use std::path::PathBuf;
 
 /// The manifest layout this marill writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added `private_sha256`, which a version-1 manifest lacks.
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -72,11 +75,7 @@ impl BaseModel {
                 for file in sorted {
                     hasher.update(sha256_file(file)?.as_bytes());
                 }
-                Ok(hasher
-                    .finalize()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect())
+                Ok(hex(&hasher.finalize()))
             }
         }
     }
@@ -160,8 +159,11 @@ pub struct Provenance {
 }
 
 impl Manifest {
-    /// Internal consistency: the split fits the architecture, a teacher keeps every layer
-    /// private, there is one head partition per private layer, the LoRA is usable.
+    /// Internal consistency, against the architecture the manifest records: the split fits it, a
+    /// teacher keeps every layer private, the head merging is one a recipe can have, the LoRA
+    /// rank fits every targeted projection, the task's length fits the positions. Every size a
+    /// loader allocates or indexes from the manifest is bounded here; [`Manifest::check_base`]
+    /// then ties the recorded architecture to the actual base model.
     pub fn validate(&self) -> Result<()> {
         ensure!(
             self.format_version == FORMAT_VERSION,
@@ -169,7 +171,9 @@ impl Manifest {
             self.format_version
         );
         let config = &self.base.config;
-        config.validate()?;
+        config
+            .validate()
+            .map_err(|e| anyhow!("base.config: {e:#}"))?;
         let split = &self.split;
         ensure!(
             split.num_layers == config.num_hidden_layers,
@@ -191,50 +195,93 @@ impl Manifest {
         self.check_head_merge()?;
         if let Some(lora) = &self.lora {
             ensure!(lora.rank >= 1, "lora.rank must be at least 1");
+            check_lora_rank("lora.rank", lora.rank, &lora.targets, config).map_err(Error::msg)?;
             ensure!(
                 lora.alpha.is_finite() && lora.alpha > 0.0,
-                "lora.alpha {} must be positive",
+                "lora.alpha {} must be a positive number",
                 lora.alpha
             );
             ensure!(!lora.targets.is_empty(), "lora.targets is empty");
+            if let Some(twice) = LoraTarget::first_repeated(&lora.targets) {
+                bail!("lora.targets names \"{}\" twice", twice.short_name());
+            }
         }
+        let max_len = self.task.max_len;
+        ensure!(
+            (1..=config.max_position_embeddings).contains(&max_len),
+            "task.max_len {max_len} must be in 1..={} (the model's positions)",
+            config.max_position_embeddings
+        );
         Ok(())
     }
 
+    /// The base model actually loaded is the architecture the manifest describes (and so what
+    /// [`Manifest::validate`] checked every size against). Call before building anything.
+    pub fn check_base(&self, base: &LlamaConfig) -> Result<()> {
+        ensure!(
+            self.split.num_layers == base.num_hidden_layers,
+            "split claims {} layers but the base model has {}",
+            self.split.num_layers,
+            base.num_hidden_layers
+        );
+        if &self.base.config == base {
+            return Ok(());
+        }
+        // Name the fields that differ, by their manifest names.
+        let (recorded, actual) = (
+            serde_json::to_value(&self.base.config)?,
+            serde_json::to_value(base)?,
+        );
+        let differences: Vec<String> = match (recorded, actual) {
+            (Value::Object(recorded), Value::Object(actual)) => recorded
+                .iter()
+                .filter(|(field, value)| actual.get(*field) != Some(value))
+                .map(|(field, value)| {
+                    let theirs = actual.get(field).unwrap_or(&Value::Null);
+                    format!("base.config.{field} is {value} but the base model's is {theirs}")
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        ensure!(
+            !differences.is_empty(),
+            "base.config differs from the base model's architecture"
+        );
+        bail!("{}", differences.join("; "))
+    }
+
+    /// The factor is one the base's heads and KV groups allow, and the groups are the runs of
+    /// `factor` consecutive heads that the loader builds ([`AttentionLayout::merged`]): any other
+    /// partition would be recorded but not run. Lengths are checked before anything is walked,
+    /// so a hostile head count never sizes a loop or an allocation.
     fn check_head_merge(&self) -> Result<()> {
         let merge = &self.head_merge;
-        let heads = self.base.config.num_attention_heads;
+        let config = &self.base.config;
+        check_head_merge("head_merge.factor", merge.factor, config).map_err(Error::msg)?;
         let private = self.split.private_range();
-        ensure!(
-            merge.factor >= 1 && heads.is_multiple_of(merge.factor),
-            "head_merge.factor {} does not divide the {heads} attention heads",
-            merge.factor
-        );
         ensure!(
             merge.groups.len() == private.len(),
             "head_merge.groups has {} layers, expected one per private layer ({})",
             merge.groups.len(),
             private.len()
         );
+        let merged_heads = config.num_attention_heads / merge.factor;
         for (layer, groups) in private.zip(&merge.groups) {
-            let mut seen = vec![false; heads];
-            for group in groups {
+            ensure!(
+                groups.len() == merged_heads,
+                "head_merge.groups of layer {layer} has {} merged heads, expected {merged_heads}",
+                groups.len()
+            );
+            for (j, group) in groups.iter().enumerate() {
+                let first = j * merge.factor;
                 ensure!(
-                    group.len() == merge.factor,
-                    "head_merge.groups of layer {layer}: merged head {group:?} does not have {} heads",
+                    group.iter().copied().eq(first..first + merge.factor),
+                    "head_merge.groups of layer {layer}: merged head {j} is {group:?}, expected \
+                     heads {first}..{} (runs of {} consecutive heads)",
+                    first + merge.factor,
                     merge.factor
                 );
-                for &head in group {
-                    ensure!(
-                        head < heads && !std::mem::replace(&mut seen[head], true),
-                        "head_merge.groups of layer {layer}: head {head} is out of range or repeated"
-                    );
-                }
             }
-            ensure!(
-                seen.iter().all(|&s| s),
-                "head_merge.groups of layer {layer} leave some of the {heads} heads out"
-            );
         }
         Ok(())
     }

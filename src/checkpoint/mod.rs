@@ -6,7 +6,7 @@
 //!   sha256 of its weights as defined by [`BaseModel::weights_sha256`], architecture), split
 //!   (layers `0..k` public, `k..L` private), LoRA (rank, alpha, targets; absent when merged),
 //!   head-merge groups per private layer, approximations, task, provenance (recipe sha256,
-//!   metrics).
+//!   metrics), and `private_sha256`, the sha256 of `private.safetensors` as written.
 //! - `private.safetensors`: only private data, by Hugging Face names ([`PrivateTensor`]):
 //!   `model.layers.{i}.self_attn.q_proj.lora_A.weight` `(rank, in)` and `….lora_B.weight`
 //!   `(out, rank)`; whole projections `model.layers.{i}.mlp.up_proj.weight` `(out, in)`; norms
@@ -15,8 +15,11 @@
 //!   (`i ≥ k`): reading and writing both refuse anything in the public prefix, and the embedding,
 //!   which the client applies to its own prompt, is never private.
 //!
-//! Teacher checkpoints use the same format with `k = 0`. Loading verifies the base model's hash
-//! ([`verify_base`]). [`write_peft_adapter`] exports a plain LoRA checkpoint for Hugging Face
+//! Teacher checkpoints use the same format with `k = 0`. Reading a manifest checks every size in
+//! it against the architecture it records ([`Manifest::validate`]); loading over the base model
+//! also verifies the base's hash ([`verify_base`]) and that the recorded architecture is the
+//! base's ([`Manifest::check_base`]), before anything is built; reading the private file verifies
+//! its sha256 before parsing it. [`write_peft_adapter`] exports a plain LoRA checkpoint for Hugging Face
 //! PEFT; [`CheckpointSummary`] is what `marill inspect` prints.
 
 mod atomic_dir;

@@ -4,7 +4,7 @@
 use super::manifest::Manifest;
 use crate::model::lora_target::LoraTarget;
 use anyhow::{Result, bail, ensure};
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use std::collections::HashMap;
 
 /// `A` maps the input down to the rank, `B` maps it back up: `ΔW = (α/r)·Bᵀ·Aᵀ` in `x·W` form.
@@ -192,7 +192,8 @@ impl PrivateTensor {
     }
 }
 
-/// Every tensor is allowed by `manifest` (name, layer, shape), and LoRA factors come in pairs.
+/// Every tensor is allowed by `manifest` (name, layer, shape, f32), and LoRA factors come in
+/// pairs.
 pub fn check_tensors(manifest: &Manifest, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
@@ -205,6 +206,12 @@ pub fn check_tensors(manifest: &Manifest, tensors: &HashMap<String, Tensor>) -> 
             tensors[name].dims() == shape.as_slice(),
             "`{name}` has shape {:?}, expected {shape:?}",
             tensors[name].dims()
+        );
+        // The model and the MPC encoding read f32; another dtype would fail deep in a forward.
+        ensure!(
+            tensors[name].dtype() == DType::F32,
+            "`{name}` is {}, expected f32",
+            tensors[name].dtype().as_str()
         );
         if let PrivateTensor::Lora {
             layer,

@@ -40,6 +40,16 @@ impl LoraTarget {
         }
     }
 
+    /// The first target a list names twice (a recipe or manifest typo that would attach one
+    /// adapter twice).
+    pub fn first_repeated(targets: &[LoraTarget]) -> Option<LoraTarget> {
+        let mut seen = [false; LoraTarget::ALL.len()];
+        targets
+            .iter()
+            .copied()
+            .find(|&t| std::mem::replace(&mut seen[t as usize], true))
+    }
+
     /// The module inside a decoder layer, in Hugging Face naming (`self_attn.q_proj`).
     pub fn module(self) -> &'static str {
         match self {

@@ -1,6 +1,7 @@
 //! The MARILL architecture changes on a loaded model: which layers are private, head merging and
 //! MPC-friendly non-linearities there, and unmerged LoRA adapters on the private projections.
 
+use super::LlamaConfig;
 use super::attention::AttentionLayout;
 use super::linear::Linear;
 use super::llama::Llama;
@@ -59,6 +60,49 @@ impl MarillArch {
         }
         Ok(())
     }
+}
+
+/// Merged heads must not split a key/value group unevenly: with `g` query heads per KV head,
+/// `m` merges `m` consecutive query heads, so either `m | g` (a merged head lies inside one KV
+/// group) or `g | m` (a merged head is a run of whole KV groups). Recipes and checkpoint
+/// manifests both answer to this rule; `field` names the setting in the error.
+pub fn check_head_merge(field: &str, factor: usize, config: &LlamaConfig) -> Result<(), String> {
+    let heads = config.num_attention_heads;
+    let group = heads / config.num_key_value_heads;
+    if !heads.is_multiple_of(factor) {
+        return Err(format!(
+            "{field} = {factor} must divide the {heads} attention heads"
+        ));
+    }
+    if !(group.is_multiple_of(factor) || factor.is_multiple_of(group)) {
+        return Err(format!(
+            "{field} = {factor} must divide or be a multiple of the GQA group size {group} \
+             ({heads} query heads / {} key-value heads), so that merged heads never split a \
+             key/value group unevenly",
+            config.num_key_value_heads
+        ));
+    }
+    Ok(())
+}
+
+/// A rank above a projection's smaller side cannot add expressiveness, only parameters; it also
+/// bounds the factors a checkpoint loader allocates from a manifest's rank.
+pub fn check_lora_rank(
+    field: &str,
+    rank: usize,
+    targets: &[LoraTarget],
+    config: &LlamaConfig,
+) -> Result<(), String> {
+    for &target in targets {
+        let (fan_in, fan_out) = target.dims(config);
+        if rank > fan_in.min(fan_out) {
+            return Err(format!(
+                "{field} = {rank} exceeds the smaller side of {} ({fan_in} → {fan_out})",
+                target.peft_name()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The projection `target` of layer `layer`.
