@@ -113,6 +113,7 @@ fn check_tcp_transport(run: &std::path::Path, report: &serde_json::Value, tmp: &
         public_copy.join("manifest.json"),
     )
     .unwrap();
+    check_foreign_choices_refused(&student, &public_copy);
     for (i, protocol) in ["2pc-dealer", "3pc"].into_iter().enumerate() {
         let json = tmp.join(format!("tcp-{protocol}.json"));
         let memory = &report["student"]["mpc"][i];
