@@ -230,6 +230,15 @@ fn a_checkpoint_loads_over_its_base_model_and_no_other() {
     );
 }
 
+/// A small valid recipe over the base model `base`.
+fn recipe_on(base: &str) -> String {
+    format!(
+        "[model]\nbase = \"{base}\"\n[task]\nname = \"sst2\"\n\
+         [teacher]\nmethod = \"lora\"\nepochs = 1\nlr = 1e-3\nbatch = 8\n\
+         [student]\npublic_layers = 2\nepochs = 1\nlr = 1e-3\nbatch = 8\n"
+    )
+}
+
 #[test]
 fn bad_recipes_are_one_line_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,15 +247,13 @@ fn bad_recipes_are_one_line_errors_naming_the_file() {
     let t = typo.to_str().unwrap();
     assert_one_line_error(&["train", t], &[t, "max_lne"]);
     let merge = dir.path().join("merge.toml");
+    let base = tiny_model(&dir.path().join("base"));
+    let recipe = recipe_on(&base);
     std::fs::write(
         &merge,
-        "[task]\nname = \"sst2\"\n[teacher]\nmethod = \"lora\"\nepochs = 1\nlr = 1e-3\nbatch = 8\n\
-         [student]\npublic_layers = 2\nepochs = 1\nlr = 1e-3\nbatch = 8\n[student.head_merge]\nfactor = 4\n",
+        format!("{recipe}[student.head_merge]\nfactor = 4\n"),
     )
     .unwrap();
-    let base = tiny_model(&dir.path().join("base"));
-    let text = std::fs::read_to_string(&merge).unwrap();
-    std::fs::write(&merge, format!("[model]\nbase = \"{base}\"\n{text}")).unwrap();
     let m = merge.to_str().unwrap();
     assert_one_line_error(
         &[
@@ -256,5 +263,22 @@ fn bad_recipes_are_one_line_errors_naming_the_file() {
             dir.path().join("run").to_str().unwrap(),
         ],
         &[m, "head_merge"],
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_model_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a model").unwrap();
+    let n = notes.to_str().unwrap();
+    assert_one_line_error(&["inspect", n], &[n, "exists but is not a model", ".gguf"]);
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, recipe_on(n)).unwrap();
+    let r = recipe.to_str().unwrap();
+    let out = dir.path().join("run");
+    assert_one_line_error(
+        &["train", r, "--out", out.to_str().unwrap()],
+        &[r, "model.base", n, "exists but is not a model"],
     );
 }
