@@ -282,3 +282,25 @@ fn a_file_that_is_not_a_model_is_named_as_such() {
         &[r, "model.base", n, "exists but is not a model"],
     );
 }
+
+#[test]
+fn a_rope_the_decoder_does_not_implement_is_refused_naming_config_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("rope_theta");
+    config["rope_parameters"] =
+        serde_json::json!({"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0});
+    std::fs::write(&path, config.to_string()).unwrap();
+    assert_one_line_error(
+        &["inspect", &model],
+        &[
+            "config.json",
+            "rope_parameters.rope_type",
+            "llama3",
+            "not supported",
+        ],
+    );
+}
