@@ -25,10 +25,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
+// Without arguments clap would print the help as its error, which the one-line error rule cuts to
+// its first line; `arg_required_else_help = false` makes it say that a subcommand is missing.
 #[command(
     name = "marill",
     version,
-    about = "MPC-minimized fine-tuning and secure evaluation of LLMs"
+    about = "MPC-minimized fine-tuning and secure evaluation of LLMs",
+    arg_required_else_help = false
 )]
 struct Cli {
     #[command(subcommand)]
@@ -85,7 +88,7 @@ enum Command {
     /// Evaluate a model on a task.
     Eval(EvalArgs),
     /// Benchmarks.
-    #[command(subcommand)]
+    #[command(subcommand, arg_required_else_help = false)]
     Bench(BenchCommand),
     /// Run one MPC party over TCP (one process per party; see README "Running parties by hand").
     Party(PartyArgs),
@@ -550,6 +553,20 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// clap's error as one line: its first paragraph, whose first line names the problem and whose
+/// indented lines name what it is about (the missing arguments, the possible values or
+/// subcommands); usage and tips follow after a blank line.
+fn one_line_clap_error(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).take_while(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("error: bad arguments");
+    let details: Vec<&str> = lines.collect();
+    if details.is_empty() {
+        first.to_string()
+    } else {
+        format!("{first} {}", details.join(", "))
+    }
+}
+
 fn main() -> ExitCode {
     // Errors are one line for the user: candle appends a captured backtrace to its error messages
     // when RUST_BACKTRACE is set, so capturing is switched off before anything runs.
@@ -566,8 +583,7 @@ fn main() -> ExitCode {
         // Help and version go to stdout as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            let text = e.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            eprintln!("{}", one_line_clap_error(&e.to_string()));
             return ExitCode::from(2);
         }
     };

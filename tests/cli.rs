@@ -304,3 +304,25 @@ fn a_rope_the_decoder_does_not_implement_is_refused_naming_config_json() {
         ],
     );
 }
+
+#[test]
+fn argument_errors_name_what_is_missing_or_wrong_on_one_line() {
+    assert_one_line_error(
+        &["eval"],
+        &["required arguments were not provided", "--task <TASK>"],
+    );
+    assert_one_line_error(&["party"], &["--role <ROLE>, --listen <LISTEN>"]);
+    assert_one_line_error(&[], &["requires a subcommand", "eval", "party"]);
+    assert_one_line_error(
+        &["bench"],
+        &["requires a subcommand", "mpc, train, forward"],
+    );
+    assert_one_line_error(
+        &["train", "r.toml", "--stage", "both"],
+        &["'both'", "--stage", "teacher, student, all"],
+    );
+    let (ok, stdout, _) = marill(&["--version"]);
+    assert!(ok && stdout.starts_with("marill "), "{stdout}");
+    let (ok, stdout, _) = marill(&["eval", "--help"]);
+    assert!(ok && stdout.contains("--task <TASK>"), "{stdout}");
+}
