@@ -326,3 +326,25 @@ fn argument_errors_name_what_is_missing_or_wrong_on_one_line() {
     let (ok, stdout, _) = marill(&["eval", "--help"]);
     assert!(ok && stdout.contains("--task <TASK>"), "{stdout}");
 }
+
+#[test]
+fn nothing_to_evaluate_is_an_error_not_an_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m"));
+    assert_one_line_error(
+        &["eval", "--model", &model, "--task", "sst2", "--limit", "0"],
+        &["--limit must be at least 1"],
+    );
+    let root = dir.path().join("datasets");
+    std::fs::create_dir_all(root.join("sst2")).unwrap();
+    std::fs::write(
+        root.join("sst2/data.jsonl"),
+        "{\"id\": \"a\", \"sentence\": \"fine\", \"label\": \"positive\"}\n",
+    )
+    .unwrap();
+    let r = root.to_str().unwrap();
+    assert_one_line_error(
+        &["eval", "--model", &model, "--task", "sst2", "--datasets", r],
+        &["sst2/data.jsonl", "test split has no rows"],
+    );
+}
