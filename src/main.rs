@@ -282,13 +282,33 @@ fn load_model(
     Ok((ckpt.loaded, Some(ckpt.manifest), split))
 }
 
+/// The `--json` report path of a command that has one.
+fn json_out(command: &Command) -> Option<&std::path::Path> {
+    match command {
+        Command::Eval(args) => args.json.as_deref(),
+        Command::Bench(
+            BenchCommand::Mpc { json, .. }
+            | BenchCommand::Train { json, .. }
+            | BenchCommand::Forward { json, .. },
+        ) => json.as_deref(),
+        _ => None,
+    }
+}
+
+/// Writes `report` to `--json` if given. Call after printing it, so that a failing write loses
+/// nothing.
+fn save_report(report: &impl serde::Serialize, json: Option<&std::path::Path>) -> Result<()> {
+    if let Some(path) = json {
+        marill::atomic::write_json_atomic(path, report)
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Prints a benchmark report and writes it to `json` if given.
 fn print_and_save(report: &impl serde::Serialize, json: Option<&std::path::Path>) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(report)?);
-    if let Some(path) = json {
-        marill::atomic::write_json_atomic(path, report).context("writing the report")?;
-    }
-    Ok(())
+    save_report(report, json)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -298,6 +318,11 @@ fn run(cli: Cli) -> Result<()> {
     );
     if !mpc_only {
         marill::parallel::use_single_threaded_ops();
+    }
+    // A report that cannot be written fails now, not after the evaluation or benchmark.
+    if let Some(path) = json_out(&cli.command) {
+        marill::atomic::check_writable(path)
+            .with_context(|| format!("--json {}", path.display()))?;
     }
     let device = candle_core::Device::Cpu;
     match cli.command {
@@ -410,7 +435,8 @@ fn run(cli: Cli) -> Result<()> {
                     .format
                     .or(trained.map(|t| t.format))
                     .unwrap_or_default(),
-                json: args.json.as_deref(),
+                // Written below once printed (`save_report`), so a failing write loses nothing.
+                json: None,
             };
             if args.mode == EvalMode::Plaintext {
                 let report = evaluate_plaintext(&loaded, &request)?;
@@ -425,7 +451,7 @@ fn run(cli: Cli) -> Result<()> {
                     report.n,
                     report.tokens_per_second
                 );
-                return Ok(());
+                return save_report(&report, args.json.as_deref());
             }
             let transport = if args.transport == "tcp" {
                 SecureTransport::Tcp(TcpClient {
@@ -475,6 +501,7 @@ fn run(cli: Cli) -> Result<()> {
                 c.est_seconds.lan,
                 c.est_seconds.wan
             );
+            save_report(&report, args.json.as_deref())?;
         }
         Command::Bench(BenchCommand::Mpc {
             protocol,

@@ -348,3 +348,40 @@ fn nothing_to_evaluate_is_an_error_not_an_accuracy() {
         &["sst2/data.jsonl", "test split has no rows"],
     );
 }
+
+#[test]
+fn an_unwritable_json_path_fails_before_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let json = missing.join("report.json");
+    let j = json.to_str().unwrap();
+    // The path is checked first: before the data, the model or the benchmark.
+    let needles = ["--json", j, "does not exist"];
+    assert_one_line_error(
+        &[
+            "eval",
+            "--model",
+            "no/such.gguf",
+            "--task",
+            "sst2",
+            "--json",
+            j,
+        ],
+        &needles,
+    );
+    assert_one_line_error(&["bench", "mpc", "--runs", "1", "--json", j], &needles);
+    assert_one_line_error(
+        &["bench", "forward", "--model", "no/such.gguf", "--json", j],
+        &needles,
+    );
+    assert!(!missing.exists());
+    assert_one_line_error(
+        &["eval", "--task", "sst2", "--json", "/proc/x"],
+        &["--json /proc/x", "cannot create a file in /proc"],
+    );
+    let d = dir.path().to_str().unwrap();
+    assert_one_line_error(
+        &["bench", "train", "--json", d],
+        &["--json", d, "not a regular file"],
+    );
+}
