@@ -24,6 +24,25 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// This file's `println!`: std's panics when stdout is a pipe its reader has closed
+/// (`marill inspect … | head -1`). Here that is no error and the command goes on, so the files it
+/// writes (a `--json` report after the summary) are still written; any other stdout error is one.
+/// (Not SIGPIPE's default action instead: a socket written with writev, as TLS libraries do,
+/// raises SIGPIPE too, and a lost MPC peer must stay an error, not a silent death.)
+macro_rules! println {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))?
+    };
+}
+
+fn print_line(line: std::fmt::Arguments) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to stdout"),
+    }
+}
+
 #[derive(Parser)]
 // Without arguments clap would print the help as its error, which the one-line error rule cuts to
 // its first line; `arg_required_else_help = false` makes it say that a subcommand is missing.

@@ -385,3 +385,41 @@ fn an_unwritable_json_path_fails_before_the_work() {
         &["--json", d, "not a regular file"],
     );
 }
+
+/// Runs `args` with stdout a pipe whose reading end is already closed (a `| head` that has
+/// exited); returns whether it succeeded and its stderr.
+fn marill_into_a_closed_pipe(args: &[&str]) -> (bool, String) {
+    let (read, write) = std::io::pipe().unwrap();
+    drop(read);
+    let out = Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(write)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn printing_into_a_closed_pipe_is_quiet_and_loses_no_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m"));
+    let json = dir.path().join("report.json");
+    let j = json.to_str().unwrap();
+    for args in [
+        vec!["inspect", &model],
+        vec![
+            "eval", "--model", &model, "--task", "sst2", "--limit", "2", "--json", j,
+        ],
+    ] {
+        let (ok, stderr) = marill_into_a_closed_pipe(&args);
+        assert!(ok && stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    // The summary went nowhere; the report written after it is complete.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["n"], 2);
+}
