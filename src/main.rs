@@ -26,11 +26,33 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// This file's `println!`: std's panics when stdout is a pipe its reader has closed
+/// (`marill inspect … | head -1`). Here that is no error and the command goes on, so the files it
+/// writes (a `--json` report after the summary) are still written; any other stdout error is one.
+/// (Not SIGPIPE's default action instead: a socket written with writev, as TLS libraries do,
+/// raises SIGPIPE too, and a lost MPC peer must stay an error, not a silent death.)
+macro_rules! println {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))?
+    };
+}
+
+fn print_line(line: std::fmt::Arguments) -> Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout(), "{line}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.context("writing to stdout"),
+    }
+}
+
 #[derive(Parser)]
+// Without arguments clap would print the help as its error, which the one-line error rule cuts to
+// its first line; `arg_required_else_help = false` makes it say that a subcommand is missing.
 #[command(
     name = "marill",
     version,
-    about = "MPC-minimized fine-tuning and secure evaluation of LLMs"
+    about = "MPC-minimized fine-tuning and secure evaluation of LLMs",
+    arg_required_else_help = false
 )]
 struct Cli {
     #[command(subcommand)]
@@ -87,7 +109,7 @@ enum Command {
     /// Evaluate a model on a task.
     Eval(EvalArgs),
     /// Benchmarks.
-    #[command(subcommand)]
+    #[command(subcommand, arg_required_else_help = false)]
     Bench(BenchCommand),
     /// Run one MPC party over TCP (one process per party; see README "Running parties by hand").
     Party(PartyArgs),
@@ -284,13 +306,33 @@ fn run_dir(recipe: &std::path::Path) -> PathBuf {
     PathBuf::from("runs").join(name.unwrap_or_else(|| "run".into()))
 }
 
+/// The `--json` report path of a command that has one.
+fn json_out(command: &Command) -> Option<&std::path::Path> {
+    match command {
+        Command::Eval(args) => args.json.as_deref(),
+        Command::Bench(
+            BenchCommand::Mpc { json, .. }
+            | BenchCommand::Train { json, .. }
+            | BenchCommand::Forward { json, .. },
+        ) => json.as_deref(),
+        _ => None,
+    }
+}
+
+/// Writes `report` to `--json` if given. Call after printing it, so that a failing write loses
+/// nothing.
+fn save_report(report: &impl serde::Serialize, json: Option<&std::path::Path>) -> Result<()> {
+    if let Some(path) = json {
+        marill::atomic::write_json_atomic(path, report)
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Prints a benchmark report and writes it to `json` if given.
 fn print_and_save(report: &impl serde::Serialize, json: Option<&std::path::Path>) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(report)?);
-    if let Some(path) = json {
-        marill::atomic::write_json_atomic(path, report).context("writing the report")?;
-    }
-    Ok(())
+    save_report(report, json)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -300,6 +342,11 @@ fn run(cli: Cli) -> Result<()> {
     );
     if !mpc_only {
         marill::parallel::use_single_threaded_ops();
+    }
+    // A report that cannot be written fails now, not after the evaluation or benchmark.
+    if let Some(path) = json_out(&cli.command) {
+        marill::atomic::check_writable(path)
+            .with_context(|| format!("--json {}", path.display()))?;
     }
     let device = candle_core::Device::Cpu;
     match cli.command {
@@ -415,7 +462,7 @@ fn run(cli: Cli) -> Result<()> {
                     .format
                     .or(trained.map(|t| t.format))
                     .unwrap_or_default(),
-                json: args.json.as_deref(),
+                // Written below once printed (`save_report`), so a failing write loses nothing.
             };
             if args.mode == EvalMode::Plaintext {
                 let report = evaluate_plaintext(&served.loaded, &request)?;
@@ -430,7 +477,7 @@ fn run(cli: Cli) -> Result<()> {
                     report.n,
                     report.tokens_per_second
                 );
-                return Ok(());
+                return save_report(&report, args.json.as_deref());
             }
             let serve = ServeOptions {
                 task: Some(args.task),
@@ -485,6 +532,7 @@ fn run(cli: Cli) -> Result<()> {
                 evaluate_secure(&served.loaded, split, &request)?
             };
             println!("{}", report.summary());
+            save_report(&report, args.json.as_deref())?;
         }
         Command::Bench(BenchCommand::Mpc {
             protocol,
@@ -589,6 +637,20 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// clap's error as one line: its first paragraph, whose first line names the problem and whose
+/// indented lines name what it is about (the missing arguments, the possible values or
+/// subcommands); usage and tips follow after a blank line.
+fn one_line_clap_error(text: &str) -> String {
+    let mut lines = text.lines().map(str::trim).take_while(|l| !l.is_empty());
+    let first = lines.next().unwrap_or("error: bad arguments");
+    let details: Vec<&str> = lines.collect();
+    if details.is_empty() {
+        first.to_string()
+    } else {
+        format!("{first} {}", details.join(", "))
+    }
+}
+
 fn main() -> ExitCode {
     // Errors are one line for the user: candle appends a captured backtrace to its error messages
     // when RUST_BACKTRACE is set, so capturing is switched off before anything runs.
@@ -605,8 +667,7 @@ fn main() -> ExitCode {
         // Help and version go to stdout as clap prints them.
         Err(e) if !e.use_stderr() => e.exit(),
         Err(e) => {
-            let text = e.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            eprintln!("{}", one_line_clap_error(&e.to_string()));
             return ExitCode::from(2);
         }
     };

@@ -317,11 +317,10 @@ impl Recipe {
         if base == BASE_MODEL_PATH {
             return Ok(());
         }
-        ModelSource::parse(base).map(|_| ()).map_err(|_| {
-            self.error(format!(
-                "model.base \"{base}\": no such model file or directory (nor a hub id org/name)"
-            ))
-        })
+        // The parser's own reason: a missing path and an existing file that is no model differ.
+        ModelSource::parse(base)
+            .map(|_| ())
+            .map_err(|e| self.error(format!("model.base {e}")))
     }
 
     fn error(&self, message: String) -> anyhow::Error {
@@ -785,7 +784,25 @@ batch = 8
         parse(&hub)?.check_base_exists()?;
         let missing = format!("[model]\nbase = \"checkpoints/nope.gguf\"\n{MINIMAL}");
         let message = format!("{:#}", parse(&missing)?.check_base_exists().unwrap_err());
-        assert_mentions(&message, &["checkpoints/nope.gguf"]);
+        assert_mentions(&message, &["checkpoints/nope.gguf", "no such model file"]);
+        let dir = tempfile::tempdir()?;
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, "not a model")?;
+        let not_a_model = format!("[model]\nbase = \"{}\"\n{MINIMAL}", notes.display());
+        let message = format!(
+            "{:#}",
+            parse(&not_a_model)?.check_base_exists().unwrap_err()
+        );
+        assert_mentions(
+            &message,
+            &[
+                &notes.display().to_string(),
+                "exists but is not a model",
+                ".gguf",
+                "config.json",
+            ],
+        );
+        assert!(!message.contains("no such"), "{message}");
         Ok(())
     }
 

@@ -258,6 +258,15 @@ fn a_checkpoint_with_corrupt_private_tensors_is_refused() {
     assert!(!out.join("student").exists());
 }
 
+/// A small valid recipe over the base model `base`.
+fn recipe_on(base: &str) -> String {
+    format!(
+        "[model]\nbase = \"{base}\"\n[task]\nname = \"sst2\"\n\
+         [teacher]\nmethod = \"lora\"\nepochs = 1\nlr = 1e-3\nbatch = 8\n\
+         [student]\npublic_layers = 2\nepochs = 1\nlr = 1e-3\nbatch = 8\n"
+    )
+}
+
 #[test]
 fn bad_recipes_are_one_line_errors_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -266,15 +275,13 @@ fn bad_recipes_are_one_line_errors_naming_the_file() {
     let t = typo.to_str().unwrap();
     assert_one_line_error(&["train", t], &[t, "max_lne"]);
     let merge = dir.path().join("merge.toml");
+    let base = tiny_model(&dir.path().join("base"));
+    let recipe = recipe_on(&base);
     std::fs::write(
         &merge,
-        "[task]\nname = \"sst2\"\n[teacher]\nmethod = \"lora\"\nepochs = 1\nlr = 1e-3\nbatch = 8\n\
-         [student]\npublic_layers = 2\nepochs = 1\nlr = 1e-3\nbatch = 8\n[student.head_merge]\nfactor = 4\n",
+        format!("{recipe}[student.head_merge]\nfactor = 4\n"),
     )
     .unwrap();
-    let base = tiny_model(&dir.path().join("base"));
-    let text = std::fs::read_to_string(&merge).unwrap();
-    std::fs::write(&merge, format!("[model]\nbase = \"{base}\"\n{text}")).unwrap();
     let m = merge.to_str().unwrap();
     assert_one_line_error(
         &[
@@ -285,4 +292,162 @@ fn bad_recipes_are_one_line_errors_naming_the_file() {
         ],
         &[m, "head_merge"],
     );
+}
+
+#[test]
+fn a_file_that_is_not_a_model_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a model").unwrap();
+    let n = notes.to_str().unwrap();
+    assert_one_line_error(&["inspect", n], &[n, "exists but is not a model", ".gguf"]);
+    let recipe = dir.path().join("r.toml");
+    std::fs::write(&recipe, recipe_on(n)).unwrap();
+    let r = recipe.to_str().unwrap();
+    let out = dir.path().join("run");
+    assert_one_line_error(
+        &["train", r, "--out", out.to_str().unwrap()],
+        &[r, "model.base", n, "exists but is not a model"],
+    );
+}
+
+#[test]
+fn a_rope_the_decoder_does_not_implement_is_refused_naming_config_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let path = dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config.as_object_mut().unwrap().remove("rope_theta");
+    config["rope_parameters"] =
+        serde_json::json!({"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0});
+    std::fs::write(&path, config.to_string()).unwrap();
+    assert_one_line_error(
+        &["inspect", &model],
+        &[
+            "config.json",
+            "rope_parameters.rope_type",
+            "llama3",
+            "not supported",
+        ],
+    );
+}
+
+#[test]
+fn argument_errors_name_what_is_missing_or_wrong_on_one_line() {
+    assert_one_line_error(
+        &["eval"],
+        &["required arguments were not provided", "--task <TASK>"],
+    );
+    assert_one_line_error(&["party"], &["--role <ROLE>, --listen <LISTEN>"]);
+    assert_one_line_error(&[], &["requires a subcommand", "eval", "party"]);
+    assert_one_line_error(
+        &["bench"],
+        &["requires a subcommand", "mpc, train, forward"],
+    );
+    assert_one_line_error(
+        &["train", "r.toml", "--stage", "both"],
+        &["'both'", "--stage", "teacher, student, all"],
+    );
+    let (ok, stdout, _) = marill(&["--version"]);
+    assert!(ok && stdout.starts_with("marill "), "{stdout}");
+    let (ok, stdout, _) = marill(&["eval", "--help"]);
+    assert!(ok && stdout.contains("--task <TASK>"), "{stdout}");
+}
+
+#[test]
+fn nothing_to_evaluate_is_an_error_not_an_accuracy() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m"));
+    assert_one_line_error(
+        &["eval", "--model", &model, "--task", "sst2", "--limit", "0"],
+        &["--limit must be at least 1"],
+    );
+    let root = dir.path().join("datasets");
+    std::fs::create_dir_all(root.join("sst2")).unwrap();
+    std::fs::write(
+        root.join("sst2/data.jsonl"),
+        "{\"id\": \"a\", \"sentence\": \"fine\", \"label\": \"positive\"}\n",
+    )
+    .unwrap();
+    let r = root.to_str().unwrap();
+    assert_one_line_error(
+        &["eval", "--model", &model, "--task", "sst2", "--datasets", r],
+        &["sst2/data.jsonl", "test split has no rows"],
+    );
+}
+
+#[test]
+fn an_unwritable_json_path_fails_before_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let json = missing.join("report.json");
+    let j = json.to_str().unwrap();
+    // The path is checked first: before the data, the model or the benchmark.
+    let needles = ["--json", j, "does not exist"];
+    assert_one_line_error(
+        &[
+            "eval",
+            "--model",
+            "no/such.gguf",
+            "--task",
+            "sst2",
+            "--json",
+            j,
+        ],
+        &needles,
+    );
+    assert_one_line_error(&["bench", "mpc", "--runs", "1", "--json", j], &needles);
+    assert_one_line_error(
+        &["bench", "forward", "--model", "no/such.gguf", "--json", j],
+        &needles,
+    );
+    assert!(!missing.exists());
+    assert_one_line_error(
+        &["eval", "--task", "sst2", "--json", "/proc/x"],
+        &["--json /proc/x", "cannot create a file in /proc"],
+    );
+    let d = dir.path().to_str().unwrap();
+    assert_one_line_error(
+        &["bench", "train", "--json", d],
+        &["--json", d, "not a regular file"],
+    );
+}
+
+/// Runs `args` with stdout a pipe whose reading end is already closed (a `| head` that has
+/// exited); returns whether it succeeded and its stderr.
+fn marill_into_a_closed_pipe(args: &[&str]) -> (bool, String) {
+    let (read, write) = std::io::pipe().unwrap();
+    drop(read);
+    let out = Command::new(env!("CARGO_BIN_EXE_marill"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(write)
+        .output()
+        .expect("runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn printing_into_a_closed_pipe_is_quiet_and_loses_no_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m"));
+    let json = dir.path().join("report.json");
+    let j = json.to_str().unwrap();
+    for args in [
+        vec!["inspect", &model],
+        vec![
+            "eval", "--model", &model, "--task", "sst2", "--limit", "2", "--json", j,
+        ],
+    ] {
+        let (ok, stderr) = marill_into_a_closed_pipe(&args);
+        assert!(ok && stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    // The summary went nowhere; the report written after it is complete.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["n"], 2);
 }

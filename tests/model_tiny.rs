@@ -176,3 +176,50 @@ fn matches_candle_transformers_llama_on_the_same_weights() -> Result<()> {
     );
     Ok(())
 }
+
+/// `config.json` as transformers 5 writes it: the RoPE base under `rope_parameters`, no
+/// top-level `rope_theta`.
+fn to_transformers5_layout(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    let theta = config
+        .as_object_mut()
+        .unwrap()
+        .remove("rope_theta")
+        .unwrap();
+    config["rope_parameters"] = serde_json::json!({"rope_theta": theta, "rope_type": "default"});
+    config["transformers_version"] = serde_json::json!("5.0.0");
+    std::fs::write(&path, serde_json::to_string_pretty(&config)?)?;
+    Ok(())
+}
+
+#[test]
+fn a_transformers5_directory_loads_with_its_rope_base() -> Result<()> {
+    // SmolLM2's RoPE base on the tiny shapes.
+    let smollm2_rope = LlamaConfig {
+        rope_theta: 100_000.0,
+        ..LlamaConfig::tiny()
+    };
+    let v4 = tempfile::tempdir()?;
+    write_tiny_model(v4.path(), &smollm2_rope, 7)?;
+    let v5 = tempfile::tempdir()?;
+    write_tiny_model(v5.path(), &smollm2_rope, 7)?;
+    to_transformers5_layout(v5.path())?;
+    let old = load(&ModelSource::HfDir(v4.path().into()), &Device::Cpu)?.model;
+    let new = load(&ModelSource::HfDir(v5.path().into()), &Device::Cpu)?.model;
+    assert_eq!(new.config.rope_theta, 100_000.0);
+    assert_eq!(new.config, old.config);
+    let x = ids(&[&[5, 17, 99, 3, 250, 8, 42]])?;
+    let logits = |m: &Llama| m.forward(&x, None, false).map(|o| o.logits);
+    assert_eq!(max_abs(&logits(&new)?, &logits(&old)?)?, 0.0);
+    // The base matters on these weights: the 10,000 default would have given other logits.
+    let default_base = tempfile::tempdir()?;
+    write_tiny_model(default_base.path(), &LlamaConfig::tiny(), 7)?;
+    let wrong = load(
+        &ModelSource::HfDir(default_base.path().into()),
+        &Device::Cpu,
+    )?
+    .model;
+    assert!(max_abs(&logits(&wrong)?, &logits(&old)?)? > 1e-3);
+    Ok(())
+}

@@ -131,3 +131,53 @@ fn tokenizer_round_trips_text_specials_and_chat() -> Result<()> {
     assert_eq!(tokenizer::encode(&tok, "1234")?.len(), 4);
     Ok(())
 }
+
+/// SmolLM2-135M-Instruct's `config.json` as transformers 5 saves it: the RoPE base only under
+/// `rope_parameters` (transformers 4 wrote `"rope_theta": 100000` and `"rope_scaling": null`).
+const SMOLLM2_TRANSFORMERS5_CONFIG: &str = r#"{
+  "architectures": ["LlamaForCausalLM"],
+  "attention_bias": false,
+  "attention_dropout": 0.0,
+  "bos_token_id": 1,
+  "dtype": "bfloat16",
+  "eos_token_id": 2,
+  "head_dim": 64,
+  "hidden_act": "silu",
+  "hidden_size": 576,
+  "initializer_range": 0.041666666666666664,
+  "intermediate_size": 1536,
+  "is_llama_config": true,
+  "max_position_embeddings": 8192,
+  "mlp_bias": false,
+  "model_type": "llama",
+  "num_attention_heads": 9,
+  "num_hidden_layers": 30,
+  "num_key_value_heads": 3,
+  "pad_token_id": 2,
+  "pretraining_tp": 1,
+  "rms_norm_eps": 1e-05,
+  "rope_interleaved": false,
+  "rope_parameters": {"rope_theta": 100000.0, "rope_type": "default"},
+  "tie_word_embeddings": true,
+  "transformers_version": "5.0.0",
+  "use_cache": true,
+  "vocab_size": 49152
+}"#;
+
+#[test]
+fn transformers5_config_json_reads_as_the_gguf_architecture() -> Result<()> {
+    let (content, _) = gguf::read_content(&base_model())?;
+    let from_gguf = gguf::config_from_gguf(&content)?;
+    let from_json = marill::model::LlamaConfig::from_hf_json(SMOLLM2_TRANSFORMERS5_CONFIG)?;
+    assert_eq!(from_json.rope_theta, 100_000.0);
+    // GGUF stores the epsilon as an f32.
+    let eps = f64::from(from_json.rms_norm_eps as f32);
+    assert_eq!(
+        marill::model::LlamaConfig {
+            rms_norm_eps: eps,
+            ..from_json
+        },
+        from_gguf
+    );
+    Ok(())
+}

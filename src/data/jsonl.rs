@@ -10,7 +10,8 @@ use anyhow::bail;
 use super::example::Example;
 use super::task::TaskKind;
 
-/// Every example of `path`, one JSON object a line (blank lines are skipped).
+/// Every example of `path`, one JSON object a line (blank lines are skipped; a leading UTF-8
+/// byte-order mark, which Windows editors write, is ignored).
 ///
 /// Errors are one line: `path: file not found`, `path: no examples (the file is empty)`, or
 /// `path:line: problem` for a bad row or an id seen on an earlier line.
@@ -21,6 +22,8 @@ pub fn load_jsonl(path: &Path, task: TaskKind) -> anyhow::Result<Vec<Example>> {
         Err(err) if err.kind() == ErrorKind::NotFound => bail!("{shown}: file not found"),
         Err(err) => bail!("{shown}: cannot read: {err}"),
     };
+    // serde_json rejects the BOM as a stray character, so a valid file would fail on line 1.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut examples = Vec::new();
     let mut first_line_of_id = HashMap::new();
     for (index, line) in text.lines().enumerate() {
@@ -75,6 +78,15 @@ mod tests {
         let examples = load_jsonl(file.path(), TaskKind::Sst2).unwrap();
         let ids: Vec<_> = examples.iter().map(|example| example.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        let mut file = NamedTempFile::new().unwrap();
+        writeln!(file, "\u{feff}{GOOD}").unwrap();
+        let examples = load_jsonl(file.path(), TaskKind::Sst2).unwrap();
+        assert_eq!(examples.len(), 1);
+        assert_eq!(examples[0].id, "a");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use super::report::EvalReport;
 use crate::data::PromptFormat;
 use crate::data::{Dataset, Example, Split, SplitRatios, TaskKind, load_jsonl};
 use crate::model::LoadedModel;
-use anyhow::Result;
-use std::path::{Path, PathBuf};
+use anyhow::{Result, bail};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Where the evaluated rows come from.
@@ -25,8 +25,12 @@ pub enum Rows {
 }
 
 impl Rows {
-    /// The rows (the first `limit` of them, if given) and a name for them.
+    /// The rows (the first `limit` of them, if given) and a name for them. No rows is an error:
+    /// an accuracy of 0/0 would read as a result.
     pub fn load(&self, task: TaskKind, limit: Option<usize>) -> Result<(Vec<Example>, String)> {
+        if limit == Some(0) {
+            bail!("--limit must be at least 1");
+        }
         let (mut rows, name) = match self {
             Rows::Split {
                 root,
@@ -35,11 +39,18 @@ impl Rows {
                 ratios,
             } => {
                 let data = Dataset::load(root, task)?;
-                let rows = data
+                let rows: Vec<Example> = data
                     .split(*split, *seed, ratios)
                     .into_iter()
                     .cloned()
                     .collect();
+                if rows.is_empty() {
+                    bail!(
+                        "{}: the {split} split has no rows (the file has {})",
+                        Dataset::path(root, task).display(),
+                        data.examples.len()
+                    );
+                }
                 (rows, split.to_string())
             }
             Rows::File(path) => (load_jsonl(path, task)?, path.display().to_string()),
@@ -51,7 +62,7 @@ impl Rows {
     }
 }
 
-pub struct EvalRequest<'a> {
+pub struct EvalRequest {
     /// How the report names the model (the `--model` argument).
     pub model_name: String,
     pub task: TaskKind,
@@ -62,7 +73,6 @@ pub struct EvalRequest<'a> {
     pub format: PromptFormat,
     /// Generation tasks: the longest answer.
     pub max_new_tokens: usize,
-    pub json: Option<&'a Path>,
 }
 
 pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<EvalReport> {
@@ -97,8 +107,50 @@ pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<Eva
         tokens_per_second: result.tokens as f64 / wall,
         predictions: result.rows,
     };
-    if let Some(path) = req.json {
-        crate::atomic::write_json_atomic(path, &report)?;
-    }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROW: &str = r#"{"id": "a", "sentence": "fine", "label": "positive"}"#;
+
+    #[test]
+    fn no_rows_to_evaluate_is_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let file = Dataset::path(root.path(), TaskKind::Sst2);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, format!("{ROW}\n")).unwrap();
+        let rows = Rows::File(file.clone());
+        assert_eq!(rows.load(TaskKind::Sst2, Some(1)).unwrap().0.len(), 1);
+        let message = rows.load(TaskKind::Sst2, Some(0)).unwrap_err().to_string();
+        assert_eq!(message, "--limit must be at least 1");
+        // One row: it lands in train, and test is empty.
+        let split = |split| Rows::Split {
+            root: root.path().into(),
+            split,
+            seed: 0,
+            ratios: SplitRatios::default(),
+        };
+        assert_eq!(
+            split(Split::Train)
+                .load(TaskKind::Sst2, None)
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
+        let message = split(Split::Test)
+            .load(TaskKind::Sst2, None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{}: the test split has no rows (the file has 1)",
+                file.display()
+            )
+        );
+    }
 }

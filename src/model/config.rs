@@ -1,5 +1,6 @@
 //! Architecture of a Llama-family decoder, read from GGUF metadata or a Hugging Face `config.json`.
 
+use super::hf_rope::HfRope;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
@@ -51,7 +52,7 @@ impl LlamaConfig {
         Ok(())
     }
 
-    /// Parses a Hugging Face `config.json` (Llama architecture).
+    /// Parses a Hugging Face `config.json` (Llama architecture), as transformers 4 or 5 writes it.
     pub fn from_hf_json(text: &str) -> Result<Self> {
         #[derive(Deserialize)]
         struct HfConfig {
@@ -61,17 +62,14 @@ impl LlamaConfig {
             num_attention_heads: usize,
             num_key_value_heads: Option<usize>,
             vocab_size: usize,
-            #[serde(default = "default_rope_theta")]
-            rope_theta: f64,
+            #[serde(flatten)]
+            rope: HfRope,
             #[serde(default = "default_eps")]
             rms_norm_eps: f64,
             #[serde(default)]
             tie_word_embeddings: bool,
             #[serde(default = "default_max_pos")]
             max_position_embeddings: usize,
-        }
-        fn default_rope_theta() -> f64 {
-            10_000.0
         }
         fn default_eps() -> f64 {
             1e-6
@@ -87,7 +85,7 @@ impl LlamaConfig {
             num_attention_heads: hf.num_attention_heads,
             num_key_value_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
             vocab_size: hf.vocab_size,
-            rope_theta: hf.rope_theta,
+            rope_theta: hf.rope.theta()?,
             rms_norm_eps: hf.rms_norm_eps,
             tie_word_embeddings: hf.tie_word_embeddings,
             max_position_embeddings: hf.max_position_embeddings,

@@ -6,6 +6,7 @@ pub mod frozen_matmul;
 pub mod generate;
 pub mod gguf;
 pub mod hf_dir;
+mod hf_rope;
 pub mod hub;
 pub mod linear;
 pub mod llama;

@@ -27,7 +27,11 @@ impl ModelSource {
             if path.extension().is_some_and(|e| e == "gguf") {
                 return Ok(ModelSource::Gguf(path.to_path_buf()));
             }
-            bail!("{spec}: not a model (expected a .gguf file or a model directory)");
+            bail!(
+                "{spec}: the file exists but is not a model (accepted: a .gguf file, a Hugging Face \
+                 model directory with config.json, *.safetensors and tokenizer.json, or a hub id \
+                 org/name)"
+            );
         }
         if path.is_dir() {
             return Ok(ModelSource::HfDir(path.to_path_buf()));
@@ -39,7 +43,7 @@ impl ModelSource {
         if looks_like_hub_id {
             return Ok(ModelSource::Hub(spec.to_string()));
         }
-        bail!("{spec}: no such model file or directory");
+        bail!("{spec}: no such model file or directory (nor a hub id org/name)");
     }
 
     pub fn describe(&self) -> String {

@@ -84,7 +84,6 @@ fn evaluate(
                 max_len: manifest.task.max_len,
                 format: manifest.task.format,
                 max_new_tokens: 0,
-                json: None,
             };
             let request = SecureEvalRequest {
                 eval,

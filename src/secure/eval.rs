@@ -34,7 +34,7 @@ pub enum SecureTransport<'a> {
 
 /// A plaintext evaluation request (rows, prompts, batch, report path) run under `protocol`.
 pub struct SecureEvalRequest<'a> {
-    pub eval: EvalRequest<'a>,
+    pub eval: EvalRequest,
     pub protocol: ProtocolKind,
     /// `lan` or `wan`: the estimate the report leads with.
     pub network: String,
@@ -201,8 +201,5 @@ pub fn evaluate_secure(
         wire_bytes: run.wire_bytes,
         predictions,
     };
-    if let Some(path) = req.json {
-        crate::atomic::write_json_atomic(path, &report)?;
-    }
     Ok(report)
 }
