@@ -13,7 +13,9 @@
 
 use super::protocol::Role;
 use super::tls::{PartyTls, server_name};
-use super::transport::{Expect, Frame, Transport, TransportError, WireBytes};
+use super::transport::{
+    CHANNEL_CAPACITY, Expect, Frame, QueueBound, Transport, TransportError, WireBytes,
+};
 use anyhow::{Context, Result, anyhow, bail};
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use std::io::{BufWriter, ErrorKind, Read, Write};
@@ -101,6 +103,8 @@ struct Link {
     outgoing_socket: TcpStream,
     /// `None` once closed.
     outgoing: Option<Sender<Frame>>,
+    /// What is queued for the writer thread, bounded (a dealer running ahead waits).
+    queued: QueueBound,
     writer: Option<JoinHandle<()>>,
     /// Set by the writer thread when a write fails.
     write_error: Arc<Mutex<Option<String>>>,
@@ -357,8 +361,10 @@ impl Link {
         let (tx, rx) = channel::<Frame>();
         let write_error = Arc::new(Mutex::new(None));
         let slot = write_error.clone();
+        let queued = QueueBound::new(CHANNEL_CAPACITY);
+        let written = queued.clone();
         let writer = std::thread::spawn(move || {
-            if let Err(e) = write_frames(outgoing, rx, deadlines) {
+            if let Err(e) = write_frames(outgoing, rx, &written, deadlines) {
                 *slot.lock().expect("error slot") = Some(format!("writing to the {role}: {e}"));
             }
         });
@@ -366,6 +372,7 @@ impl Link {
             incoming,
             outgoing_socket,
             outgoing: Some(tx),
+            queued,
             writer: Some(writer),
             write_error,
         })
@@ -385,6 +392,7 @@ impl Link {
 fn write_frames(
     stream: Outgoing,
     frames: std::sync::mpsc::Receiver<Frame>,
+    queued: &QueueBound,
     deadlines: Deadlines,
 ) -> std::io::Result<()> {
     let mut out = BufWriter::with_capacity(1 << 16, stream);
@@ -399,6 +407,7 @@ fn write_frames(
         out.write_all(header.as_flattened())?;
         out.write_all(frame.bytes())?;
         out.flush()?;
+        queued.release(frame.len());
     }
     let mut stream = out.into_inner().map_err(|e| e.into_error())?;
     stream.conn.send_close_notify();
@@ -417,6 +426,7 @@ fn io_error(peer: Role, e: std::io::Error) -> TransportError {
 
 impl Transport for TcpTransport {
     fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError> {
+        let (wait, _) = self.deadlines.next_wait();
         let (link, peer) = self.link(to)?;
         if let Some(e) = link.write_error.lock().expect("error slot").take() {
             return Err(TransportError::Io {
@@ -424,10 +434,12 @@ impl Transport for TcpTransport {
                 source: std::io::Error::other(e),
             });
         }
-        link.outgoing
+        let tx = link
+            .outgoing
             .as_ref()
-            .ok_or(TransportError::Disconnected { peer })?
-            .send(message)
+            .ok_or(TransportError::Disconnected { peer })?;
+        link.queued.reserve(message.len(), wait, peer)?;
+        tx.send(message)
             .map_err(|_| TransportError::Disconnected { peer })
     }
 

@@ -158,22 +158,63 @@ pub struct WireBytes {
 /// Default time a party waits for a peer before giving up.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The bytes queued towards one peer and not yet taken off, bounded: a sender waits while a
+/// message would overflow the bound (a larger one waits for an empty queue), so that a dealer
+/// running ahead of the parties waits instead of holding all its material in memory.
+#[derive(Clone, Debug)]
+pub struct QueueBound {
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+impl QueueBound {
+    /// `capacity` bytes (`usize::MAX`: unbounded).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            queued: Arc::new(AtomicUsize::new(0)),
+            capacity,
+        }
+    }
+
+    /// Waits up to `timeout` for room for `len` bytes towards `peer`, then counts them in.
+    pub fn reserve(&self, len: usize, timeout: Duration, peer: Role) -> Result<(), TransportError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let q = self.queued.load(Ordering::Acquire);
+            if q == 0 || q.saturating_add(len) <= self.capacity {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(TransportError::Timeout {
+                    peer,
+                    secs: timeout.as_secs(),
+                });
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.queued.fetch_add(len, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// `len` bytes left the queue.
+    pub fn release(&self, len: usize) {
+        self.queued.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
 /// In-process transport: one channel per ordered pair of parties, holding at most `capacity`
-/// bytes (a larger message waits for an empty channel), so that a dealer running ahead of the
-/// parties waits instead of queueing all its material in memory, as a socket's buffers would
-/// make it wait.
+/// bytes ([`QueueBound`]), as a socket's buffers would make a sender wait.
 pub struct MemoryTransport {
     senders: Vec<Option<Sender<Frame>>>,
     receivers: Vec<Option<Receiver<Frame>>>,
     /// Bytes queued on the channel to (senders) or from (receivers) each party.
-    sent_queued: Vec<Arc<AtomicUsize>>,
-    received_queued: Vec<Arc<AtomicUsize>>,
-    capacity: usize,
+    sent_queued: Vec<QueueBound>,
+    received_queued: Vec<QueueBound>,
     timeout: Duration,
     roles: Vec<Role>,
 }
 
-/// How many bytes a [`MemoryTransport`] channel holds by default.
+/// How many bytes a channel to one peer holds by default (memory and TCP transports).
 pub const CHANNEL_CAPACITY: usize = 256 << 20;
 
 impl MemoryTransport {
@@ -185,8 +226,8 @@ impl MemoryTransport {
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
         let mut receivers: Vec<Vec<Option<Receiver<Frame>>>> =
             (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
-        let queued: Vec<Vec<Arc<AtomicUsize>>> = (0..n)
-            .map(|_| (0..n).map(|_| Arc::new(AtomicUsize::new(0))).collect())
+        let queued: Vec<Vec<QueueBound>> = (0..n)
+            .map(|_| (0..n).map(|_| QueueBound::new(capacity)).collect())
             .collect();
         for from in 0..n {
             for to in 0..n {
@@ -206,7 +247,6 @@ impl MemoryTransport {
                 receivers,
                 sent_queued: (0..n).map(|to| queued[me][to].clone()).collect(),
                 received_queued: (0..n).map(|from| queued[from][me].clone()).collect(),
-                capacity,
                 timeout,
                 roles: roles.to_vec(),
             })
@@ -221,23 +261,8 @@ impl Transport for MemoryTransport {
             .get(to)
             .and_then(Option::as_ref)
             .ok_or(TransportError::NoPeer { peer: to })?;
-        let queued = &self.sent_queued[to];
         let peer = self.roles[to];
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            let q = queued.load(Ordering::Acquire);
-            if q == 0 || q.saturating_add(message.len()) <= self.capacity {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(TransportError::Timeout {
-                    peer,
-                    secs: self.timeout.as_secs(),
-                });
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        queued.fetch_add(message.len(), Ordering::AcqRel);
+        self.sent_queued[to].reserve(message.len(), self.timeout, peer)?;
         tx.send(message)
             .map_err(|_| TransportError::Disconnected { peer })
     }
@@ -256,7 +281,7 @@ impl Transport for MemoryTransport {
             },
             RecvTimeoutError::Disconnected => TransportError::Disconnected { peer },
         })?;
-        self.received_queued[from].fetch_sub(message.len(), Ordering::AcqRel);
+        self.received_queued[from].release(message.len());
         expect.check(peer, message.len() as u64)?;
         Ok(message)
     }
