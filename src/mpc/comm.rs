@@ -117,30 +117,15 @@ impl Communicator {
         self.send_frame(to, |stamp| Frame::from_bytes(bytes, stamp), phase)
     }
 
-    /// Receive exactly `len` bytes.
+    /// Receive a message of bytes whose length `expect` admits (`AtMost` for one whose length
+    /// only its sender knows).
     pub fn recv_bytes(
         &mut self,
         from: usize,
-        len: usize,
+        expect: Expect,
         phase: Phase,
     ) -> Result<Vec<u8>, TransportError> {
-        Ok(self
-            .recv_frame(from, Expect::Exactly(len), phase)?
-            .bytes()
-            .to_vec())
-    }
-
-    /// Receive a message of at most `max` bytes (one whose length only its sender knows).
-    pub fn recv_bytes_at_most(
-        &mut self,
-        from: usize,
-        max: usize,
-        phase: Phase,
-    ) -> Result<Vec<u8>, TransportError> {
-        Ok(self
-            .recv_frame(from, Expect::AtMost(max), phase)?
-            .bytes()
-            .to_vec())
+        Ok(self.recv_frame(from, expect, phase)?.bytes().to_vec())
     }
 
     pub fn send(&mut self, to: usize, words: &[u64], phase: Phase) -> Result<(), TransportError> {

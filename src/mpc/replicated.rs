@@ -24,6 +24,7 @@ use super::protocol::{
 };
 use super::ring::{RingTensor, numel};
 use super::share::Share;
+use super::transport::Expect;
 use super::two_party::TwoPartyDealer;
 use anyhow::{Result, bail, ensure};
 
@@ -60,8 +61,11 @@ impl Replicated {
         let party = role.index();
         let own: Seed = rng.seed();
         comm.send_bytes((party + 1) % 3, &own, Phase::Offline)?;
-        let prev_seed =
-            Prg::seed_from_bytes(comm.recv_bytes((party + 2) % 3, SEED_BYTES, Phase::Offline)?)?;
+        let prev_seed = Prg::seed_from_bytes(comm.recv_bytes(
+            (party + 2) % 3,
+            Expect::Exactly(SEED_BYTES),
+            Phase::Offline,
+        )?)?;
         let material = |s: &Seed| Prg::derive(s, MATERIAL_STREAM);
         let (inner, pair) = match party {
             // The client's link to the helper is k_2 (its previous), the server's is k_1 (its

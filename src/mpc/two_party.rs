@@ -14,6 +14,7 @@ use super::protocol::{
 };
 use super::ring::{RingTensor, numel};
 use super::share::Share;
+use super::transport::Expect;
 use anyhow::{Result, bail, ensure};
 
 /// Index of the dealer in the transport.
@@ -106,14 +107,21 @@ impl TwoPartyDealer {
             "2pc-dealer computing parties are client and server, not {role}"
         );
         let party = role.index();
-        let dealer_seed =
-            Prg::seed_from_bytes(comm.recv_bytes(DEALER, SEED_BYTES, Phase::Offline)?)?;
+        let dealer_seed = Prg::seed_from_bytes(comm.recv_bytes(
+            DEALER,
+            Expect::Exactly(SEED_BYTES),
+            Phase::Offline,
+        )?)?;
         let pair_seed = if party == 0 {
             let s = rng.seed();
             comm.send_bytes(1, &s, Phase::Offline)?;
             s
         } else {
-            Prg::seed_from_bytes(comm.recv_bytes(0, SEED_BYTES, Phase::Offline)?)?
+            Prg::seed_from_bytes(comm.recv_bytes(
+                0,
+                Expect::Exactly(SEED_BYTES),
+                Phase::Offline,
+            )?)?
         };
         Self::from_parts(
             role,
@@ -358,9 +366,9 @@ impl TwoPartyDealer {
         }
         let peer = self.peer();
         self.comm.send_bytes(peer, &bytes, Phase::Online)?;
-        let theirs = self
-            .comm
-            .recv_bytes(peer, masked.len() * width, Phase::Online)?;
+        let theirs =
+            self.comm
+                .recv_bytes(peer, Expect::Exactly(masked.len() * width), Phase::Online)?;
         let data = masked
             .data()
             .iter()

@@ -17,6 +17,7 @@ use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::ops;
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
 use crate::mpc::share::Share;
+use crate::mpc::transport::Expect;
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::Tensor;
 
@@ -160,9 +161,11 @@ fn agree_job(
 }
 
 fn recv_verdict(p: &mut dyn Protocol) -> Result<Verdict> {
-    let bytes =
-        p.comm()
-            .recv_bytes_at_most(Role::Server.index(), MAX_VERDICT_BYTES, Phase::Online)?;
+    let bytes = p.comm().recv_bytes(
+        Role::Server.index(),
+        Expect::AtMost(MAX_VERDICT_BYTES),
+        Phase::Online,
+    )?;
     Verdict::decode(&bytes)
 }
 

@@ -41,31 +41,35 @@ impl JobShape {
             None => bail!("the job message ends before {what}"),
         };
         let batch = next("the batch size")?;
-        ensure!(
-            (1..=policy.max_batch as u64).contains(&batch),
-            "a batch of {batch} examples (this server takes 1 to {})",
-            policy.max_batch
-        );
+        within(batch, 1, policy.max_batch, || {
+            format!(
+                "a batch of {batch} examples (this server takes 1 to {})",
+                policy.max_batch
+            )
+        })?;
         let n = next("the example count")?;
-        ensure!(
-            (1..=policy.max_examples as u64).contains(&n),
-            "{n} examples (this server takes 1 to {} per job)",
-            policy.max_examples
-        );
+        within(n, 1, policy.max_examples, || {
+            format!(
+                "{n} examples (this server takes 1 to {} per job)",
+                policy.max_examples
+            )
+        })?;
         let mut shapes = Vec::with_capacity(n as usize);
         for i in 0..n {
             let tokens = next("a prompt length")?;
-            ensure!(
-                (1..=policy.max_tokens as u64).contains(&tokens),
-                "example {i}: a prompt of {tokens} tokens (this server takes 1 to {})",
-                policy.max_tokens
-            );
+            within(tokens, 1, policy.max_tokens, || {
+                format!(
+                    "example {i}: a prompt of {tokens} tokens (this server takes 1 to {})",
+                    policy.max_tokens
+                )
+            })?;
             let c = next("a choice count")?;
-            ensure!(
-                (2..=policy.choice_tokens.len() as u64).contains(&c),
-                "example {i}: {c} choices (this task has 2 to {})",
-                policy.choice_tokens.len()
-            );
+            within(c, 2, policy.choice_tokens.len(), || {
+                format!(
+                    "example {i}: {c} choices (this task has 2 to {})",
+                    policy.choice_tokens.len()
+                )
+            })?;
             let choices = (0..c)
                 .map(|_| {
                     let id = next("a choice id")?;
@@ -88,6 +92,12 @@ impl JobShape {
         policy.admit(&job)?;
         Ok(job)
     }
+}
+
+/// Refuses a count outside `lo..=hi`, with the message `why` makes.
+fn within(value: u64, lo: u64, hi: usize, why: impl FnOnce() -> String) -> Result<()> {
+    ensure!((lo..=hi as u64).contains(&value), "{}", why());
+    Ok(())
 }
 
 #[cfg(test)]

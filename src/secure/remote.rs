@@ -15,6 +15,7 @@ use crate::mpc::cost::PartyCost;
 use crate::mpc::party::{PartyConfig, run_party, run_party_on};
 use crate::mpc::protocol::{ProtocolKind, Role};
 use crate::mpc::tls::{PartyTls, write_ephemeral};
+use crate::mpc::transport::Expect;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -277,11 +278,8 @@ pub fn run_secure_tcp(
         let reported = kind.roles()[1..]
             .iter()
             .map(|role| {
-                let bytes = p.comm().recv_bytes_at_most(
-                    role.index(),
-                    MAX_COST_REPORT_BYTES,
-                    Phase::Offline,
-                )?;
+                let max = Expect::AtMost(MAX_COST_REPORT_BYTES);
+                let bytes = p.comm().recv_bytes(role.index(), max, Phase::Offline)?;
                 serde_json::from_slice(&bytes).with_context(|| format!("the {role}'s cost report"))
             })
             .collect::<Result<Vec<ReportedCosts>>>()?;
