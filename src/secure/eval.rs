@@ -16,7 +16,7 @@ use crate::model::LoadedModel;
 use crate::mpc::local::RunOptions;
 use crate::mpc::protocol::ProtocolKind;
 use crate::progress::progress_bar;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 
 /// How the parties of a secure evaluation talk.
 pub enum SecureTransport<'a> {
@@ -106,6 +106,7 @@ pub fn evaluate_secure(
     }
     let (model, tokenizer) = (&client.model, &client.tokenizer);
     let (rows, rows_name) = &req.rows;
+    ensure!(!rows.is_empty(), "no rows to evaluate under MPC");
     let rows: Vec<&Example> = rows.iter().collect();
     let max_len = req.max_len.min(model.config.max_position_embeddings);
     let SecureSplit {
