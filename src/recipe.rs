@@ -272,7 +272,7 @@ impl Recipe {
                 .span()
                 .map(|span| format!("line {}: ", line_of(text, span.start)))
                 .unwrap_or_default();
-            anyhow!("{}: {location}{}", path.display(), e.message())
+            anyhow!("{}: {location}{}", path.display(), one_line(e.message()))
         })?;
         recipe.origin = RecipeOrigin {
             path: path.to_path_buf(),
@@ -324,7 +324,7 @@ impl Recipe {
     }
 
     fn error(&self, message: String) -> anyhow::Error {
-        anyhow!("{}: {message}", self.origin.path.display())
+        anyhow!("{}: {}", self.origin.path.display(), one_line(&message))
     }
 
     fn check_fields(&self) -> Check {
@@ -503,6 +503,21 @@ fn check_non_negative(field: &str, value: f64) -> Check {
     }
 }
 
+/// `message` on one line: values it quotes from the recipe may hold line breaks (a string's
+/// `\n`), which are escaped, as are other control characters.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].matches('\n').count() + 1
@@ -615,6 +630,9 @@ batch = 8
         assert_mentions(&message, &["line 9", "unknown field `bacth`"]);
         let message = parse_error(&edited("name = \"sst2\"", "name = \"sst3\""));
         assert_mentions(&message, &["line 3", "sst3"]);
+        // A value quoted in the message keeps it on one line (found by fuzzing).
+        let message = parse_error(&edited("name = \"sst2\"", "name = \"sst2\\n\""));
+        assert_mentions(&message, &["line 3", "`sst2\\n`"]);
     }
 
     #[test]

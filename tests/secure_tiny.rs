@@ -5,18 +5,15 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
-use marill::model::lora_target::LoraTarget;
-use marill::model::marill::{LoraSpec, MarillArch, attach_lora, lora_names};
-use marill::model::tiny::tiny_weights;
+use marill::model::marill::MarillArch;
+use marill::model::tiny::tiny_student;
 use marill::model::variants::{Activation, SoftmaxKind};
-use marill::model::weights::Weights;
 use marill::model::{Llama, LlamaConfig};
 use marill::mpc::local::RunOptions;
 use marill::mpc::protocol::ProtocolKind;
 use marill::secure::{ClientJob, Secrecy, SecureInput, SecureModel, ServePolicy, run_secure};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashMap;
 
 const PROMPTS: [&[u32]; 2] = [&[4, 80, 15, 16, 23, 42, 8, 99, 7], &[200, 3, 17, 61, 5]];
 const CHOICES: [u32; 3] = [300, 301, 64];
@@ -24,44 +21,15 @@ const CHOICES: [u32; 3] = [300, 301, 64];
 /// reciprocal together stay well inside this.
 const MAX_ABS_ERROR: f64 = 5e-2;
 
-fn base() -> Result<Llama> {
-    let config = LlamaConfig::tiny();
-    Llama::from_weights(
-        config.clone(),
-        &Weights::new(tiny_weights(&config, 7)?),
-        &Device::Cpu,
-    )
-}
-
 /// `arch` applied and random non-zero LoRA factors on every projection of the private layers.
 fn student(arch: MarillArch) -> Result<Llama> {
-    let mut model = base()?;
-    arch.apply(&mut model)?;
-    let spec = LoraSpec {
-        rank: 4,
-        alpha: 8.0,
-        targets: LoraTarget::ALL.to_vec(),
-        dropout: 0.0,
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let mut init = HashMap::new();
-    for layer in arch.private_layers(&model) {
-        for target in LoraTarget::ALL {
-            let lin = marill::model::marill::projection(&model, layer, target);
-            let (a, b) = lora_names(layer, target);
-            let mut random = |rows: usize, cols: usize| -> Result<Tensor> {
-                let v: Vec<f32> = (0..rows * cols)
-                    .map(|_| rng.random::<f32>() * 0.2 - 0.1)
-                    .collect();
-                Ok(Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)
-            };
-            init.insert(a, random(spec.rank, lin.in_features())?);
-            init.insert(b, random(lin.out_features(), spec.rank)?);
-        }
-    }
-    let range = arch.private_layers(&model);
-    attach_lora(&mut model, range, &spec, &init, &mut rng)?;
-    Ok(model)
+    tiny_student(&LlamaConfig::tiny(), 7, &arch, |rows, cols| {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|_| rng.random::<f32>() * 0.2 - 0.1)
+            .collect();
+        Ok(Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)
+    })
 }
 
 /// Candle's choice logits at each prompt's last position.

@@ -1,8 +1,11 @@
 //! A tiny random Llama written as a Hugging Face directory (`config.json`, `model.safetensors`,
 //! `tokenizer.json`): what unit and end-to-end tests run on instead of a real model.
 
+use super::Llama;
 use super::config::LlamaConfig;
-use super::weights::layer_prefix;
+use super::lora_target::LoraTarget;
+use super::marill::{LoraSpec, MarillArch, attach_lora, lora_names, projection};
+use super::weights::{Weights, layer_prefix};
 use anyhow::{Result, anyhow};
 use candle_core::{Device, Tensor};
 use rand::{RngExt, SeedableRng};
@@ -112,6 +115,45 @@ pub fn tiny_weights(config: &LlamaConfig, seed: u64) -> Result<HashMap<String, T
         );
     }
     Ok(out)
+}
+
+/// The tiny Llama of `config` with weights from `seed`, `arch` applied and LoRA adapters
+/// (rank 4, alpha 8) on every projection of its private layers, each factor `(rows, cols)`
+/// from `factor`: a MARILL student, whose factors are the secret of secure evaluation.
+pub fn tiny_student(
+    config: &LlamaConfig,
+    seed: u64,
+    arch: &MarillArch,
+    mut factor: impl FnMut(usize, usize) -> Result<Tensor>,
+) -> Result<Llama> {
+    let weights = Weights::new(tiny_weights(config, seed)?);
+    let mut model = Llama::from_weights(config.clone(), &weights, &Device::Cpu)?;
+    arch.apply(&mut model)?;
+    let spec = LoraSpec {
+        rank: 4,
+        alpha: 8.0,
+        targets: LoraTarget::ALL.to_vec(),
+        dropout: 0.0,
+    };
+    let mut init = HashMap::new();
+    for layer in arch.private_layers(&model) {
+        for target in LoraTarget::ALL {
+            let linear = projection(&model, layer, target);
+            let (rows, cols) = (linear.out_features(), linear.in_features());
+            let (a, b) = lora_names(layer, target);
+            init.insert(a, factor(spec.rank, cols)?);
+            init.insert(b, factor(rows, spec.rank)?);
+        }
+    }
+    let private = arch.private_layers(&model);
+    attach_lora(
+        &mut model,
+        private,
+        &spec,
+        &init,
+        &mut ChaCha8Rng::seed_from_u64(seed),
+    )?;
+    Ok(model)
 }
 
 /// Writes a complete Hugging Face model directory for `config` into `dir`.

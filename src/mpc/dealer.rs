@@ -128,6 +128,15 @@ impl Protocol for Dealer {
         &mut self.comm
     }
 
+    #[cfg(test)]
+    fn streams(&self) -> Vec<super::prg::Stream> {
+        let me = Role::Dealer.index();
+        vec![
+            self.client.stream("dealer", CLIENT, me),
+            self.server.stream("dealer", SERVER, me),
+        ]
+    }
+
     fn input(
         &mut self,
         owner: Role,

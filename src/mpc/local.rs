@@ -7,7 +7,7 @@ use super::fixed::FixedPoint;
 use super::party::connect;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
-use super::transport::{CHANNEL_CAPACITY, DEFAULT_TIMEOUT, MemoryTransport, Transport};
+use super::transport::{CHANNEL_CAPACITY, DEFAULT_TIMEOUT, MemoryTransport};
 use anyhow::{Result, anyhow};
 use std::time::Duration;
 
@@ -62,15 +62,12 @@ pub fn party_rng(seed: Option<u64>, party: usize) -> Prg {
 }
 
 fn run_one<T>(
-    kind: ProtocolKind,
     role: Role,
-    transport: Box<dyn Transport>,
-    opts: &RunOptions,
+    transport: MemoryTransport,
+    setup: &(dyn Fn(Role, MemoryTransport) -> Result<Box<dyn Protocol>> + Sync),
     program: &(dyn Fn(&mut dyn Protocol) -> Result<T> + Sync),
 ) -> Result<PartyOutput<T>> {
-    let comm = Communicator::new(transport, role.index(), &kind.roles());
-    let mut rng = party_rng(opts.seed, role.index());
-    let mut proto = connect(kind, role, comm, opts.fixed, &mut rng)?;
+    let mut proto = setup(role, transport)?;
     let output = program(proto.as_mut()).map_err(|e| e.context(format!("{role} failed")))?;
     Ok(PartyOutput {
         role,
@@ -85,14 +82,26 @@ pub fn run_local<T: Send>(
     opts: &RunOptions,
     program: impl Fn(&mut dyn Protocol) -> Result<T> + Sync,
 ) -> Result<LocalRun<T>> {
-    run_local_with(kind, opts, |_, t| Box::new(t), program)
+    let roles = kind.roles();
+    let setup = |role: Role, transport: MemoryTransport| {
+        let comm = Communicator::new(Box::new(transport), role.index(), &roles);
+        connect(
+            kind,
+            role,
+            comm,
+            opts.fixed,
+            &mut party_rng(opts.seed, role.index()),
+        )
+    };
+    run_local_with(kind, opts, setup, program)
 }
 
-/// [`run_local`] with each party's transport passed through `wrap` (party index, transport).
+/// [`run_local`] with each party set up by `setup` from its role and transport (in its own
+/// thread) rather than by [`connect`] with randomness from [`party_rng`].
 pub fn run_local_with<T: Send>(
     kind: ProtocolKind,
     opts: &RunOptions,
-    wrap: impl Fn(usize, MemoryTransport) -> Box<dyn Transport>,
+    setup: impl Fn(Role, MemoryTransport) -> Result<Box<dyn Protocol>> + Sync,
     program: impl Fn(&mut dyn Protocol) -> Result<T> + Sync,
 ) -> Result<LocalRun<T>> {
     let roles = kind.roles();
@@ -103,24 +112,18 @@ pub fn run_local_with<T: Send>(
     } else {
         CHANNEL_CAPACITY
     };
-    let mut transports: Vec<Box<dyn Transport>> =
-        MemoryTransport::mesh(&roles, opts.timeout, capacity)
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| wrap(i, t))
-            .collect();
+    let mut transports = MemoryTransport::mesh(&roles, opts.timeout, capacity);
     let third = transports.pop().expect("three transports");
-    let program = &program;
+    let (setup, program) = (&setup, &program);
     let results: Vec<Result<PartyOutput<T>>> = std::thread::scope(|s| {
         let mut third = Some(third);
-        let dealer_done = dealer_first
-            .then(|| run_one(kind, roles[2], third.take().expect("unused"), opts, program));
-        let third_handle =
-            third.map(|t| s.spawn(move || run_one(kind, roles[2], t, opts, program)));
+        let dealer_done =
+            dealer_first.then(|| run_one(roles[2], third.take().expect("unused"), setup, program));
+        let third_handle = third.map(|t| s.spawn(move || run_one(roles[2], t, setup, program)));
         let handles: Vec<_> = transports
             .into_iter()
             .zip(roles)
-            .map(|(t, role)| s.spawn(move || run_one(kind, role, t, opts, program)))
+            .map(|(t, role)| s.spawn(move || run_one(role, t, setup, program)))
             .collect();
         let mut out: Vec<Result<PartyOutput<T>>> = handles
             .into_iter()

@@ -56,6 +56,8 @@ mod tests;
 pub mod tls;
 pub mod transport;
 pub mod two_party;
+#[cfg(test)]
+pub(crate) mod views;
 
 pub use protocol::{Protocol, ProtocolKind, Role};
 pub use ring::RingTensor;

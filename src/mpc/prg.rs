@@ -74,3 +74,31 @@ impl Prg {
         RingTensor::new(shape, data).expect("shape and length agree")
     }
 }
+
+/// Where one end of a pairwise stream stands, for checking that both ends draw in lock-step:
+/// correlated randomness is consumed exactly once when every stream's two holders have drawn
+/// the same number of words and would draw the same next one (test only).
+#[cfg(test)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stream {
+    /// What the stream serves, and its two holders by party index, lower first.
+    pub purpose: &'static str,
+    pub holders: [usize; 2],
+    /// 32-bit words drawn so far.
+    pub position: u128,
+    /// The next 64-bit output.
+    pub next: u64,
+}
+
+#[cfg(test)]
+impl Prg {
+    /// This end of the stream `purpose` between parties `a` and `b`, without advancing it.
+    pub(crate) fn stream(&self, purpose: &'static str, a: usize, b: usize) -> Stream {
+        Stream {
+            purpose,
+            holders: [a.min(b), a.max(b)],
+            position: self.0.get_word_pos(),
+            next: self.0.clone().next_u64(),
+        }
+    }
+}

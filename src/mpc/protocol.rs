@@ -207,6 +207,11 @@ pub trait Protocol: Send {
     fn fixed_point(&self) -> FixedPoint;
     fn comm(&mut self) -> &mut Communicator;
 
+    /// Every pairwise PRG stream this party draws masks, shares or correlated randomness from
+    /// (test only: `mpc::views` checks that the two holders of each stay in lock-step).
+    #[cfg(test)]
+    fn streams(&self) -> Vec<super::prg::Stream>;
+
     /// Secret-share a tensor held by `owner` (`value` is only read there). No communication:
     /// the other shares come from pairwise PRGs.
     fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share>;

@@ -216,6 +216,21 @@ impl Protocol for Replicated {
         self.proto().comm()
     }
 
+    /// The helper-dealt protocol's streams, the zero-sharing streams with both neighbours and
+    /// client and server's resharing stream.
+    #[cfg(test)]
+    fn streams(&self) -> Vec<super::prg::Stream> {
+        let me = self.party;
+        let mut streams = match &self.inner {
+            Inner::Party(p) => p.streams(),
+            Inner::Helper(d) => d.streams(),
+        };
+        streams.push(self.next.stream("zero", me, (me + 1) % 3));
+        streams.push(self.prev.stream("zero", (me + 2) % 3, me));
+        streams.extend(self.pair.as_ref().map(|p| p.stream("reshare", 0, 1)));
+        streams
+    }
+
     /// The owner `o` takes `x_{o+1}` and `x_o` from its PRGs with its neighbours and sends
     /// `x_{o+2} = v - x_o - x_{o+1}` to both others: `2 |x|` words, one message each.
     fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share> {

@@ -5,11 +5,11 @@
 //! to send to it and accepts every peer's connection to receive from it. A TLS connection's
 //! state cannot be split between a reading and a writing thread, and a writer thread per peer
 //! is what keeps two parties sending large messages at once from deadlocking on full socket
-//! buffers. Frames are `[len u64, stamp u64]` then `len` bytes; a receiver states the length
-//! it expects and refuses any other before allocating. Accepted connections are authenticated
-//! in threads of their own with a short deadline, so a stranger or a silent connection cannot
-//! stall the real peers; they only see a failed handshake. Once every peer is connected the
-//! listener closes.
+//! buffers. Frames are `[len u64, stamp u64]` then `len` bytes ([`write_frame`],
+//! [`read_frame`]); a receiver states the length it expects and refuses any other before
+//! allocating. Accepted connections are authenticated in threads of their own with a short
+//! deadline, so a stranger or a silent connection cannot stall the real peers; they only see a
+//! failed handshake. Once every peer is connected the listener closes.
 
 use super::protocol::Role;
 use super::tls::{PartyTls, server_name};
@@ -25,6 +25,9 @@ use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+#[cfg(test)]
+mod fuzz;
 
 /// Longest a connecting peer may take to authenticate.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -400,18 +403,44 @@ fn write_frames(
         if Instant::now() >= deadlines.run {
             return Err(std::io::Error::other("the run's deadline passed"));
         }
-        let header = [
-            (frame.len() as u64).to_le_bytes(),
-            frame.stamp.to_le_bytes(),
-        ];
-        out.write_all(header.as_flattened())?;
-        out.write_all(frame.bytes())?;
+        write_frame(&mut out, &frame)?;
         out.flush()?;
         queued.release(frame.len());
     }
     let mut stream = out.into_inner().map_err(|e| e.into_error())?;
     stream.conn.send_close_notify();
     stream.flush()
+}
+
+/// Bytes of a frame's header: its length and its stamp, little-endian `u64`s.
+pub const FRAME_HEADER_BYTES: usize = 16;
+
+/// Writes `frame` as its header, then its bytes.
+pub fn write_frame(out: &mut impl Write, frame: &Frame) -> std::io::Result<()> {
+    let header = [
+        (frame.len() as u64).to_le_bytes(),
+        frame.stamp.to_le_bytes(),
+    ];
+    out.write_all(header.as_flattened())?;
+    out.write_all(frame.bytes())
+}
+
+/// Reads one frame from `peer`, refusing a length that `expect` does not admit before anything
+/// is allocated for it; `io` says what a failed read means.
+pub fn read_frame(
+    input: &mut impl Read,
+    expect: Expect,
+    peer: Role,
+    io: impl Fn(std::io::Error) -> TransportError,
+) -> Result<Frame, TransportError> {
+    let mut header = [0u8; FRAME_HEADER_BYTES];
+    input.read_exact(&mut header).map_err(&io)?;
+    let [len, stamp] =
+        [0, 8].map(|i| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes")));
+    expect.check(peer, len)?;
+    let mut frame = Frame::zeroed(len as usize, stamp);
+    input.read_exact(frame.bytes_mut()).map_err(io)?;
+    Ok(frame)
 }
 
 fn io_error(peer: Role, e: std::io::Error) -> TransportError {
@@ -452,25 +481,13 @@ impl Transport for TcpTransport {
             .stream
             .set_read_timeout(Some(wait))
             .map_err(|e| io_error(peer, e))?;
-        let read = |r: &mut Incoming, buf: &mut [u8]| {
-            r.read_exact(buf).map_err(|e| match e.kind() {
-                ErrorKind::WouldBlock | ErrorKind::TimedOut if by_deadline => {
-                    TransportError::Deadline { peer }
-                }
-                ErrorKind::WouldBlock | ErrorKind::TimedOut => {
-                    TransportError::Timeout { peer, secs }
-                }
-                _ => io_error(peer, e),
-            })
-        };
-        let mut header = [0u8; 16];
-        read(&mut link.incoming, &mut header)?;
-        let [len, stamp] =
-            [0, 8].map(|i| u64::from_le_bytes(header[i..i + 8].try_into().expect("8 bytes")));
-        expect.check(peer, len)?;
-        let mut frame = Frame::zeroed(len as usize, stamp);
-        read(&mut link.incoming, frame.bytes_mut())?;
-        Ok(frame)
+        read_frame(&mut link.incoming, expect, peer, |e| match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut if by_deadline => {
+                TransportError::Deadline { peer }
+            }
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => TransportError::Timeout { peer, secs },
+            _ => io_error(peer, e),
+        })
     }
 
     fn wire_bytes(&self) -> Option<WireBytes> {

@@ -1,17 +1,16 @@
-//! Every operation against an f64 reference, for every protocol; share uniformity; transcript
-//! independence.
+//! Every operation against an f64 reference, for every protocol; share uniformity; TCP. What
+//! each party's view reveals is tested in `super::views`.
 
 use super::approx;
 use super::fixed::FixedPoint;
-use super::local::{LocalRun, RunOptions, run_local, run_local_with};
+use super::local::{LocalRun, RunOptions, run_local};
 use super::ops;
 use super::prg::Prg;
 use super::protocol::Comparison;
 use super::protocol::{Bilinear, Protocol, ProtocolKind, Role};
 use super::share::Share;
-use super::transport::{Expect, Frame, MemoryTransport, Transport, TransportError};
+use super::views::stats::{CHI_LIMIT, chi_square_bytes};
 use anyhow::Result;
-use std::sync::{Arc, Mutex};
 
 const SEED: u64 = 20261125;
 
@@ -474,17 +473,6 @@ fn norms_with_tiny_mean_square_and_outliers() {
     });
 }
 
-/// Chi-square statistic of the byte histogram; 255 degrees of freedom.
-fn chi_square_bytes(bytes: &[u8]) -> f64 {
-    let mut h = [0usize; 256];
-    bytes.iter().for_each(|&b| h[b as usize] += 1);
-    let e = bytes.len() as f64 / 256.0;
-    h.iter().map(|&c| (c as f64 - e).powi(2) / e).sum()
-}
-
-/// Mean 255, s.d. 22.6: beyond 400 is a p < 1e-9 deviation from uniform.
-const CHI_LIMIT: f64 = 400.0;
-
 #[test]
 fn shares_are_uniform() {
     each_kind(|kind| {
@@ -508,86 +496,6 @@ fn shares_are_uniform() {
                 }
             }
         }
-    });
-}
-
-/// Records every message a party receives from the client.
-struct Recording {
-    inner: MemoryTransport,
-    log: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Transport for Recording {
-    fn send(&mut self, to: usize, message: Frame) -> Result<(), TransportError> {
-        self.inner.send(to, message)
-    }
-    fn recv(&mut self, from: usize, expect: Expect) -> Result<Frame, TransportError> {
-        let m = self.inner.recv(from, expect)?;
-        if from == Role::Client.index() {
-            let mut log = self.log.lock().unwrap();
-            log.extend_from_slice(&m.stamp.to_le_bytes());
-            log.extend_from_slice(m.bytes());
-        }
-        Ok(m)
-    }
-}
-
-/// Two-sample chi-square (homogeneity) of two byte streams' histograms; 255 degrees of freedom.
-fn chi_square_two_sample(a: &[u8], b: &[u8]) -> f64 {
-    let (mut ha, mut hb) = ([0f64; 256], [0f64; 256]);
-    a.iter().for_each(|&x| ha[x as usize] += 1.0);
-    b.iter().for_each(|&x| hb[x as usize] += 1.0);
-    let (na, nb) = (a.len() as f64, b.len() as f64);
-    ha.iter()
-        .zip(&hb)
-        .filter(|(x, y)| **x + **y > 0.0)
-        .map(|(x, y)| (x * (nb / na).sqrt() - y * (na / nb).sqrt()).powi(2) / (x + y))
-        .sum()
-}
-
-/// What the server receives from the client has the same length and the same distribution
-/// whatever the client's secret (and fresh randomness): a simulator could produce it.
-#[test]
-fn server_view_does_not_depend_on_client_secret() {
-    each_kind(|kind| {
-        let views: Vec<Vec<u8>> = [(0.0, 1), (123.456, 2)]
-            .iter()
-            .map(|&(secret, seed)| {
-                let log = Arc::new(Mutex::new(Vec::new()));
-                let wrap = |i: usize, t: MemoryTransport| -> Box<dyn Transport> {
-                    if i == Role::Server.index() {
-                        Box::new(Recording {
-                            inner: t,
-                            log: log.clone(),
-                        })
-                    } else {
-                        Box::new(t)
-                    }
-                };
-                let opts = RunOptions {
-                    seed: Some(SEED + seed),
-                    ..Default::default()
-                };
-                run_local_with(kind, &opts, wrap, |p| {
-                    let v = vec![secret; 4096];
-                    let mine = (p.role() == Role::Client).then_some(&v[..]);
-                    let x = ops::share_f64(p, Role::Client, mine, &[64, 64])?;
-                    let y = ops::mul(p, &x, &x)?;
-                    let cmp = Comparison::default_for(p.fixed_point());
-                    let r = ops::relu(p, &y, cmp)?;
-                    ops::max_last(p, &r, cmp)
-                })
-                .expect("run");
-                Arc::try_unwrap(log).unwrap().into_inner().unwrap()
-            })
-            .collect();
-        assert_eq!(
-            views[0].len(),
-            views[1].len(),
-            "{kind}: view length depends on the secret"
-        );
-        let chi = chi_square_two_sample(&views[0], &views[1]);
-        assert!(chi < CHI_LIMIT, "{kind}: views differ, chi^2 {chi}");
     });
 }
 

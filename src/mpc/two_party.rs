@@ -433,6 +433,14 @@ impl Protocol for TwoPartyDealer {
         &mut self.comm
     }
 
+    #[cfg(test)]
+    fn streams(&self) -> Vec<super::prg::Stream> {
+        vec![
+            self.dealer.prg.stream("dealer", self.party, DEALER),
+            self.pair.stream("pair", 0, 1),
+        ]
+    }
+
     fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share> {
         ensure!(
             matches!(owner, Role::Client | Role::Server),

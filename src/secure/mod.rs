@@ -23,6 +23,8 @@ pub mod projection;
 pub mod remote;
 pub mod report;
 pub mod served;
+#[cfg(test)]
+mod views;
 
 pub use client::SecureInput;
 pub use eval::{SecureEvalRequest, SecureSplit, SecureTransport, evaluate_secure};
