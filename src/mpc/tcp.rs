@@ -497,16 +497,21 @@ impl Transport for TcpTransport {
         })
     }
 
+    /// Closes every link (each drains its queue), then reports the first that failed.
     fn finish(&mut self) -> Result<(), TransportError> {
-        for (link, &peer) in self.links.iter_mut().zip(&self.roles) {
-            if let Some(e) = link.as_mut().and_then(Link::close) {
-                return Err(TransportError::Io {
-                    peer,
-                    source: std::io::Error::other(e),
-                });
-            }
+        let failures: Vec<(Role, String)> = self
+            .links
+            .iter_mut()
+            .zip(&self.roles)
+            .filter_map(|(link, &peer)| Some((peer, link.as_mut()?.close()?)))
+            .collect();
+        match failures.into_iter().next() {
+            Some((peer, e)) => Err(TransportError::Io {
+                peer,
+                source: std::io::Error::other(e),
+            }),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -156,6 +156,12 @@ fn agree_job(
     for peer in [client, third] {
         p.comm().send_bytes(peer, &bytes, Phase::Online)?;
     }
+    if decoded.is_err() {
+        // A failing party's links are cut, not drained: deliver the refusal first. The dealer
+        // or helper may have refused the job already and gone, so a failed delivery to it is
+        // not the error to report.
+        let _ = p.comm().finish();
+    }
     let shape = decoded.context("refused the client's job")?;
     Ok((shape, policy.reveal_scores))
 }
