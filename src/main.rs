@@ -8,6 +8,7 @@ use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
 use marill::fetch::{BASE_MODEL_PATH, fetch_base_model, resolve_model};
 use marill::model::load;
+use marill::mpc::network::Network;
 use marill::mpc::party::{PartyConfig, run_bench_party};
 use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::mpc::tls::{PartyTls, write_identity};
@@ -224,8 +225,8 @@ struct EvalArgs {
     #[arg(long, default_value = "2pc-dealer")]
     protocol: ProtocolKind,
     /// Network the MPC time estimate leads with (both are reported): lan or wan.
-    #[arg(long, default_value = "lan", value_parser = ["lan", "wan"])]
-    network: String,
+    #[arg(long, default_value = "lan")]
+    network: Network,
     /// How the MPC parties talk: memory (all parties as threads of this process), or tcp (each
     /// party its own process; this one is the client).
     #[arg(long, default_value = "memory", value_parser = ["memory", "tcp"])]
@@ -486,7 +487,7 @@ fn run(cli: Cli) -> Result<()> {
                 max_batch: args.batch.max(DEFAULT_MAX_BATCH),
                 reveal_scores: false,
             };
-            let (protocol, network) = (args.protocol, args.network.clone());
+            let (protocol, network) = (args.protocol, args.network);
             let report = if tcp {
                 let reference = args
                     .reference

@@ -4,6 +4,7 @@
 use super::approx;
 use super::bench_layer::{self, LayerShape};
 use super::cost::{CostReport, LabelCost, NetworkProfile, PartyCost};
+use super::latency::QueryLatency;
 use super::local::{RunOptions, run_local};
 use super::ops;
 use super::prg::Prg;
@@ -30,6 +31,8 @@ pub struct CaseResult {
     pub max_abs_error: f64,
     pub est_lan_seconds: f64,
     pub est_wan_seconds: f64,
+    /// Every case is one query (no batch shares its rounds), so its latency is measured.
+    pub latency_one_query: QueryLatency,
     pub labels: BTreeMap<String, LabelCost>,
     /// For layers: relative L2 error of the layer's update `out - x` (the residual excluded).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -238,6 +241,7 @@ fn score(
         max_abs_error: max,
         est_lan_seconds: report.estimated_seconds(&NetworkProfile::lan()),
         est_wan_seconds: report.estimated_seconds(&NetworkProfile::wan()),
+        latency_one_query: QueryLatency::measured(report),
         labels: report.labels.clone(),
         rel_l2_error_update: update,
     })

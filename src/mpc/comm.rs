@@ -190,6 +190,12 @@ impl Communicator {
         cost
     }
 
+    /// This party's online rounds since the last reset: its logical clock, which every round
+    /// it counts advances (so a difference of two readings is the rounds in between).
+    pub fn rounds(&self) -> u64 {
+        self.depth
+    }
+
     /// Deliver what is still queued; a failure to is this party's failure.
     pub fn finish(&mut self) -> Result<(), TransportError> {
         self.transport.finish()

@@ -4,6 +4,7 @@
 
 use crate::data::{Dataset, Split};
 use crate::eval::EvalRequest;
+use crate::mpc::network::Network;
 use crate::mpc::protocol::ProtocolKind;
 use crate::recipe::Recipe;
 use crate::secure::SecureEvalReport;
@@ -42,6 +43,8 @@ pub struct RunReport {
     pub task: String,
     pub test_rows: usize,
     pub mpc_rows: usize,
+    /// Rows per secure forward.
+    pub batch: usize,
     pub teacher: ModelReport,
     pub student: ModelReport,
 }
@@ -88,7 +91,7 @@ fn evaluate(
             let request = SecureEvalRequest {
                 eval,
                 protocol,
-                network: "lan".into(),
+                network: Network::Lan,
                 transport: SecureTransport::Memory {
                     server: &server,
                     policy: &policy,
@@ -125,6 +128,7 @@ pub fn run_recipe(req: &RunRequest) -> Result<RunReport> {
         task: recipe.task.name.to_string(),
         test_rows,
         mpc_rows: req.mpc_rows.min(test_rows),
+        batch: req.batch,
         teacher: evaluate(
             &teacher.checkpoint,
             recipe,

@@ -6,7 +6,7 @@ use super::forward::{ClientJob, SecureModel, run_secure};
 use super::policy::ServePolicy;
 use super::projection::Secrecy;
 use super::remote::{TcpClient, run_secure_tcp};
-use super::report::{ExampleCost, PhaseCost, SecureEvalReport, SecureRow};
+use super::report::{ExampleCost, PhaseCost, SecureEvalReport, SecureRow, latency_one_query};
 use crate::checkpoint::{CheckpointKind, Manifest, PrivateTensor};
 use crate::data::{Answer, Example, argmax};
 use crate::eval::EvalRequest;
@@ -14,6 +14,7 @@ use crate::eval::classify::classify;
 use crate::eval::prompt::{choice_token_ids, prompt_ids};
 use crate::model::LoadedModel;
 use crate::mpc::local::RunOptions;
+use crate::mpc::network::Network;
 use crate::mpc::protocol::ProtocolKind;
 use crate::progress::progress_bar;
 use anyhow::{Context, Result, bail, ensure};
@@ -36,8 +37,8 @@ pub enum SecureTransport<'a> {
 pub struct SecureEvalRequest<'a> {
     pub eval: EvalRequest,
     pub protocol: ProtocolKind,
-    /// `lan` or `wan`: the estimate the report leads with.
-    pub network: String,
+    /// The network whose estimate the report leads with.
+    pub network: Network,
     pub transport: SecureTransport<'a>,
     /// The same model in plaintext, private tensors included, to compare each MPC prediction
     /// with (the operator's check, not the client's: a client does not hold them).
@@ -96,7 +97,7 @@ pub fn evaluate_secure(
     split: SecureSplit,
     secure_req: &SecureEvalRequest,
 ) -> Result<SecureEvalReport> {
-    let (protocol, network) = (secure_req.protocol, &secure_req.network);
+    let (protocol, network) = (secure_req.protocol, secure_req.network);
     let req = &secure_req.eval;
     if req.task.is_generation() {
         bail!(
@@ -188,7 +189,8 @@ pub fn evaluate_secure(
         model: req.model_name.clone(),
         mode: "mpc",
         protocol: protocol.to_string(),
-        network: network.to_string(),
+        network,
+        batch: req.batch,
         rows: rows_name.clone(),
         n,
         accuracy: frac(correct),
@@ -198,6 +200,7 @@ pub fn evaluate_secure(
         public_layers,
         private_layers: model.num_layers() - public_layers,
         cost_per_example: ExampleCost::mean(&run.examples, run.examples_wall_seconds, n),
+        latency_one_query: latency_one_query(&run.examples, n, run.forwards, run.query_rounds),
         weight_setup: PhaseCost::of(&run.setup),
         wire_bytes: run.wire_bytes,
         predictions,
