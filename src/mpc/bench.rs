@@ -301,3 +301,24 @@ pub fn bench(protocols: &[ProtocolKind], runs: usize) -> Result<BenchReport> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::latency::Basis;
+
+    #[test]
+    fn a_case_is_one_query_whose_latency_is_its_estimate() -> Result<()> {
+        let r = run_case(ProtocolKind::TwoPartyDealer, "rsqrt", 1)?;
+        let q = &r.latency_one_query;
+        assert_eq!(q.basis, Basis::Measured);
+        assert_eq!(
+            (q.rounds, q.online_bytes),
+            (r.rounds as f64, r.online_bytes as f64)
+        );
+        assert!(r.rounds > 0);
+        assert_eq!(q.est_seconds.lan, r.est_lan_seconds);
+        assert_eq!(q.est_seconds.wan, r.est_wan_seconds);
+        Ok(())
+    }
+}
