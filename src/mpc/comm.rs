@@ -2,7 +2,7 @@
 //! traffic per phase and operation label.
 
 use super::cost::{PartyCost, Traffic};
-use super::protocol::Role;
+use super::role::Role;
 use super::transport::{Expect, Frame, Transport, TransportError, WireBytes};
 use std::time::{Duration, Instant};
 

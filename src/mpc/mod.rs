@@ -52,6 +52,7 @@ pub mod prg;
 pub mod protocol;
 pub mod replicated;
 pub mod ring;
+pub mod role;
 pub mod share;
 pub mod tcp;
 #[cfg(test)]

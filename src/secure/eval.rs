@@ -4,10 +4,9 @@
 use super::client::SecureInput;
 use super::forward::{ClientJob, SecureModel, run_secure};
 use super::policy::ServePolicy;
-use super::projection::Secrecy;
 use super::remote::{TcpClient, run_secure_tcp};
 use super::report::{ExampleCost, PhaseCost, SecureEvalReport, SecureRow, latency_one_query};
-use crate::checkpoint::{CheckpointKind, Manifest, PrivateTensor};
+use super::split::SecureSplit;
 use crate::data::{Answer, Example, argmax};
 use crate::eval::EvalRequest;
 use crate::eval::classify::classify;
@@ -43,51 +42,6 @@ pub struct SecureEvalRequest<'a> {
     /// The same model in plaintext, private tensors included, to compare each MPC prediction
     /// with (the operator's check, not the client's: a client does not hold them).
     pub reference: Option<&'a LoadedModel>,
-}
-
-/// What runs in plaintext at the client and who holds the private weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SecureSplit {
-    pub public_layers: usize,
-    pub secrecy: Secrecy,
-}
-
-impl SecureSplit {
-    /// A bare base model served as is: every layer private, with secret full weights.
-    pub const BARE: SecureSplit = SecureSplit {
-        public_layers: 0,
-        secrecy: Secrecy::FullWeights,
-    };
-
-    /// A student's public prefix and secret LoRA; a teacher's every layer, with secret full
-    /// weights. Refuses a checkpoint with private tensors that the secure forward would treat
-    /// as public: the final norm or head (the client computes with them), and in a student
-    /// any tuned norm or whole projection (only its LoRA factors are the server's).
-    pub fn of_checkpoint(manifest: &Manifest, private: &[PrivateTensor]) -> Result<Self> {
-        let secrecy = match manifest.kind {
-            CheckpointKind::Student => Secrecy::LoraOnly,
-            CheckpointKind::Teacher => Secrecy::FullWeights,
-        };
-        for t in private {
-            let public_part = match *t {
-                PrivateTensor::FinalNorm | PrivateTensor::Head => true,
-                PrivateTensor::Lora { .. } => false,
-                PrivateTensor::Projection { layer, .. } | PrivateTensor::Norm { layer, .. } => {
-                    secrecy == Secrecy::LoraOnly || !manifest.split.is_private(layer)
-                }
-            };
-            if public_part {
-                bail!(
-                    "private.safetensors holds `{}`, which secure evaluation would treat as public: this checkpoint cannot be evaluated under MPC",
-                    t.name()
-                );
-            }
-        }
-        Ok(SecureSplit {
-            public_layers: manifest.split.public_layers,
-            secrecy,
-        })
-    }
 }
 
 /// Evaluates `req`'s rows under MPC as the client: `client` is the model as the client holds it
