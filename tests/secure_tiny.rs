@@ -166,14 +166,18 @@ fn the_server_policy_decides_what_is_revealed() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn student_with_merged_heads_and_secret_lora_matches_plaintext() -> Result<()> {
-    let arch = MarillArch {
+/// A MARILL student: one public layer, the query heads of each KV head merged into one.
+fn merged_heads() -> MarillArch {
+    MarillArch {
         public_layers: 1,
         head_merge: 3,
         ..MarillArch::standard()
-    };
-    check(&student(arch)?, 1, Secrecy::LoraOnly)
+    }
+}
+
+#[test]
+fn student_with_merged_heads_and_secret_lora_matches_plaintext() -> Result<()> {
+    check(&student(merged_heads())?, 1, Secrecy::LoraOnly)
 }
 
 #[test]
@@ -224,12 +228,7 @@ fn latency_at(
 /// every query padded to the longest (padding to the longest explains the rest).
 #[test]
 fn one_query_latency_derived_from_a_batch_matches_a_batch_1_run() -> Result<()> {
-    let arch = MarillArch {
-        public_layers: 1,
-        head_merge: 3,
-        ..MarillArch::standard()
-    };
-    let model = student(arch)?;
+    let model = student(merged_heads())?;
     let secure = SecureModel::new(&model, 1, Secrecy::LoraOnly)?;
     let inputs_of = |lens: &[usize]| -> Result<Vec<SecureInput>> {
         prompts(lens)
