@@ -37,7 +37,7 @@ pub fn markdown(r: &RunReport) -> String {
         out,
         "# {} ({}): standard fine-tuning (teacher) vs MARILL (student)\n\n\
          Plaintext accuracy on the {} test rows; MPC accuracy and costs on the first {} of them: \
-         per example, amortised over secure forwards of {} rows, and for one query alone at \
+         per example, amortised over secure forwards of up to {} rows, and for one query alone at \
          batch 1, its latency ({}).\n",
         r.recipe,
         r.task,
