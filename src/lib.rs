@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod bench;
 pub mod checkpoint;
+pub mod commands;
 pub mod data;
 pub mod eval;
 pub mod fetch;

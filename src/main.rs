@@ -2,23 +2,21 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use marill::checkpoint::{CheckpointSummary, is_checkpoint, read_checkpoint};
+use marill::commands::bench_mpc::bench_mpc;
+use marill::commands::eval::{EvalCommand, MpcEval, MpcTransport, run_eval};
+use marill::commands::inspect::inspect;
+use marill::commands::party::{PartyCommand, PartyJob, run_party_command};
+use marill::commands::run::{RunRequest, default_run_dir, run_recipe};
 use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
-use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
+use marill::eval::Rows;
 use marill::fetch::{BASE_MODEL_PATH, fetch_base_model, resolve_model};
-use marill::model::load;
-use marill::mpc::party::{PartyConfig, run_bench_party};
+use marill::mpc::network::Network;
 use marill::mpc::protocol::{ProtocolKind, Role};
-use marill::mpc::tls::{PartyTls, write_identity};
+use marill::mpc::tls::write_identity;
 use marill::recipe::Recipe;
-use marill::report::{RunRequest, run_recipe};
+use marill::secure::ServeOptions;
 use marill::secure::policy::DEFAULT_MAX_BATCH;
-use marill::secure::remote::{TcpClient, serve_secure};
-use marill::secure::served::DEFAULT_MAX_LEN;
-use marill::secure::{
-    Holder, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions, Served, evaluate_secure,
-};
 use marill::train::export::export_run;
 use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
 use std::net::SocketAddr;
@@ -224,12 +222,12 @@ struct EvalArgs {
     #[arg(long, default_value = "2pc-dealer")]
     protocol: ProtocolKind,
     /// Network the MPC time estimate leads with (both are reported): lan or wan.
-    #[arg(long, default_value = "lan", value_parser = ["lan", "wan"])]
-    network: String,
+    #[arg(long, default_value = "lan")]
+    network: Network,
     /// How the MPC parties talk: memory (all parties as threads of this process), or tcp (each
     /// party its own process; this one is the client).
-    #[arg(long, default_value = "memory", value_parser = ["memory", "tcp"])]
-    transport: String,
+    #[arg(long, value_enum, default_value_t = TransportArg::Memory)]
+    transport: TransportArg,
     /// tcp: the address the client listens on.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
@@ -257,6 +255,12 @@ struct EvalArgs {
 enum EvalMode {
     Plaintext,
     Mpc,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TransportArg {
+    Memory,
+    Tcp,
 }
 
 #[derive(Subcommand)]
@@ -300,12 +304,6 @@ enum BenchCommand {
     },
 }
 
-/// `runs/<recipe file name>`.
-fn run_dir(recipe: &std::path::Path) -> PathBuf {
-    let name = recipe.file_stem().map(|s| s.to_string_lossy().into_owned());
-    PathBuf::from("runs").join(name.unwrap_or_else(|| "run".into()))
-}
-
 /// The `--json` report path of a command that has one.
 fn json_out(command: &Command) -> Option<&std::path::Path> {
     match command {
@@ -335,6 +333,72 @@ fn print_and_save(report: &impl serde::Serialize, json: Option<&std::path::Path>
     save_report(report, json)
 }
 
+/// `marill eval`'s arguments as the library's command.
+fn eval_command(args: EvalArgs) -> EvalCommand {
+    let rows = match args.data {
+        Some(file) => Rows::File(file),
+        None => Rows::Split {
+            root: args.datasets,
+            split: args.split,
+            seed: args.seed,
+            ratios: SplitRatios::default(),
+        },
+    };
+    let transport = match args.transport {
+        TransportArg::Memory => MpcTransport::Memory,
+        TransportArg::Tcp => MpcTransport::Tcp {
+            listen: args.listen,
+            peers: args.peers,
+            timeout: Duration::from_secs(args.timeout),
+            deadline: Duration::from_secs(args.deadline),
+            tls_dir: args.tls_dir,
+        },
+    };
+    EvalCommand {
+        model: args.model,
+        task: args.task,
+        rows,
+        limit: args.limit,
+        batch: args.batch,
+        max_len: args.max_len,
+        format: args.format,
+        max_new_tokens: args.max_new_tokens,
+        mpc: (args.mode == EvalMode::Mpc).then_some(MpcEval {
+            protocol: args.protocol,
+            network: args.network,
+            transport,
+            reference: args.reference,
+        }),
+    }
+}
+
+/// `marill party`'s arguments as the library's command.
+fn party_command(args: PartyArgs) -> PartyCommand {
+    let job = match args.model {
+        Some(model) => PartyJob::Serve {
+            model,
+            options: ServeOptions {
+                task: args.task,
+                format: args.format,
+                max_len: args.max_len,
+                max_batch: args.max_batch,
+                reveal_scores: args.reveal_scores,
+            },
+        },
+        None => PartyJob::Case(args.case),
+    };
+    PartyCommand {
+        protocol: args.protocol,
+        role: args.role,
+        listen: args.listen,
+        peers: args.peers,
+        timeout: Duration::from_secs(args.timeout),
+        deadline: Duration::from_secs(args.deadline),
+        tls_dir: args.tls_dir,
+        job,
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     let mpc_only = matches!(
         cli.command,
@@ -359,17 +423,14 @@ fn run(cli: Cli) -> Result<()> {
             };
             println!("{}: {state}, sha256 verified", out.display());
         }
-        Command::Inspect { path } if is_checkpoint(std::path::Path::new(&path)) => {
-            let (manifest, tensors) = read_checkpoint(std::path::Path::new(&path))?;
-            println!("{}", CheckpointSummary::new(&manifest, &tensors)?);
-        }
+        Command::Inspect { path } => println!("{}", inspect(&path, &device)?),
         Command::Train {
             recipe,
             out,
             stage,
             resume,
         } => {
-            let out = out.unwrap_or_else(|| run_dir(&recipe));
+            let out = out.unwrap_or_else(|| default_run_dir(&recipe));
             let recipe = Recipe::load(&recipe)?;
             let report = run_training(&TrainRequest {
                 recipe,
@@ -386,7 +447,7 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             resume,
         } => {
-            let out = out.unwrap_or_else(|| run_dir(&recipe));
+            let out = out.unwrap_or_else(|| default_run_dir(&recipe));
             let report = run_recipe(&RunRequest {
                 recipe: Recipe::load(&recipe)?,
                 out: out.clone(),
@@ -406,133 +467,12 @@ fn run(cli: Cli) -> Result<()> {
                 println!("skipped: {reason}");
             }
         }
-        Command::Inspect { path } => {
-            let source = resolve_model(&path)?;
-            let loaded = load(&source, &device)?;
-            let c = &loaded.model.config;
-            println!("model: {}", source.describe());
-            println!(
-                "architecture: llama, {} layers, hidden {}, {} heads / {} kv heads (head dim {}), ffn {}, vocab {}, rope base {}, tied embeddings: {}",
-                c.num_hidden_layers,
-                c.hidden_size,
-                c.num_attention_heads,
-                c.num_key_value_heads,
-                c.head_dim(),
-                c.intermediate_size,
-                c.vocab_size,
-                c.rope_theta,
-                c.tie_word_embeddings
-            );
-            println!("parameters: {}", loaded.model.parameter_count());
-            for file in &loaded.weight_files {
-                let sha = marill::model::source::sha256_file(file)?;
-                println!("sha256 {sha}  {}", file.display());
-            }
-        }
         Command::Eval(args) => {
-            let rows = match args.data {
-                Some(file) => Rows::File(file),
-                None => Rows::Split {
-                    root: args.datasets,
-                    split: args.split,
-                    seed: args.seed,
-                    ratios: SplitRatios::default(),
-                },
-            };
-            // Rows first: a bad data file fails before the model is loaded.
-            let rows = rows.load(args.task, args.limit)?;
-            // A checkpoint says which layers are public and what is secret (a bare model runs
-            // every layer privately with secret weights), and how its task was prompted. An MPC
-            // client over TCP holds only public data: it never reads private.safetensors.
-            let tcp = args.mode == EvalMode::Mpc && args.transport == "tcp";
-            let holder = if tcp { Holder::Public } else { Holder::Server };
-            let served = Served::load(&args.model, holder, &device)?;
-            let trained = served.manifest.as_ref().map(|m| &m.task);
-            let request = EvalRequest {
-                model_name: args.model.clone(),
-                task: args.task,
-                rows,
-                batch: args.batch,
-                max_len: args
-                    .max_len
-                    .or(trained.map(|t| t.max_len))
-                    .unwrap_or(DEFAULT_MAX_LEN),
-                max_new_tokens: args.max_new_tokens,
-                format: args
-                    .format
-                    .or(trained.map(|t| t.format))
-                    .unwrap_or_default(),
-                // Written below once printed (`save_report`), so a failing write loses nothing.
-            };
-            if args.mode == EvalMode::Plaintext {
-                let report = evaluate_plaintext(&served.loaded, &request)?;
-                println!(
-                    "{} {} ({}, {}): accuracy {:.4} ({}/{}), {:.1} tok/s",
-                    report.task,
-                    report.rows,
-                    report.mode,
-                    report.model,
-                    report.accuracy,
-                    report.correct,
-                    report.n,
-                    report.tokens_per_second
-                );
-                return save_report(&report, args.json.as_deref());
-            }
-            let serve = ServeOptions {
-                task: Some(args.task),
-                format: args.format,
-                max_len: args.max_len,
-                max_batch: args.batch.max(DEFAULT_MAX_BATCH),
-                reveal_scores: false,
-            };
-            let (protocol, network) = (args.protocol, args.network.clone());
-            let report = if tcp {
-                let reference = args
-                    .reference
-                    .then(|| Served::load(&args.model, Holder::Server, &device))
-                    .transpose()?;
-                let peer_roles: Vec<Role> = args.peers.iter().map(|p| p.0).collect();
-                let tls = args
-                    .tls_dir
-                    .map(|dir| PartyTls::load(&dir, Role::Client, &peer_roles))
-                    .transpose()?;
-                let transport = SecureTransport::Tcp(TcpClient {
-                    listen: args.listen,
-                    peers: args.peers,
-                    model: args.model.clone(),
-                    serve,
-                    timeout: Duration::from_secs(args.timeout),
-                    deadline: Duration::from_secs(args.deadline),
-                    tls,
-                });
-                let request = SecureEvalRequest {
-                    eval: request,
-                    protocol,
-                    network,
-                    transport,
-                    reference: reference.as_ref().map(|r| &r.loaded),
-                };
-                evaluate_secure(&served.loaded, served.split?, &request)?
-            } else {
-                let policy = served.policy(&serve)?;
-                let split = served.split?;
-                let server =
-                    SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
-                let request = SecureEvalRequest {
-                    eval: request,
-                    protocol,
-                    network,
-                    transport: SecureTransport::Memory {
-                        server: &server,
-                        policy: &policy,
-                    },
-                    reference: args.reference.then_some(&served.loaded),
-                };
-                evaluate_secure(&served.loaded, split, &request)?
-            };
+            let json = args.json.clone();
+            let report = run_eval(eval_command(args), &device)?;
             println!("{}", report.summary());
-            save_report(&report, args.json.as_deref())?;
+            // Written once printed, so a failing write loses nothing.
+            save_report(&report, json.as_deref())?;
         }
         Command::Bench(BenchCommand::Mpc {
             protocol,
@@ -548,56 +488,15 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?,
                 ]
             };
-            let mpc = marill::mpc::bench::bench(&kinds, runs)?;
-            let (m, k, n) = (64, 576, 1536);
-            let ring = marill::bench::matmul::ring_matmul(m, k, n)?;
-            let f32_matmul = marill::bench::matmul::candle_f32_matmul(m, k, n)?;
-            let mut report = serde_json::to_value(&mpc)?;
-            report["ring_over_candle_f32_seconds"] =
-                serde_json::json!(ring.seconds / f32_matmul.seconds);
-            report["ring_matmul"] = serde_json::to_value(ring)?;
-            report["candle_f32_matmul"] = serde_json::to_value(f32_matmul)?;
-            print_and_save(&report, json.as_deref())?;
+            print_and_save(&bench_mpc(&kinds, runs)?, json.as_deref())?;
         }
         Command::Party(args) => {
-            let peer_roles: Vec<Role> = args.peers.iter().map(|p| p.0).collect();
-            let config = PartyConfig {
-                kind: args.protocol,
-                role: args.role,
-                listen: args.listen,
-                peers: args.peers,
-                fixed: Default::default(),
-                timeout: Duration::from_secs(args.timeout),
-                deadline: Duration::from_secs(args.deadline),
-                tls: PartyTls::load(&args.tls_dir, args.role, &peer_roles)?,
-                seed: None,
-            };
-            if let Some(model) = &args.model {
-                // Only the server holds the private tensors.
-                let holder = if args.role == Role::Server {
-                    Holder::Server
-                } else {
-                    Holder::Public
-                };
-                let served = Served::load(model, holder, &device)?;
-                let policy = served.policy(&ServeOptions {
-                    task: args.task,
-                    format: args.format,
-                    max_len: args.max_len,
-                    max_batch: args.max_batch,
-                    reveal_scores: args.reveal_scores,
-                })?;
-                if policy.reveal_scores {
-                    eprintln!("warning: --reveal-scores: the client will learn every score");
-                }
-                let split = served.split?;
-                let secure =
-                    SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
-                serve_secure(&config, &secure, &policy)?;
-                return Ok(());
+            if args.reveal_scores && args.model.is_some() {
+                eprintln!("warning: --reveal-scores: the client will learn every score");
             }
-            let result = run_bench_party(&config, &args.case)?;
-            println!("{}", serde_json::to_string_pretty(&result)?);
+            if let Some(report) = run_party_command(party_command(args), &device)? {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
         }
         Command::Keygen { role, out } => {
             let (key, cert) = write_identity(&out, role)?;

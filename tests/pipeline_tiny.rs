@@ -63,6 +63,7 @@ eval_interval = 0
         "6",
     ]);
     assert!(out.contains("communication ×"), "{out}");
+    assert!(out.contains("one query: latency × (wan)"), "{out}");
     for kind in ["teacher", "student"] {
         assert!(
             run.join(kind).join("manifest.json").is_file(),
@@ -86,6 +87,13 @@ eval_interval = 0
                 r["protocol"]
             );
             assert!(r["cost_per_example"]["online_bytes"].as_f64().unwrap() > 0.0);
+            // Six rows in one forward (batch 8): a lone query waits for the forward's rounds.
+            let query = r["latency_one_query"]["rounds"].as_f64().unwrap();
+            let per_example = r["cost_per_example"]["rounds"].as_f64().unwrap();
+            assert!(
+                query > 4.0 * per_example,
+                "{kind}: {query} vs {per_example}"
+            );
         }
     }
     // The student runs fewer layers under MPC than the teacher.
@@ -164,10 +172,12 @@ fn check_tcp_transport(run: &std::path::Path, report: &serde_json::Value, tmp: &
             assert!(tcp["agreement"].is_null() && tcp["plaintext_accuracy"].is_null());
         }
         for field in ["online_bytes", "rounds"] {
-            assert_eq!(
-                tcp["cost_per_example"][field], memory["cost_per_example"][field],
-                "{protocol} {field}: tcp vs memory"
-            );
+            for cost in ["cost_per_example", "latency_one_query"] {
+                assert_eq!(
+                    tcp[cost][field], memory[cost][field],
+                    "{protocol} {cost} {field}: tcp vs memory"
+                );
+            }
         }
         // TLS and framing on top of the payload, but not much on top.
         let wire = tcp["wire_bytes"].as_f64().unwrap();

@@ -9,9 +9,13 @@ use marill::model::marill::MarillArch;
 use marill::model::tiny::tiny_student;
 use marill::model::variants::{Activation, SoftmaxKind};
 use marill::model::{Llama, LlamaConfig};
+use marill::mpc::latency::{Basis, QueryLatency};
 use marill::mpc::local::RunOptions;
 use marill::mpc::protocol::ProtocolKind;
-use marill::secure::{ClientJob, Secrecy, SecureInput, SecureModel, ServePolicy, run_secure};
+use marill::secure::report::latency_one_query;
+use marill::secure::{
+    ClientJob, Secrecy, SecureInput, SecureModel, SecureRun, ServePolicy, run_secure,
+};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -162,14 +166,18 @@ fn the_server_policy_decides_what_is_revealed() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn student_with_merged_heads_and_secret_lora_matches_plaintext() -> Result<()> {
-    let arch = MarillArch {
+/// A MARILL student: one public layer, the query heads of each KV head merged into one.
+fn merged_heads() -> MarillArch {
+    MarillArch {
         public_layers: 1,
         head_merge: 3,
         ..MarillArch::standard()
-    };
-    check(&student(arch)?, 1, Secrecy::LoraOnly)
+    }
+}
+
+#[test]
+fn student_with_merged_heads_and_secret_lora_matches_plaintext() -> Result<()> {
+    check(&student(merged_heads())?, 1, Secrecy::LoraOnly)
 }
 
 #[test]
@@ -188,6 +196,84 @@ fn student_with_quad_and_two_quad_matches_plaintext() -> Result<()> {
         softmax: SoftmaxKind::TwoQuad,
     };
     check(&student(arch)?, 2, Secrecy::LoraOnly)
+}
+
+/// Prompts of `lens` tokens, each with its own ids.
+fn prompts(lens: &[usize]) -> Vec<Vec<u32>> {
+    lens.iter()
+        .zip(0u32..)
+        .map(|(&len, k)| (0..len as u32).map(|t| 3 + 17 * k + 5 * t).collect())
+        .collect()
+}
+
+/// `inputs` at `batch` rows per forward; its one-query latency and its costs.
+fn latency_at(
+    kind: ProtocolKind,
+    secure: &SecureModel,
+    inputs: &[SecureInput],
+    batch: usize,
+) -> Result<(QueryLatency, SecureRun)> {
+    let opts = RunOptions {
+        seed: Some(13),
+        ..Default::default()
+    };
+    let job = ClientJob { inputs, batch };
+    let run = run_secure(kind, &opts, secure, &job, &policy(false), |_| {})?;
+    let latency = latency_one_query(&run.examples, inputs.len(), run.forwards, run.query_rounds);
+    Ok((latency, run))
+}
+
+/// The latency of one query derived from a batched run is what a query alone pays: the rounds
+/// of a batch-1 run of its longest prompt exactly; bytes between the lone queries' sum and
+/// every query padded to the longest (padding to the longest explains the rest).
+#[test]
+fn one_query_latency_derived_from_a_batch_matches_a_batch_1_run() -> Result<()> {
+    let model = student(merged_heads())?;
+    let secure = SecureModel::new(&model, 1, Secrecy::LoraOnly)?;
+    let inputs_of = |lens: &[usize]| -> Result<Vec<SecureInput>> {
+        prompts(lens)
+            .iter()
+            .map(|ids| SecureInput::new(&model, ids, &CHOICES, 1))
+            .collect()
+    };
+    for kind in ProtocolKind::ALL {
+        for lens in [[7, 7, 7, 7], [9, 3, 5, 7]] {
+            let inputs = inputs_of(&lens)?;
+            let (batched, run) = latency_at(kind, &secure, &inputs, 4)?;
+            assert_eq!((batched.basis, run.forwards), (Basis::Derived, 1), "{kind}");
+            // Rounds are shared: per example they are far fewer than a query's.
+            assert!(
+                run.examples.rounds as f64 / 4.0 < batched.rounds / 2.0,
+                "{kind}"
+            );
+            let lone: Vec<(QueryLatency, SecureRun)> = inputs
+                .chunks(1)
+                .map(|one| latency_at(kind, &secure, one, 1))
+                .collect::<Result<_>>()?;
+            for (l, r) in &lone {
+                // Alone, the latency is the run's own cost.
+                assert_eq!(l.basis, Basis::Measured);
+                assert_eq!(l.rounds, r.examples.rounds as f64);
+                assert_eq!(l.online_bytes, r.examples.online_bytes as f64);
+            }
+            let longest = (0..4).max_by_key(|&i| lens[i]).unwrap();
+            assert_eq!(batched.rounds, lone[longest].0.rounds, "{kind} {lens:?}");
+            let lone_bytes: f64 = lone.iter().map(|(l, _)| l.online_bytes).sum();
+            let padded = 4.0 * lone[longest].0.online_bytes;
+            let batch_bytes = 4.0 * batched.online_bytes;
+            assert!(
+                lone_bytes <= batch_bytes && batch_bytes <= padded,
+                "{kind} {lens:?}: {lone_bytes} <= {batch_bytes} <= {padded}"
+            );
+            if lens.iter().all(|&l| l == lens[0]) {
+                assert_eq!(
+                    batch_bytes, lone_bytes,
+                    "{kind}: no padding, no extra bytes"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 #[test]
@@ -234,5 +320,21 @@ fn eval_mode_mpc_reports_accuracy_agreement_and_cost() -> Result<()> {
     for class in ["matmul", "softmax", "norm", "activation", "other"] {
         assert!(classes.contains_key(class), "{class}");
     }
+    // The three rows shared one forward of the default batch (8): one query alone waits for
+    // about three times the rounds each of them paid.
+    assert_eq!(r["batch"], 8);
+    let q = &r["latency_one_query"];
+    assert_eq!(q["basis"], "derived");
+    let (q_rounds, rounds) = (q["rounds"].as_f64().unwrap(), c["rounds"].as_f64().unwrap());
+    assert!(
+        q_rounds > 2.5 * rounds && q_rounds < 3.0 * rounds,
+        "{q} {c}"
+    );
+    assert_eq!(q["online_bytes"], c["online_bytes"]);
+    assert!(q["est_seconds"]["wan"].as_f64().unwrap() > est["wan"].as_f64().unwrap());
+    assert!(
+        stdout.contains("one query alone (batch 1, derived)"),
+        "{stdout}"
+    );
     Ok(())
 }

@@ -9,6 +9,7 @@ use anyhow::bail;
 
 use super::example::Example;
 use super::task::TaskKind;
+use super::templates::parse_line;
 
 /// Every example of `path`, one JSON object a line (blank lines are skipped; a leading UTF-8
 /// byte-order mark, which Windows editors write, is ignored).
@@ -31,7 +32,7 @@ pub fn load_jsonl(path: &Path, task: TaskKind) -> anyhow::Result<Vec<Example>> {
         if line.trim().is_empty() {
             continue;
         }
-        let example = match task.parse_line(line) {
+        let example = match parse_line(task, line) {
             Ok(example) => example,
             Err(err) => bail!("{shown}:{line_number}: {err}"),
         };

@@ -2,10 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::example::Example;
 use super::names::impl_named_variant;
-use super::row::{Row, RowError};
-use super::templates::example_from_row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,11 +41,6 @@ impl TaskKind {
     /// instead of picking one of the example's choices.
     pub fn is_generation(self) -> bool {
         self == TaskKind::Gsm8k
-    }
-
-    /// Parses one JSONL line of this task's dataset into an example.
-    pub fn parse_line(self, line: &str) -> Result<Example, RowError> {
-        example_from_row(self, &Row::parse(line)?)
     }
 }
 

@@ -22,7 +22,12 @@ const BOOLQ_LABELS: LabelWords = LabelWords(&[("no", "no"), ("yes", "yes")]);
 /// Answer letters of multiple-choice questions, in choice order.
 const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
-pub fn example_from_row(task: TaskKind, row: &Row) -> Result<Example, RowError> {
+/// Parses one JSONL line of `task`'s dataset into an example.
+pub fn parse_line(task: TaskKind, line: &str) -> Result<Example, RowError> {
+    example_from_row(task, &Row::parse(line)?)
+}
+
+fn example_from_row(task: TaskKind, row: &Row) -> Result<Example, RowError> {
     let id = row.text("id")?.to_owned();
     let (prompt, choices, answer) = match task {
         TaskKind::Sst2 => {
@@ -197,7 +202,7 @@ mod tests {
     use super::*;
 
     fn parse(task: TaskKind, line: &str) -> Result<Example, RowError> {
-        task.parse_line(line)
+        parse_line(task, line)
     }
 
     #[test]

@@ -18,6 +18,23 @@ pub struct EvalReport {
     pub predictions: Vec<RowResult>,
 }
 
+impl EvalReport {
+    /// What `marill eval` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} {} ({}, {}): accuracy {:.4} ({}/{}), {:.1} tok/s",
+            self.task,
+            self.rows,
+            self.mode,
+            self.model,
+            self.accuracy,
+            self.correct,
+            self.n,
+            self.tokens_per_second
+        )
+    }
+}
+
 /// What the model predicted for one row.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowResult {

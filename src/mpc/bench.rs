@@ -4,6 +4,7 @@
 use super::approx;
 use super::bench_layer::{self, LayerShape};
 use super::cost::{CostReport, LabelCost, NetworkProfile, PartyCost};
+use super::latency::QueryLatency;
 use super::local::{RunOptions, run_local};
 use super::ops;
 use super::prg::Prg;
@@ -30,6 +31,8 @@ pub struct CaseResult {
     pub max_abs_error: f64,
     pub est_lan_seconds: f64,
     pub est_wan_seconds: f64,
+    /// Every case is one query (no batch shares its rounds), so its latency is measured.
+    pub latency_one_query: QueryLatency,
     pub labels: BTreeMap<String, LabelCost>,
     /// For layers: relative L2 error of the layer's update `out - x` (the residual excluded).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -238,6 +241,7 @@ fn score(
         max_abs_error: max,
         est_lan_seconds: report.estimated_seconds(&NetworkProfile::lan()),
         est_wan_seconds: report.estimated_seconds(&NetworkProfile::wan()),
+        latency_one_query: QueryLatency::measured(report),
         labels: report.labels.clone(),
         rel_l2_error_update: update,
     })
@@ -296,4 +300,25 @@ pub fn bench(protocols: &[ProtocolKind], runs: usize) -> Result<BenchReport> {
             Ok((kind.name().into(), cases))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::latency::Basis;
+
+    #[test]
+    fn a_case_is_one_query_whose_latency_is_its_estimate() -> Result<()> {
+        let r = run_case(ProtocolKind::TwoPartyDealer, "rsqrt", 1)?;
+        let q = &r.latency_one_query;
+        assert_eq!(q.basis, Basis::Measured);
+        assert_eq!(
+            (q.rounds, q.online_bytes),
+            (r.rounds as f64, r.online_bytes as f64)
+        );
+        assert!(r.rounds > 0);
+        assert_eq!(q.est_seconds.lan, r.est_lan_seconds);
+        assert_eq!(q.est_seconds.wan, r.est_wan_seconds);
+        Ok(())
+    }
 }

@@ -2,7 +2,7 @@
 //! traffic per phase and operation label.
 
 use super::cost::{PartyCost, Traffic};
-use super::protocol::Role;
+use super::role::Role;
 use super::transport::{Expect, Frame, Transport, TransportError, WireBytes};
 use std::time::{Duration, Instant};
 
@@ -188,6 +188,12 @@ impl Communicator {
         let pending = self.label_since.elapsed().as_secs_f64();
         cost.online.entry(self.label.clone()).or_default().seconds += pending;
         cost
+    }
+
+    /// This party's online rounds since the last reset: its logical clock, which every round
+    /// it counts advances (so a difference of two readings is the rounds in between).
+    pub fn rounds(&self) -> u64 {
+        self.depth
     }
 
     /// Deliver what is still queued; a failure to is this party's failure.

@@ -98,9 +98,11 @@ impl CostReport {
 
     /// `compute + online bytes / bandwidth + rounds * RTT`.
     pub fn estimated_seconds(&self, net: &NetworkProfile) -> f64 {
-        self.compute_seconds
-            + self.online_bytes as f64 * 8.0 / net.bandwidth_bits_per_second
-            + self.rounds as f64 * net.rtt_seconds
+        net.seconds(
+            self.compute_seconds,
+            self.online_bytes as f64,
+            self.rounds as f64,
+        )
     }
 }
 
@@ -129,6 +131,13 @@ impl NetworkProfile {
             bandwidth_bits_per_second: 1e8,
             rtt_seconds: 0.08,
         }
+    }
+
+    /// `compute + online bytes * 8 / bandwidth + rounds * RTT` on this network.
+    pub fn seconds(&self, compute_seconds: f64, online_bytes: f64, rounds: f64) -> f64 {
+        compute_seconds
+            + online_bytes * 8.0 / self.bandwidth_bits_per_second
+            + rounds * self.rtt_seconds
     }
 }
 

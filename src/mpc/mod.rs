@@ -10,7 +10,8 @@
 //!   sharing for one-round comparisons, on the fixed-key AES of `aes`), `compare`;
 //! - communication: [`transport`] (trait, bounded receives, in-process channels), [`tcp`]
 //!   (over mutually authenticated TLS, identities in [`tls`]), [`comm`] (framing, traffic and
-//!   round counters per label), [`cost`] (reports, network estimates);
+//!   round counters per label), [`cost`] (reports), [`network`] (lan / wan and the time
+//!   estimated on them), [`latency`] (one query alone beside a batch's per-example cost);
 //! - functions: [`ops`] (products, truncation, comparison, ReLU, max, argmax), [`approx`] (exp,
 //!   reciprocal, rsqrt, softmax, sigmoid / SiLU / GeLU, norms, Quad, 2Quad);
 //! - running: [`local`] (all parties as threads), [`party`] (one party over TCP), [`mod@bench`]
@@ -42,13 +43,16 @@ pub mod cost;
 pub mod dcf;
 pub mod dealer;
 pub mod fixed;
+pub mod latency;
 pub mod local;
+pub mod network;
 pub mod ops;
 pub mod party;
 pub mod prg;
 pub mod protocol;
 pub mod replicated;
 pub mod ring;
+pub mod role;
 pub mod share;
 pub mod tcp;
 #[cfg(test)]

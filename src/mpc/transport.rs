@@ -1,6 +1,6 @@
 //! Point-to-point message transport between parties, and the in-process implementation.
 
-use super::protocol::Role;
+use super::role::Role;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};

@@ -1,6 +1,6 @@
-//! `marill run`: a recipe end to end, and the MARILL-vs-standard table.
+//! The report of `marill run`, and its MARILL-vs-standard table.
 
 pub mod run;
 pub mod table;
 
-pub use run::{RunReport, RunRequest, run_recipe};
+pub use run::{ModelReport, RunReport};

@@ -1,7 +1,9 @@
 //! The MARILL-vs-standard table: accuracy, online communication, rounds and estimated time of
-//! the teacher and the student, with the ratios.
+//! the teacher and the student, per example (amortised over a batch) and for one query alone
+//! (its latency at batch 1), with the ratios of both.
 
 use super::run::{ModelReport, RunReport};
+use crate::mpc::latency::Basis;
 use std::fmt::Write;
 
 fn mb(bytes: f64) -> f64 {
@@ -10,17 +12,20 @@ fn mb(bytes: f64) -> f64 {
 
 fn row(out: &mut String, name: &str, m: &ModelReport) {
     for r in &m.mpc {
-        let c = &r.cost_per_example;
+        let (c, q) = (&r.cost_per_example, &r.latency_one_query);
         let _ = writeln!(
             out,
-            "| {name} | {} | {:.3} | {:.3} | {:.1} MB | {:.0} | {:.2} s | {:.2} s |",
+            "| {name} | {} | {:.3} | {:.3} | {:.1} MB | {:.0} | {:.2} s | {:.2} s | {:.0} | {:.2} s | {:.2} s |",
             r.protocol,
             m.plaintext_accuracy,
             r.accuracy,
             mb(c.online_bytes),
             c.rounds,
             c.est_seconds.lan,
-            c.est_seconds.wan
+            c.est_seconds.wan,
+            q.rounds,
+            q.est_seconds.lan,
+            q.est_seconds.wan
         );
     }
 }
@@ -31,25 +36,35 @@ pub fn markdown(r: &RunReport) -> String {
     let _ = writeln!(
         out,
         "# {} ({}): standard fine-tuning (teacher) vs MARILL (student)\n\n\
-         Plaintext accuracy on the {} test rows; MPC accuracy and costs (per example) on the \
-         first {} of them.\n",
-        r.recipe, r.task, r.test_rows, r.mpc_rows
+         Plaintext accuracy on the {} test rows; MPC accuracy and costs on the first {} of them: \
+         per example, amortised over secure forwards of up to {} rows, and for one query alone at \
+         batch 1, its latency ({}).\n",
+        r.recipe,
+        r.task,
+        r.test_rows,
+        r.mpc_rows,
+        r.batch,
+        latency_basis(r)
     );
-    out.push_str("| model | protocol | accuracy (plaintext) | accuracy (MPC) | online | rounds | est. lan | est. wan |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| model | protocol | accuracy (plaintext) | accuracy (MPC) | online | rounds | est. lan | est. wan | one query: rounds | one query: lan | one query: wan |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     row(&mut out, "teacher", &r.teacher);
     row(&mut out, "student", &r.student);
-    out.push_str("\n| protocol | communication × | rounds × | runtime × (lan) | runtime × (wan) | MPC agreement (teacher / student) |\n|---|---|---|---|---|---|\n");
+    out.push_str("\nTeacher / student, per example and for one query alone:\n\n| protocol | communication × | rounds × | runtime × (lan) | runtime × (wan) | one query: rounds × | one query: latency × (lan) | one query: latency × (wan) | MPC agreement (teacher / student) |\n|---|---|---|---|---|---|---|---|---|\n");
     for (t, s) in r.teacher.mpc.iter().zip(&r.student.mpc) {
         let (tc, sc) = (&t.cost_per_example, &s.cost_per_example);
+        let (tq, sq) = (&t.latency_one_query, &s.latency_one_query);
         let _ = writeln!(
             out,
-            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {} / {} |",
+            "| {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {:.2}× | {} / {} |",
             t.protocol,
             tc.online_bytes / sc.online_bytes,
             tc.rounds / sc.rounds,
             tc.est_seconds.lan / sc.est_seconds.lan,
             tc.est_seconds.wan / sc.est_seconds.wan,
+            tq.rounds / sq.rounds,
+            tq.est_seconds.lan / sq.est_seconds.lan,
+            tq.est_seconds.wan / sq.est_seconds.wan,
             fraction(t.agreement),
             fraction(s.agreement)
         );
@@ -83,6 +98,17 @@ pub fn markdown(r: &RunReport) -> String {
         100.0 * r.student.plaintext_accuracy / r.teacher.plaintext_accuracy.max(1e-9)
     );
     out
+}
+
+/// How the reports' latencies were obtained: `measured` (every forward one query), else
+/// `derived from the batched run`.
+fn latency_basis(r: &RunReport) -> &'static str {
+    let mut all = r.teacher.mpc.iter().chain(&r.student.mpc);
+    if all.all(|m| m.latency_one_query.basis == Basis::Measured) {
+        "measured: every forward held one query"
+    } else {
+        "derived from the batched run: its rounds up to a forward's first reveal, its bytes and compute per example"
+    }
 }
 
 /// A fraction to three places, or `n/a` where it was not measured.

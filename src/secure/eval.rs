@@ -4,16 +4,16 @@
 use super::client::SecureInput;
 use super::forward::{ClientJob, SecureModel, run_secure};
 use super::policy::ServePolicy;
-use super::projection::Secrecy;
 use super::remote::{TcpClient, run_secure_tcp};
-use super::report::{ExampleCost, PhaseCost, SecureEvalReport, SecureRow};
-use crate::checkpoint::{CheckpointKind, Manifest, PrivateTensor};
+use super::report::{ExampleCost, PhaseCost, SecureEvalReport, SecureRow, latency_one_query};
+use super::split::SecureSplit;
 use crate::data::{Answer, Example, argmax};
 use crate::eval::EvalRequest;
 use crate::eval::classify::classify;
 use crate::eval::prompt::{choice_token_ids, prompt_ids};
 use crate::model::LoadedModel;
 use crate::mpc::local::RunOptions;
+use crate::mpc::network::Network;
 use crate::mpc::protocol::ProtocolKind;
 use crate::progress::progress_bar;
 use anyhow::{Context, Result, bail, ensure};
@@ -36,57 +36,12 @@ pub enum SecureTransport<'a> {
 pub struct SecureEvalRequest<'a> {
     pub eval: EvalRequest,
     pub protocol: ProtocolKind,
-    /// `lan` or `wan`: the estimate the report leads with.
-    pub network: String,
+    /// The network whose estimate the report leads with.
+    pub network: Network,
     pub transport: SecureTransport<'a>,
     /// The same model in plaintext, private tensors included, to compare each MPC prediction
     /// with (the operator's check, not the client's: a client does not hold them).
     pub reference: Option<&'a LoadedModel>,
-}
-
-/// What runs in plaintext at the client and who holds the private weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SecureSplit {
-    pub public_layers: usize,
-    pub secrecy: Secrecy,
-}
-
-impl SecureSplit {
-    /// A bare base model served as is: every layer private, with secret full weights.
-    pub const BARE: SecureSplit = SecureSplit {
-        public_layers: 0,
-        secrecy: Secrecy::FullWeights,
-    };
-
-    /// A student's public prefix and secret LoRA; a teacher's every layer, with secret full
-    /// weights. Refuses a checkpoint with private tensors that the secure forward would treat
-    /// as public: the final norm or head (the client computes with them), and in a student
-    /// any tuned norm or whole projection (only its LoRA factors are the server's).
-    pub fn of_checkpoint(manifest: &Manifest, private: &[PrivateTensor]) -> Result<Self> {
-        let secrecy = match manifest.kind {
-            CheckpointKind::Student => Secrecy::LoraOnly,
-            CheckpointKind::Teacher => Secrecy::FullWeights,
-        };
-        for t in private {
-            let public_part = match *t {
-                PrivateTensor::FinalNorm | PrivateTensor::Head => true,
-                PrivateTensor::Lora { .. } => false,
-                PrivateTensor::Projection { layer, .. } | PrivateTensor::Norm { layer, .. } => {
-                    secrecy == Secrecy::LoraOnly || !manifest.split.is_private(layer)
-                }
-            };
-            if public_part {
-                bail!(
-                    "private.safetensors holds `{}`, which secure evaluation would treat as public: this checkpoint cannot be evaluated under MPC",
-                    t.name()
-                );
-            }
-        }
-        Ok(SecureSplit {
-            public_layers: manifest.split.public_layers,
-            secrecy,
-        })
-    }
 }
 
 /// Evaluates `req`'s rows under MPC as the client: `client` is the model as the client holds it
@@ -96,7 +51,7 @@ pub fn evaluate_secure(
     split: SecureSplit,
     secure_req: &SecureEvalRequest,
 ) -> Result<SecureEvalReport> {
-    let (protocol, network) = (secure_req.protocol, &secure_req.network);
+    let (protocol, network) = (secure_req.protocol, secure_req.network);
     let req = &secure_req.eval;
     if req.task.is_generation() {
         bail!(
@@ -188,7 +143,8 @@ pub fn evaluate_secure(
         model: req.model_name.clone(),
         mode: "mpc",
         protocol: protocol.to_string(),
-        network: network.to_string(),
+        network,
+        batch: req.batch,
         rows: rows_name.clone(),
         n,
         accuracy: frac(correct),
@@ -198,6 +154,7 @@ pub fn evaluate_secure(
         public_layers,
         private_layers: model.num_layers() - public_layers,
         cost_per_example: ExampleCost::mean(&run.examples, run.examples_wall_seconds, n),
+        latency_one_query: latency_one_query(&run.examples, n, run.forwards, run.query_rounds),
         weight_setup: PhaseCost::of(&run.setup),
         wire_bytes: run.wire_bytes,
         predictions,

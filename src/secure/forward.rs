@@ -185,6 +185,12 @@ pub struct PartyResult {
     pub scores: Vec<Option<Vec<f64>>>,
     /// Whether the server revealed the scores (its debugging flag).
     pub scores_revealed: bool,
+    /// The rounds this party counted from each forward's start until its first example was
+    /// revealed, summed over the forwards: what one query alone pays, since a forward's rounds
+    /// do not grow with its width (only each further example's reveal adds rounds).
+    pub query_rounds: u64,
+    /// The forwards run (batches of the job).
+    pub forwards: usize,
 }
 
 /// One party's program: the client (`job` given) tells the others the job's shapes, which the
@@ -211,7 +217,9 @@ pub fn secure_party(
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by_key(|&i| shape.shapes[i].tokens);
     let (mut choices, mut scores) = (vec![None; n], vec![None; n]);
+    let mut query_rounds = 0;
     for chunk in order.chunks(shape.batch) {
+        let start = p.comm().rounds();
         let shapes: Vec<&ExampleShape> = chunk.iter().map(|&i| &shape.shapes[i]).collect();
         let hidden = job.map(|j| {
             chunk
@@ -219,12 +227,19 @@ pub fn secure_party(
                 .map(|&i| j.inputs[i].hidden.as_slice())
                 .collect()
         });
-        for (&i, s) in chunk.iter().zip(model.scores(p, &shared, &shapes, hidden)?) {
+        for (k, (&i, s)) in chunk
+            .iter()
+            .zip(model.scores(p, &shared, &shapes, hidden)?)
+            .enumerate()
+        {
             if reveal_scores {
                 scores[i] =
                     ops::labelled(p, "other", |p| ops::reveal_f64(p, &s, Some(Role::Client)))?;
             }
             choices[i] = reveal_choice(p, &s)?;
+            if k == 0 {
+                query_rounds += p.comm().rounds() - start;
+            }
         }
         if job.is_some() {
             done(chunk.len());
@@ -235,6 +250,8 @@ pub fn secure_party(
         choices,
         scores,
         scores_revealed: reveal_scores,
+        query_rounds,
+        forwards: n.div_ceil(shape.batch),
     })
 }
 
@@ -253,14 +270,20 @@ pub struct SecureRun {
     /// Every example's forward together.
     pub examples: CostReport,
     pub examples_wall_seconds: f64,
+    /// The forwards run, and the most [`PartyResult::query_rounds`] of a party (rounds are
+    /// those of the party with the most, as in [`CostReport`]).
+    pub forwards: usize,
+    pub query_rounds: u64,
 }
 
 impl SecureRun {
-    /// The run from the client's result and every party's costs, in party-index order.
+    /// The run from the client's result and every party's costs and query rounds, in
+    /// party-index order.
     pub fn collect(
         client: PartyResult,
         setups: &[PartyCost],
         examples: &[PartyCost],
+        query_rounds: &[u64],
     ) -> Result<Self> {
         let choices = client
             .choices
@@ -284,6 +307,8 @@ impl SecureRun {
             setup: CostReport::from_parties(setups),
             examples: CostReport::from_parties(examples),
             examples_wall_seconds,
+            forwards: client.forwards,
+            query_rounds: query_rounds.iter().copied().max().unwrap_or(0),
         })
     }
 }
@@ -307,6 +332,7 @@ pub fn run_secure(
     })?;
     let setups: Vec<PartyCost> = run.parties.iter().map(|r| r.output.setup.clone()).collect();
     let examples: Vec<PartyCost> = run.parties.iter().map(|r| r.cost.clone()).collect();
+    let query_rounds: Vec<u64> = run.parties.iter().map(|r| r.output.query_rounds).collect();
     let client = run.parties.remove(Role::Client.index()).output;
-    SecureRun::collect(client, &setups, &examples)
+    SecureRun::collect(client, &setups, &examples, &query_rounds)
 }

@@ -89,7 +89,9 @@ impl JobShape {
             batch: batch as usize,
             shapes,
         };
-        policy.admit(&job)?;
+        for (i, s) in job.shapes.iter().enumerate() {
+            policy.admit_choices(i, &s.choices)?;
+        }
         Ok(job)
     }
 }

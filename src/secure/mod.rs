@@ -4,7 +4,8 @@
 //! [`kv_sharing`] opening each key/value head once) and the
 //! choice head ([`head`]) run on a protocol ([`forward`]), several examples per forward
 //! ([`packing`]) so that they share its rounds; only the predicted label is revealed, to the
-//! client. [`eval`] scores a task's rows that way next to the plaintext model ([`report`]).
+//! client. [`split`] says which part runs where. [`eval`] scores a task's rows that way next to
+//! the plaintext model ([`report`]).
 //!
 //! Public: the base model (so a student's `W`, every norm gain and the tied head), the
 //! architecture, the label words, prompt lengths. Secret (server): a student's LoRA factors, a
@@ -23,13 +24,15 @@ pub mod projection;
 pub mod remote;
 pub mod report;
 pub mod served;
+pub mod split;
 #[cfg(test)]
 mod views;
 
 pub use client::SecureInput;
-pub use eval::{SecureEvalRequest, SecureSplit, SecureTransport, evaluate_secure};
+pub use eval::{SecureEvalRequest, SecureTransport, evaluate_secure};
 pub use forward::{ClientJob, SecureModel, SecureRun, run_secure, secure_party};
 pub use policy::ServePolicy;
 pub use projection::Secrecy;
 pub use report::SecureEvalReport;
 pub use served::{Holder, ServeOptions, Served};
+pub use split::SecureSplit;

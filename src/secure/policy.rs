@@ -7,7 +7,6 @@
 //! free to name them could turn a label query into a next-token query over the vocabulary and
 //! learn far more of the private model than the label.
 
-use super::job::JobShape;
 use crate::data::{PromptFormat, TaskKind};
 use crate::eval::prompt::answer_token_ids;
 use anyhow::{Result, bail, ensure};
@@ -60,16 +59,13 @@ impl ServePolicy {
         2 + self.max_examples * (2 + self.choice_tokens.len())
     }
 
-    /// Refuses a job that names choices other than the task's answer words.
-    pub fn admit(&self, job: &JobShape) -> Result<()> {
-        for (i, s) in job.shapes.iter().enumerate() {
-            if !self.choice_tokens.starts_with(&s.choices) {
-                bail!(
-                    "example {i}: choice tokens {:?} are not this task's answer words {:?}",
-                    s.choices,
-                    &self.choice_tokens[..s.choices.len().min(self.choice_tokens.len())]
-                );
-            }
+    /// Refuses example `i` of a job if it names choices other than the task's answer words.
+    pub fn admit_choices(&self, i: usize, choices: &[u32]) -> Result<()> {
+        if !self.choice_tokens.starts_with(choices) {
+            bail!(
+                "example {i}: choice tokens {choices:?} are not this task's answer words {:?}",
+                &self.choice_tokens[..choices.len().min(self.choice_tokens.len())]
+            );
         }
         Ok(())
     }

@@ -52,6 +52,7 @@ const MAX_COST_REPORT_BYTES: usize = 1 << 20;
 struct ReportedCosts {
     setup: PartyCost,
     examples: PartyCost,
+    query_rounds: u64,
 }
 
 /// A server, dealer or helper: serve one client job on `model` under `policy`, then report
@@ -62,6 +63,7 @@ pub fn serve_secure(cfg: &PartyConfig, model: &SecureModel, policy: &ServePolicy
         let costs = ReportedCosts {
             setup: result.setup,
             examples: p.comm().cost(),
+            query_rounds: result.query_rounds,
         };
         let bytes = serde_json::to_vec(&costs)?;
         p.comm()
@@ -303,9 +305,11 @@ pub fn run_secure_tcp(
     };
     let mut setups = vec![result.setup.clone()];
     let mut costs = vec![examples];
+    let mut query_rounds = vec![result.query_rounds];
     for r in reported {
         setups.push(r.setup);
         costs.push(r.examples);
+        query_rounds.push(r.query_rounds);
     }
-    SecureRun::collect(result, &setups, &costs)
+    SecureRun::collect(result, &setups, &costs, &query_rounds)
 }

@@ -1,7 +1,29 @@
 //! The JSON report of a secure evaluation: accuracy under MPC next to the same checkpoint's
-//! plaintext accuracy, and what one example costs, by operation class.
+//! plaintext accuracy, what one example costs (amortised over the batches it ran in), by
+//! operation class, and the latency of one query alone.
+//!
+//! # One query's latency
+//!
+//! A forward of `B` examples pays the rounds of one query of its longest prompt alone (every
+//! operation works on all rows at once; only each further example's reveal adds rounds), so
+//! per-example rounds are about `1/B` of what a lone query waits for. `latency_one_query` takes
+//! from the run:
+//! - rounds: each party's rounds from a forward's start to its first example's reveal, the
+//!   party with the most, averaged over the forwards: exactly a batch-1 run's rounds per
+//!   example when the prompts are as long;
+//! - online bytes and compute: the per-example share of the run; padding to a forward's
+//!   longest prompt makes the bytes an upper bound of a lone query's, and raises the compute
+//!   too (the quickstart student, 4 test rows on 2pc-dealer: 1,252 rounds, 84.0 MB, 2.31 s
+//!   derived at batch 4 against 1,244 rounds, 77.8 MB, 1.61 s measured at batch 1; wan
+//!   latency 109.2 s against 107.4 s).
+//!
+//! Then `compute + 8·bytes / bandwidth + rounds · RTT` on lan and wan. It is `measured` when
+//! every forward held one example (batch 1), else `derived`.
 
-use crate::mpc::cost::{CostReport, NetworkProfile};
+use crate::mpc::cost::CostReport;
+use crate::mpc::latency::{Basis, QueryLatency};
+pub use crate::mpc::network::Estimates;
+use crate::mpc::network::Network;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -15,7 +37,9 @@ pub struct SecureEvalReport {
     pub mode: &'static str,
     pub protocol: String,
     /// The network the headline estimate is for (both are in `est_seconds`).
-    pub network: String,
+    pub network: Network,
+    /// Examples per secure forward.
+    pub batch: usize,
     /// `train`, `validation`, `test`, or the `--data` file.
     pub rows: String,
     pub n: usize,
@@ -32,6 +56,8 @@ pub struct SecureEvalReport {
     pub public_layers: usize,
     pub private_layers: usize,
     pub cost_per_example: ExampleCost,
+    /// One query alone at batch 1 (module docs: measured, or derived from the batched run).
+    pub latency_one_query: QueryLatency,
     /// Sharing the server's weights, once for all examples (their masks are reused).
     pub weight_setup: PhaseCost,
     /// Over TCP: bytes on the wire (frame headers and TLS included) as received by every
@@ -54,21 +80,28 @@ impl SecureEvalReport {
             "{} {} (mpc {}, {}): accuracy {:.4}{reference} (n {})\n",
             self.task, self.rows, self.protocol, self.model, self.accuracy, self.n
         );
-        let est = if self.network == "wan" {
-            c.est_seconds.wan
-        } else {
-            c.est_seconds.lan
-        };
         out += &format!(
-            "per example: {:.2} MB online, {:.2} MB offline, {:.0} rounds, {:.2} s measured, {:.2} s estimated on {} (lan {:.2} s, wan {:.2} s)",
+            "per example (batches of {}): {:.2} MB online, {:.2} MB offline, {:.0} rounds, {:.2} s measured, {:.2} s estimated on {} (lan {:.2} s, wan {:.2} s)",
+            self.batch,
             c.online_bytes / 1e6,
             c.offline_bytes / 1e6,
             c.rounds,
             c.wall_seconds,
-            est,
+            c.est_seconds.on(self.network),
             self.network,
             c.est_seconds.lan,
             c.est_seconds.wan
+        );
+        let q = &self.latency_one_query;
+        out += &format!(
+            "\none query alone (batch 1, {}): {:.2} MB online, {:.0} rounds, {:.2} s latency estimated on {} (lan {:.2} s, wan {:.2} s)",
+            q.basis.name(),
+            q.online_bytes / 1e6,
+            q.rounds,
+            q.est_seconds.on(self.network),
+            self.network,
+            q.est_seconds.lan,
+            q.est_seconds.wan
         );
         if let Some(w) = self.wire_bytes {
             let payload = self.n as f64 * (c.online_bytes + c.offline_bytes)
@@ -122,12 +155,6 @@ pub struct ExampleCost {
     pub by_class: BTreeMap<String, ClassCost>,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct Estimates {
-    pub lan: f64,
-    pub wan: f64,
-}
-
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClassCost {
     pub online_bytes: f64,
@@ -157,11 +184,30 @@ impl ExampleCost {
             offline_bytes: per(report.offline_bytes as f64),
             rounds: per(report.rounds as f64),
             wall_seconds: per(wall_seconds),
-            est_seconds: Estimates {
-                lan: per(report.estimated_seconds(&NetworkProfile::lan())),
-                wan: per(report.estimated_seconds(&NetworkProfile::wan())),
-            },
+            est_seconds: Estimates::of(|net| per(report.estimated_seconds(net))),
             by_class,
         }
     }
+}
+
+/// One query alone, from a run of `n` examples in `forwards` forwards whose party with the most
+/// counted `query_rounds` from its forwards' starts to their first reveals (module docs).
+pub fn latency_one_query(
+    examples: &CostReport,
+    n: usize,
+    forwards: usize,
+    query_rounds: u64,
+) -> QueryLatency {
+    let per_example = |v: f64| v / n.max(1) as f64;
+    let basis = if forwards == n {
+        Basis::Measured
+    } else {
+        Basis::Derived
+    };
+    QueryLatency::new(
+        basis,
+        query_rounds as f64 / forwards.max(1) as f64,
+        per_example(examples.online_bytes as f64),
+        per_example(examples.compute_seconds),
+    )
 }

@@ -3,8 +3,8 @@
 //! helper load the manifest and the public base model, which is all they need to build the
 //! computation.
 
-use super::eval::SecureSplit;
 use super::policy::{DEFAULT_MAX_BATCH, ServePolicy};
+use super::split::SecureSplit;
 use crate::checkpoint::{Manifest, is_checkpoint, load_checkpoint, load_checkpoint_public};
 use crate::data::{PromptFormat, TaskKind};
 use crate::fetch::resolve_model;

@@ -1,0 +1,180 @@
+//! `marill eval`: a task's rows through a model in plaintext, or under MPC as the client (every
+//! party a thread of this process, or each its own process over TLS), next to the plaintext
+//! prediction of the same model when asked.
+//!
+//! A checkpoint says which layers are public and what is secret (a bare model runs every layer
+//! privately with secret weights), and how its task was prompted: its `max_len` and prompt
+//! format are the defaults. An MPC client over TCP holds only public data: it never reads
+//! `private.safetensors`.
+
+use crate::data::{PromptFormat, TaskKind};
+use crate::eval::report::EvalReport;
+use crate::eval::{EvalRequest, Rows, evaluate_plaintext};
+use crate::mpc::network::Network;
+use crate::mpc::protocol::{ProtocolKind, Role};
+use crate::mpc::tls::PartyTls;
+use crate::secure::policy::DEFAULT_MAX_BATCH;
+use crate::secure::remote::TcpClient;
+use crate::secure::served::DEFAULT_MAX_LEN;
+use crate::secure::{
+    Holder, SecureEvalReport, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions,
+    Served, evaluate_secure,
+};
+use anyhow::Result;
+use candle_core::Device;
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct EvalCommand {
+    /// A model or a split checkpoint (`--model`), also how reports name it.
+    pub model: String,
+    pub task: TaskKind,
+    pub rows: Rows,
+    pub limit: Option<usize>,
+    pub batch: usize,
+    /// Default: a checkpoint's own, else [`DEFAULT_MAX_LEN`].
+    pub max_len: Option<usize>,
+    /// Default: a checkpoint's own, else plain.
+    pub format: Option<PromptFormat>,
+    pub max_new_tokens: usize,
+    /// `None`: plaintext.
+    pub mpc: Option<MpcEval>,
+}
+
+/// How to run the private part under MPC.
+pub struct MpcEval {
+    pub protocol: ProtocolKind,
+    /// The network whose estimate the report leads with.
+    pub network: Network,
+    pub transport: MpcTransport,
+    /// Also run the model in plaintext (it reads the private tensors) to report agreement.
+    pub reference: bool,
+}
+
+pub enum MpcTransport {
+    /// Every party a thread of this process.
+    Memory,
+    /// This process the client; the other parties at `peers`, or started here on loopback
+    /// when there are none.
+    Tcp {
+        listen: SocketAddr,
+        peers: Vec<(Role, SocketAddr)>,
+        timeout: Duration,
+        deadline: Duration,
+        /// Parties started by hand: this client's identity and the peers' certificates.
+        tls_dir: Option<PathBuf>,
+    },
+}
+
+/// What an evaluation reports.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EvalOutcome {
+    Plaintext(EvalReport),
+    Mpc(Box<SecureEvalReport>),
+}
+
+impl EvalOutcome {
+    /// What `marill eval` prints.
+    pub fn summary(&self) -> String {
+        match self {
+            EvalOutcome::Plaintext(r) => r.summary(),
+            EvalOutcome::Mpc(r) => r.summary(),
+        }
+    }
+}
+
+pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
+    // Rows first: a bad data file fails before the model is loaded.
+    let rows = cmd.rows.load(cmd.task, cmd.limit)?;
+    let tcp = matches!(
+        cmd.mpc,
+        Some(MpcEval {
+            transport: MpcTransport::Tcp { .. },
+            ..
+        })
+    );
+    let holder = if tcp { Holder::Public } else { Holder::Server };
+    let served = Served::load(&cmd.model, holder, device)?;
+    let trained = served.manifest.as_ref().map(|m| &m.task);
+    let request = EvalRequest {
+        model_name: cmd.model.clone(),
+        task: cmd.task,
+        rows,
+        batch: cmd.batch,
+        max_len: cmd
+            .max_len
+            .or(trained.map(|t| t.max_len))
+            .unwrap_or(DEFAULT_MAX_LEN),
+        max_new_tokens: cmd.max_new_tokens,
+        format: cmd.format.or(trained.map(|t| t.format)).unwrap_or_default(),
+    };
+    let Some(mpc) = cmd.mpc else {
+        return Ok(EvalOutcome::Plaintext(evaluate_plaintext(
+            &served.loaded,
+            &request,
+        )?));
+    };
+    let serve = ServeOptions {
+        task: Some(cmd.task),
+        format: cmd.format,
+        max_len: cmd.max_len,
+        max_batch: cmd.batch.max(DEFAULT_MAX_BATCH),
+        reveal_scores: false,
+    };
+    let report = match mpc.transport {
+        MpcTransport::Tcp {
+            listen,
+            peers,
+            timeout,
+            deadline,
+            tls_dir,
+        } => {
+            let reference = mpc
+                .reference
+                .then(|| Served::load(&cmd.model, Holder::Server, device))
+                .transpose()?;
+            let peer_roles: Vec<Role> = peers.iter().map(|p| p.0).collect();
+            let tls = tls_dir
+                .map(|dir| PartyTls::load(&dir, Role::Client, &peer_roles))
+                .transpose()?;
+            let transport = SecureTransport::Tcp(TcpClient {
+                listen,
+                peers,
+                model: cmd.model.clone(),
+                serve,
+                timeout,
+                deadline,
+                tls,
+            });
+            let request = SecureEvalRequest {
+                eval: request,
+                protocol: mpc.protocol,
+                network: mpc.network,
+                transport,
+                reference: reference.as_ref().map(|r| &r.loaded),
+            };
+            evaluate_secure(&served.loaded, served.split?, &request)?
+        }
+        MpcTransport::Memory => {
+            let policy = served.policy(&serve)?;
+            let split = served.split?;
+            let server =
+                SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
+            let request = SecureEvalRequest {
+                eval: request,
+                protocol: mpc.protocol,
+                network: mpc.network,
+                transport: SecureTransport::Memory {
+                    server: &server,
+                    policy: &policy,
+                },
+                reference: mpc.reference.then_some(&served.loaded),
+            };
+            evaluate_secure(&served.loaded, split, &request)?
+        }
+    };
+    Ok(EvalOutcome::Mpc(Box::new(report)))
+}
