@@ -24,7 +24,7 @@ pub fn exp(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let y = add_raw(p, x, 1u64 << wide)?;
     let mut sq = p.square(&y)?;
     for _ in 1..8 {
-        sq = p.truncate_powers(&sq, wide, 2)?.remove(1);
+        sq = p.truncate_square(&sq, wide)?;
     }
     p.truncate(&sq, wide + EXP_EXTRA_BITS)
 }
@@ -390,15 +390,23 @@ fn relu_plus_even(
         .map(|&t| fp.encode(t) << extra_bits)
         .collect();
     // x ready for products: its truncation's opening, when there is one, serves as its mask.
-    let (x, bits, negative) = if extra_bits == 0 {
+    // The selector of the polynomial's range is masked in the same round as the sign.
+    let (x, negative, inside) = if extra_bits == 0 {
         let bits = p.less_than(x, &raw, cmp)?;
-        let mut m = p.mask(&[x, &bits[1]])?;
-        let negative = m.pop().expect("two");
-        (m.pop().expect("two"), bits, negative)
+        let inside = bits[2].sub(&bits[0])?;
+        let [x, negative, inside]: [Masked; 3] = p
+            .mask(&[x, &bits[1], &inside])?
+            .try_into()
+            .expect("three masked");
+        (x, negative, inside)
     } else {
         let (x, bits) = p.truncate_less_than(x, extra_bits, &raw, cmp)?;
-        let negative = p.mask(&[&bits[1]])?.remove(0);
-        (x, bits, negative)
+        let inside = bits[2].sub(&bits[0])?;
+        let [negative, inside]: [Masked; 2] = p
+            .mask(&[&bits[1], &inside])?
+            .try_into()
+            .expect("two masked");
+        (x, negative, inside)
     };
     let neg_x = p.product(&negative, &x, Bilinear::Mul)?;
     let relu = x.share().sub(&neg_x)?;
@@ -418,7 +426,6 @@ fn relu_plus_even(
         &coef,
         EVEN_POLY_ACC_BITS - f,
     )?;
-    let inside = p.mask(&[&bits[2].sub(&bits[0])?])?.remove(0);
     let corr = p.product(&inside, &poly, Bilinear::Mul)?;
     relu.add(&corr)
 }

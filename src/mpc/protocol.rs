@@ -317,6 +317,13 @@ pub trait Protocol: Send {
         Ok(pows)
     }
 
+    /// `t^2` for `t = truncate(x, bits)`, untruncated: the last of
+    /// [`Protocol::truncate_powers`] to degree 2. Protocols that reshare the powers reshare
+    /// this one alone.
+    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<Share> {
+        Ok(self.truncate_powers(x, bits, 2)?.remove(1))
+    }
+
     /// `truncate(sum_k coef[k] t^k, out_bits)` for `t = truncate(x, bits)`, with raw ring
     /// coefficients (`coef[0]` added raw) and the powers untruncated
     /// ([`Protocol::truncate_powers`]); ready for products. Protocols that can keep the
