@@ -20,6 +20,7 @@
 
 mod approx_pins;
 mod ops_pins;
+mod table;
 
 use crate::mpc::dcf;
 use crate::mpc::local::{RunOptions, run_local};

@@ -114,7 +114,7 @@ pub(super) fn quad(m: &mut Model, n: u64) {
 
 /// `polynomial` of degree 6: three levels, each masking one new power and truncating the new
 /// powers' products (1, 2, 2 of them), then the weighted sum's truncation by `f + 16`.
-fn polynomial_degree_6(m: &mut Model, n: u64) {
+pub(super) fn polynomial_degree_6(m: &mut Model, n: u64) {
     for powers in [1, 2, 2] {
         m.mask(n);
         m.product_truncate(powers * n, F);
@@ -184,8 +184,8 @@ pub(super) fn rms_norm(m: &mut Model, shape: &[usize], gamma: bool) {
     normalise(m, shape, gamma);
 }
 
-/// `layer_norm` on rows of `d` (a power of 2 here): the mean's `1/d` scale (a truncation by
-/// `20 + log2 d`), then as `rms_norm` on the centred input.
+/// `layer_norm` on rows of `d`: the mean's `1/d` scale (a truncation by `20 + floor(log2 d)`),
+/// then as `rms_norm` on the centred input.
 pub(super) fn layer_norm(m: &mut Model, shape: &[usize], gamma: bool) {
     let (rows, d) = rows(shape);
     m.truncate(rows, 20 + d.ilog2());
@@ -196,7 +196,7 @@ const SHAPES: [&[usize]; 2] = [&[2, 4], &[3, 7]];
 /// Row lengths whose reciprocal ranges `[0.5, len + 1]` are not a whole number of grid steps
 /// (there the closed form of the grid's size rounds either way).
 const SOFTMAX_SHAPES: [&[usize]; 2] = [&[2, 4], &[3, 6]];
-const NORM_SHAPES: [&[usize]; 2] = [&[2, 4], &[3, 8]];
+const NORM_SHAPES: [&[usize]; 2] = [&[2, 4], &[3, 6]];
 
 #[test]
 fn exp_reciprocal_rsqrt() {
@@ -274,6 +274,12 @@ fn activations() {
         &SHAPES,
         |p, x| approx::gelu_wide(p, &x.scale(1 << 8), 8).map(drop),
         |m, s| relu_plus_even(m, numel(s), 8, 6),
+    );
+    pin(
+        "polynomial of degree 6",
+        &SHAPES,
+        |p, x| approx::polynomial(p, x, &[0.5, -0.25, 0.125, 0.0, 0.01, 0.0, 0.001]).map(drop),
+        |m, s| polynomial_degree_6(m, numel(s)),
     );
     pin(
         "sigmoid",

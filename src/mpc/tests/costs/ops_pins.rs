@@ -266,11 +266,19 @@ fn closed_forms() {
         ] {
             let mut m = Model::new(kind);
             tournament(&mut m, &[5, len], cmp, 1);
-            assert_eq!(m.cost.critical_rounds(), per_level * levels, "{kind} max {len}");
+            assert_eq!(
+                m.cost.critical_rounds(),
+                per_level * levels,
+                "{kind} max {len}"
+            );
             // One comparison per element but one per row.
             let comparisons = 5 * (len as u64 - 1);
             let words = cmp.key_words + 1 + product_words;
-            assert_eq!(m.cost.offline[S], 8 * words * comparisons, "{kind} max {len}");
+            assert_eq!(
+                m.cost.offline[S],
+                8 * words * comparisons,
+                "{kind} max {len}"
+            );
         }
     }
 }
