@@ -1,8 +1,8 @@
 //! Approximations of non-linear functions on shares: exp, reciprocal, rsqrt, softmax,
 //! sigmoid / SiLU / GeLU (piecewise, PUMA-style), RMSNorm, LayerNorm, and MPCFormer's Quad and
-//! 2Quad. Costs are measured (test `op_costs`): rounds, and online words (8 bytes) per input
-//! element per computing party, as "2pc-dealer / 3pc". Error bounds are the tested ones at 16
-//! fractional bits.
+//! 2Quad. Error bounds are the tested ones at 16 fractional bits. "Cost:" lines are as in
+//! [`ops`] (bytes each computing party sends for `n` elements, critical-path rounds, offline
+//! bytes the server / client receive; `o(d)`, `cw`), pinned by `mpc::tests::costs`.
 
 use super::ops::{self, add_const, add_raw, scale};
 use super::protocol::{Bilinear, Comparison, Masked, Protocol};
@@ -15,8 +15,11 @@ const EXP_EXTRA_BITS: u32 = 8;
 
 /// `e^x` for `x in [-256, 2]` as `(1 + x/256)^256`: `1 + x/256` is exact at `f + 8` fractional
 /// bits, then 8 squarings, each fused with the previous truncation.
-/// Rounds 9 / 10, words 9 / 24.5. Error: `|e^x - result| <= e^x x^2 / 512 + 2^-15` (1.1e-3 for
-/// `x <= 0`, the softmax case; 4e-3 at `x = 1`). Below -256 the result is meaningless.
+/// Error: `|e^x - result| <= e^x x^2 / 512 + 2^-15` (1.1e-3 for `x <= 0`, the softmax case;
+/// 4e-3 at `x = 1`). Below -256 the result is meaningless.
+/// Cost: 2pc-dealer `56n` bytes (a masking, 7 fused truncate-and-squares and a truncation of
+/// 6 bytes each), 9 rounds, offline `248n`; 3pc `120n` (each truncation reshared), helper `8n`,
+/// 10 rounds, offline `240n`.
 pub fn exp(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     let wide = f + EXP_EXTRA_BITS;
@@ -24,7 +27,7 @@ pub fn exp(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let y = add_raw(p, x, 1u64 << wide)?;
     let mut sq = p.square(&y)?;
     for _ in 1..8 {
-        sq = p.truncate_powers(&sq, wide, 2)?.remove(1);
+        sq = p.truncate_square(&sq, wide)?;
     }
     p.truncate(&sq, wide + EXP_EXTRA_BITS)
 }
@@ -39,8 +42,11 @@ const NEWTON_STEPS: usize = 2;
 
 /// Initial guess `g(x)` for positive `x in [lo, hi]`: piecewise constant on a geometric grid
 /// of ratio `2^(1/4)`, each piece the value of `target` at the geometric mid-point. One
-/// comparison round (all thresholds share one opening and one DCF key per element), 1 word;
-/// the result is linear in the comparison bits. `x_frac` are `x`'s fractional bits, `out_frac` the result's.
+/// comparison round (all thresholds share one opening and one DCF key per element); the
+/// result is linear in the comparison bits. `x_frac` are `x`'s fractional bits, `out_frac`
+/// the result's.
+/// Cost: [`ops::less_than`] of `bits = x_frac + max(ceil(log2 hi) + 1, 1) + 1` exact bits
+/// against `K = ceil(4 log2(hi / lo)) - 1` thresholds (3pc reshares all `K`).
 fn grid_guess(
     p: &mut dyn Protocol,
     x: &Share,
@@ -89,7 +95,11 @@ fn grid_guess(
 /// `1 / x` for `x in [lo, hi]`, positive, at `f + e` fractional bits with
 /// `e = ceil(log2 hi)` so that small results keep their relative precision; returns the
 /// result and its fractional bits. Grid guess (relative error <= 9%) and two Newton steps
-/// `y (2 - x y)`. Rounds 9 / 10. Relative error <= 1e-4 (plus input quantisation).
+/// `y (2 - x y)`. Relative error <= 1e-4 (plus input quantisation).
+/// Cost: the grid guess and 4 products of fresh factors: 2pc-dealer
+/// `(ceil(bits / 8) + 88) n` bytes, 9 rounds, offline client `8 cw n`, server
+/// `(8 cw + 104) n`; 3pc `(ceil(bits / 8) + 8K + 56) n`, helper `64n`, 10 rounds, offline
+/// server `(8 cw + 72) n`.
 pub fn reciprocal_wide(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<(Share, u32)> {
     let f = p.fixed_point().frac_bits;
     let wide = f + (hi.log2().ceil().max(0.0) as u32).min(20);
@@ -102,7 +112,9 @@ pub fn reciprocal_wide(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Res
     Ok((y, wide))
 }
 
-/// `1 / x` at the default precision; see [`reciprocal_wide`]. Rounds 10 / 11, words 13.5 / 44.5.
+/// `1 / x` at the default precision; see [`reciprocal_wide`].
+/// Cost: [`reciprocal_wide`]'s and a truncation by `e`: 2pc-dealer `+o(e) n` bytes, 10 rounds;
+/// 3pc `+(o(e) + 8) n`, 11 rounds; offline `+16n`.
 pub fn reciprocal(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<Share> {
     let (y, wide) = reciprocal_wide(p, x, lo, hi)?;
     narrow_to_default(p, y, wide)
@@ -114,7 +126,12 @@ pub fn reciprocal(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<S
 /// when `x` is large (outliers), and is returned with them. Grid guess (relative error <= 4.5%,
 /// so no convergence problem at small inputs, unlike an exp-based guess) and two Newton steps
 /// `y (3 - (x y) y) / 2`, with `x y` formed first so no intermediate underflows.
-/// Needs `sqrt(hi) 2^(x_frac + f + e) < 2^61`. Rounds 13 / 14. Relative error <= 1e-4.
+/// Needs `sqrt(hi) 2^(x_frac + f + e) < 2^61`. Relative error <= 1e-4.
+/// Cost: the grid guess and 6 products of fresh factors: 2pc-dealer
+/// `(ceil(bits / 8) + 132) n` bytes, 13 rounds, offline client `8 cw n`, server
+/// `(8 cw + 152) n`; 3pc `(ceil(bits / 8) + 8K + 84) n`, helper `96n`, 14 rounds, offline
+/// server `(8 cw + 104) n`. The norms' (`x_frac = f + 8` on `[1e-4, 2^20]`: 46 bits, `K = 133`):
+/// 2pc-dealer `138n`, 3pc `1154n`.
 pub fn rsqrt_wide(
     p: &mut dyn Protocol,
     x: &Share,
@@ -135,7 +152,9 @@ pub fn rsqrt_wide(
     Ok((y, wide))
 }
 
-/// `1 / sqrt(x)` at `f` fractional bits; see [`rsqrt_wide`]. Rounds 14 / 15, words 19.5 / 50.5.
+/// `1 / sqrt(x)` at `f` fractional bits; see [`rsqrt_wide`].
+/// Cost: [`rsqrt_wide`]'s and a truncation by `e`: 2pc-dealer `+o(e) n` bytes, 14 rounds;
+/// 3pc `+(o(e) + 8) n`, 15 rounds; offline `+16n`.
 pub fn rsqrt(p: &mut dyn Protocol, x: &Share, x_frac: u32, lo: f64, hi: f64) -> Result<Share> {
     let (y, wide) = rsqrt_wide(p, x, x_frac, lo, hi)?;
     narrow_to_default(p, y, wide)
@@ -186,9 +205,14 @@ fn apply_mask(x: &Share, mask: &[bool]) -> Result<Share> {
 
 /// Softmax along the last axis, optionally under a public mask of `x`'s shape (`true`: visible;
 /// every row sees column 0, as under a causal mask). Max by tournament with fuzzy comparisons
-/// (2 log2 n rounds; shift invariance makes the fuzz harmless), [`exp`] (9), row sums,
-/// [`reciprocal`] over `[1, n+1]` (9), product (2). n = 64: rounds 32 / 39, words 13.7 / 31.1.
-/// Max error 6e-3 (tested 5e-3 on N(0, 3) scores) for a row range < 256.
+/// (shift invariance makes the fuzz harmless), [`exp`], row sums, [`reciprocal_wide`] over
+/// `[0.5, m + 1]`, product. Max error 6e-3 (tested 5e-3 on N(0, 3) scores) for a row range
+/// < 256.
+/// Cost per row of `m` (the mask changes nothing), `b = 18 + ceil(log2(m + 1))` the
+/// reciprocal's comparison bits: 2pc-dealer `20(m - 1) + 70m + ceil(b / 8) + 96` bytes,
+/// `2 ceil(log2 m) + 20` rounds; 3pc `20(m - 1) + 134m + ceil(b / 8) + 8K + 56`, helper
+/// `8(m - 1) + 24m + 64`, `3 ceil(log2 m) + 21` rounds. `m = 64`: 730 bits per score and
+/// party (2pc-dealer), 32 rounds.
 pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
     let axis = x.shape().len() - 1;
     let n = x.shape()[axis];
@@ -209,7 +233,9 @@ pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Res
 }
 
 /// MPCFormer's 2Quad: `(x + c)^2 / sum (x + c)^2` with `c = 5`, masked entries 0.
-/// n = 64: rounds 13 / 13, words 4.2 / 8.0. Exact up to fixed-point error (2e-3).
+/// Exact up to fixed-point error (2e-3).
+/// Cost per row of `m`, `b = 18 + ceil(log2(1e4 m))`: 2pc-dealer `28m + ceil(b / 8) + 96`
+/// bytes, 13 rounds; 3pc `28m + ceil(b / 8) + 8K + 56`, helper `32m + 64`, 13 rounds.
 pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
     let axis = x.shape().len() - 1;
     let n = x.shape()[axis];
@@ -224,8 +250,9 @@ pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) 
     p.bilinear_truncate(&q, &inv, Bilinear::Mul, wide)
 }
 
-/// MPCFormer's Quad GeLU replacement `0.125 x^2 + 0.25 x + 0.5`: rounds 2 / 3, words 2 / 3.5.
-/// Exact up to one output unit.
+/// MPCFormer's Quad GeLU replacement `0.125 x^2 + 0.25 x + 0.5`. Exact up to one output unit.
+/// Cost: 2pc-dealer `14n` bytes, 2 rounds, offline `24n`; 3pc `22n`, helper `8n`, 3 rounds,
+/// offline `16n`.
 pub fn quad(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let sq = p.square(x)?;
     let f = p.fixed_point().frac_bits;
@@ -295,9 +322,11 @@ fn solve(mut m: Vec<Vec<f64>>) -> Vec<f64> {
 const POLY_EXTRA_BITS: u32 = 16;
 
 /// `sum c_k t^k` on shares. Powers come from products of lower powers, one level per round
-/// pair; each power is masked (opened) once and reused in every product it enters, so degree 6
-/// costs (2pc-dealer) 3 maskings + 5 truncations + 1 final truncation of the weighted sum:
-/// 7 rounds, 9 words.
+/// pair; each power is masked (opened) once and reused in every product it enters.
+/// Cost of degree 6: three levels each masking one new power and truncating its new powers'
+/// products (1, 2, 2), then the weighted sum's truncation: 2pc-dealer `60n` bytes, 7 rounds,
+/// offline `136n`; 3pc `84n` (products fused into their truncations), helper `80n`, 7 rounds,
+/// offline `96n`.
 pub fn polynomial(p: &mut dyn Protocol, t: &Share, coef: &[f64]) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     let d = coef.len() - 1;
@@ -390,15 +419,23 @@ fn relu_plus_even(
         .map(|&t| fp.encode(t) << extra_bits)
         .collect();
     // x ready for products: its truncation's opening, when there is one, serves as its mask.
-    let (x, bits, negative) = if extra_bits == 0 {
+    // The selector of the polynomial's range is masked in the same round as the sign.
+    let (x, negative, inside) = if extra_bits == 0 {
         let bits = p.less_than(x, &raw, cmp)?;
-        let mut m = p.mask(&[x, &bits[1]])?;
-        let negative = m.pop().expect("two");
-        (m.pop().expect("two"), bits, negative)
+        let inside = bits[2].sub(&bits[0])?;
+        let [x, negative, inside]: [Masked; 3] = p
+            .mask(&[x, &bits[1], &inside])?
+            .try_into()
+            .expect("three masked");
+        (x, negative, inside)
     } else {
         let (x, bits) = p.truncate_less_than(x, extra_bits, &raw, cmp)?;
-        let negative = p.mask(&[&bits[1]])?.remove(0);
-        (x, bits, negative)
+        let inside = bits[2].sub(&bits[0])?;
+        let [negative, inside]: [Masked; 2] = p
+            .mask(&[&bits[1], &inside])?
+            .try_into()
+            .expect("two masked");
+        (x, negative, inside)
     };
     let neg_x = p.product(&negative, &x, Bilinear::Mul)?;
     let relu = x.share().sub(&neg_x)?;
@@ -418,7 +455,6 @@ fn relu_plus_even(
         &coef,
         EVEN_POLY_ACC_BITS - f,
     )?;
-    let inside = p.mask(&[&bits[2].sub(&bits[0])?])?.remove(0);
     let corr = p.product(&inside, &poly, Bilinear::Mul)?;
     relu.add(&corr)
 }
@@ -457,21 +493,25 @@ fn erf(x: f64) -> f64 {
 pub const SILU_CUTOFF: f64 = 7.5;
 
 /// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-5 fit on `[0, 7.5]`.
-/// Measured on the layer bench's 64×1536 gate (wide input): 2pc-dealer 6 rounds and 36 bytes
-/// per element and party; 3pc 7 rounds and 168 bytes per element in all. Max error 5e-3
-/// (cut-off 4.1e-3, fit, 2^-9 input steps).
+/// Max error 5e-3 (cut-off 4.1e-3, fit, 2^-9 input steps).
+/// Cost (29-bit comparison ignoring 13 bits, `cw = 48`): 2pc-dealer `42n` bytes (4 opened by
+/// the comparison, `24n` masking `x`, the sign and the range, 8 and 6 for the polynomial's two
+/// truncations), 4 rounds, offline client `8 cw n`, server `(8 cw + 128) n`; 3pc `66n` (three
+/// bits reshared), helper `16n`, 7 rounds, offline server `(8 cw + 104) n`.
 pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     silu_wide(p, x, 0)
 }
 
 /// [`silu`] of `x` given at `f + extra_bits` fractional bits (e.g. an untruncated product);
 /// the truncation rides on the comparison's opening, saving its round.
+/// Cost for `extra_bits >= 16` (the layer's): 2pc-dealer `36n` bytes (the opening drops 2
+/// bytes), 4 rounds, offline server `(8 cw + 152) n`; 3pc `76n`, helper `16n`, 7 rounds.
 pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
     relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), SILU_CUTOFF, 5, 3)
 }
 
 /// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-5 fit on `[0, 4]`.
-/// Costs as [`silu`]. Max error 4e-3.
+/// Max error 4e-3. Cost: as [`silu`], with a 29-bit comparison ignoring 10 bits (`cw = 57`).
 pub fn gelu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     gelu_wide(p, x, 0)
 }
@@ -483,7 +523,9 @@ pub fn gelu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Sha
 
 /// Sigmoid as `1 - s(|x|)` for `x >= 0` and `s(|x|)` below, `s(t) = sigmoid(-t)` fitted on
 /// `[0, 8]` (degree 6): the same structure as [`silu`] plus one product.
-/// Rounds 11 / 12, words 14.5 / 25. Max error 5e-3.
+/// Max error 5e-3.
+/// Cost: 2pc-dealer `104n` bytes, 11 rounds, offline client `456n`, server `624n`; 3pc `136n`,
+/// helper `104n`, 12 rounds.
 pub fn sigmoid(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let fp = p.fixed_point();
     // A wrong sign near 0 is harmless: 1 - s(x) = sigmoid(x) on both sides.
@@ -507,9 +549,12 @@ pub fn sigmoid(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 /// RMSNorm over the last axis, `x / sqrt(mean(x^2) + eps) * gamma` (gamma public or none).
 /// The mean square is kept at `f + 8` fractional bits, so inputs with mean square down to
 /// 1e-3 (and activations with outliers in the hundreds, up to 2^13) stay accurate.
-/// Rounds: square 1, two truncations 2, rsqrt 12, product 1, trunc 1: 17 (gamma is free).
-/// Words: 2 per element (x is opened once for its square and the final product) + per-row
-/// terms. Relative error <= 2e-4 plus one output unit.
+/// Relative error <= 2e-4 plus one output unit.
+/// Cost per row of `d`: 2pc-dealer `14d + 159` bytes (`x` masked once for its square and the
+/// final product, `8d`; that product's truncation, `6d`; per row the mean square's two
+/// truncations, [`rsqrt_wide`]'s `138` and the masking of its result), 18 rounds, offline
+/// client `1104`, server `32d + 1288`; 3pc `22d + 1183`, helper `24d + 96`, 19 rounds.
+/// `gamma` adds a truncation of the output.
 pub fn rms_norm(p: &mut dyn Protocol, x: &Share, gamma: Option<&[f64]>, eps: f64) -> Result<Share> {
     let axis = x.shape().len() - 1;
     let d = x.shape()[axis];
@@ -521,7 +566,8 @@ pub fn rms_norm(p: &mut dyn Protocol, x: &Share, gamma: Option<&[f64]>, eps: f64
 }
 
 /// LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta`.
-/// Rounds: mean 1, then as [`rms_norm`]: 18.
+/// Cost: the mean's truncation, then as [`rms_norm`]: 2pc-dealer `14d + 165` bytes a row,
+/// 19 rounds; 3pc `22d + 1197`, helper `24d + 96`, 21 rounds.
 pub fn layer_norm(
     p: &mut dyn Protocol,
     x: &Share,

@@ -1,9 +1,15 @@
 //! Fixed-point arithmetic on shares, composed from the [`Protocol`] primitives: products with
 //! truncation, public scaling, comparisons, ReLU, max and argmax.
 //!
-//! Costs are measured (test `op_costs`) per element, as rounds and online words (8 bytes) per
-//! computing party, "2pc-dealer / 3pc"; "trunc" is 1 round and 1 word in 2pc-dealer, 2 and 2 in
-//! 3pc.
+//! "Cost:" lines give, for `n` elements, the online bytes each computing party sends, the
+//! rounds (critical path) and the offline bytes the server receives (the client's, DCF keys,
+//! where there are any), per protocol; in 3pc the helper's sends where it sends. They are
+//! pinned by `mpc::tests::costs` and tabled in `docs/costs.md`. Building blocks: a truncation
+//! by `d` bits opens `o(d) = 8 - floor(min(d, 16) / 8)` bytes per element (2pc-dealer: 1
+//! round, offline `16n`; 3pc: `o(d) + 8` bytes with the resharing, 2 rounds, offline `16n`);
+//! a comparison of `bits` bits ignoring `low` opens `ceil(bits / 8)` bytes with DCF keys of
+//! `cw = dcf::cw_words(bits - low - 1)` words; masking for a product is `8n` bytes and 1 round
+//! in 2pc-dealer, free in 3pc.
 
 use super::fixed::FixedPoint;
 use super::protocol::{Bilinear, Comparison, Protocol, Role, SecretWeight};
@@ -50,7 +56,9 @@ pub fn encode(p: &dyn Protocol, values: &[f64], shape: &[usize]) -> Result<RingT
     p.fixed_point().encode_tensor(shape, values)
 }
 
-/// Share a real tensor held by `owner` (others pass `None`). No communication.
+/// Share a real tensor held by `owner` (others pass `None`).
+/// Cost: 2pc-dealer none (PRGs); 3pc the owner sends `16n` bytes (the third share to both), 1
+/// round.
 pub fn share_f64(
     p: &mut dyn Protocol,
     owner: Role,
@@ -61,7 +69,8 @@ pub fn share_f64(
     p.input(owner, encoded.as_ref(), shape)
 }
 
-/// Share a server weight (only the server passes values); opens its mask once, `|w|` words.
+/// Share a server weight (only the server passes values); opens its mask once.
+/// Cost: once per weight, 2pc-dealer the server sends `8|w|` bytes; 3pc `16|w|` (an input).
 pub fn weight_f64(
     p: &mut dyn Protocol,
     values: Option<&[f64]>,
@@ -72,18 +81,20 @@ pub fn weight_f64(
 }
 
 /// Reveal as reals to `to` (`None`: client and server).
+/// Cost: `8n` bytes to each target (2pc-dealer from the other party, 3pc from the target's
+/// successor), 1 round.
 pub fn reveal_f64(p: &mut dyn Protocol, x: &Share, to: Option<Role>) -> Result<Option<Vec<f64>>> {
     let fp = p.fixed_point();
     Ok(p.reveal(x, to)?.map(|t| fp.decode_tensor(&t)))
 }
 
-/// `x + c` for a real constant.
+/// `x + c` for a real constant. Cost: none.
 pub fn add_const(p: &mut dyn Protocol, x: &Share, c: f64) -> Result<Share> {
     let v = p.fixed_point().encode(c);
     add_raw(p, x, v)
 }
 
-/// `x + v` for a raw ring constant.
+/// `x + v` for a raw ring constant. Cost: none.
 pub fn add_raw(p: &mut dyn Protocol, x: &Share, v: u64) -> Result<Share> {
     p.add_public(x, &RingTensor::filled(x.shape(), v))
 }
@@ -93,13 +104,16 @@ pub fn zeros_like(x: &Share) -> Share {
     x.scale(0)
 }
 
-/// Element-wise product: rounds 2 / 2, words 3 / 3.
+/// Element-wise product.
+/// Cost: 2pc-dealer `22n` bytes (both factors masked, `16n`, then a truncation), 2 rounds,
+/// offline `24n`; 3pc `14n`, helper `16n`, 2 rounds, offline `16n`.
 pub fn mul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     p.bilinear_truncate(x, y, Bilinear::Mul, f)
 }
 
-/// Square: rounds 2 / 2, words 2 / 3.
+/// Square.
+/// Cost: 2pc-dealer `14n` bytes (one masking), 2 rounds, offline `24n`; 3pc as [`mul`].
 pub fn square(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     let m = p.mask(&[x])?.remove(0);
@@ -108,6 +122,8 @@ pub fn square(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 
 /// Secret x secret matmul: 2pc-dealer opens both operands (1 round) then truncates the
 /// output (1); 3pc opens its output terms for the truncation (1) and reshares (1).
+/// Cost for `[m, k] x [k, p]`: 2pc-dealer `8(mk + kp) + 6mp` bytes, 2 rounds, offline `24mp`;
+/// 3pc `14mp`, helper `16mp`, 2 rounds, offline `16mp`.
 pub fn matmul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     p.bilinear_truncate(x, y, Bilinear::MatMul, f)
@@ -115,18 +131,22 @@ pub fn matmul(p: &mut dyn Protocol, x: &Share, y: &Share) -> Result<Share> {
 
 /// `x W` for a server weight: 2pc-dealer sends only the client's masked `x` (1 round, one way)
 /// and truncates the output (1); 3pc as [`matmul`].
+/// Cost for `[m, k] x [k, p]`: 2pc-dealer client `8mk + 6mp` bytes, server `6mp`, 2 rounds,
+/// offline `24mp`; 3pc as [`matmul`].
 pub fn matmul_weight(p: &mut dyn Protocol, x: &Share, w: &SecretWeight) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     p.matmul_weight_truncate(x, w, f)
 }
 
 /// `x W` for a public real `W`: local product + trunc.
+/// Cost: one truncation by `f` of the output.
 pub fn matmul_public(p: &mut dyn Protocol, x: &Share, w: &RingTensor) -> Result<Share> {
     let z = x.matmul_public(w)?;
     p.truncate(&z, p.fixed_point().frac_bits)
 }
 
 /// `x * c` for a public real tensor `c` (broadcast): local product + trunc.
+/// Cost: one truncation by `f` of the output.
 pub fn mul_public(p: &mut dyn Protocol, x: &Share, c: &RingTensor) -> Result<Share> {
     let z = x.mul_public(c)?;
     p.truncate(&z, p.fixed_point().frac_bits)
@@ -134,7 +154,8 @@ pub fn mul_public(p: &mut dyn Protocol, x: &Share, c: &RingTensor) -> Result<Sha
 
 /// `x * c` for a public real scalar `c`, encoded with as many significant bits (up to 24) as
 /// fit when `|x|`'s raw value is below `2^max_raw_log2`, so that small constants such as `1/576`
-/// stay accurate. One trunc.
+/// stay accurate.
+/// Cost: one truncation (by `min(23 - log2 |c|, 60 - max_raw_log2 - log2 |c|)` bits).
 pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64, max_raw_log2: f64) -> Result<Share> {
     ensure!(c.is_finite() && c != 0.0, "scale by {c}");
     let lc = c.abs().log2();
@@ -147,6 +168,8 @@ pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64, max_raw_log2: f64) -> Resu
 }
 
 /// Element-wise products of several same-shape pairs in one round (untruncated).
+/// Cost for `k` pairs: 2pc-dealer `16kn` bytes, 1 round, offline `8kn`; 3pc `8kn` (helper
+/// too), 1 round.
 pub fn mul_many(p: &mut dyn Protocol, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
     let xs: Vec<Share> = pairs.iter().map(|(x, _)| (*x).clone()).collect();
     let ys: Vec<Share> = pairs.iter().map(|(_, y)| (*y).clone()).collect();
@@ -158,8 +181,10 @@ pub fn mul_many(p: &mut dyn Protocol, pairs: &[(&Share, &Share)]) -> Result<Vec<
     z.split_flat(&xs)
 }
 
-/// `[x < t_j]` as integer shares for real thresholds, all from one opening of
-/// `ceil(bits / 8)` bytes: rounds 1 / 2 (any number of thresholds).
+/// `[x < t_j]` as integer shares for real thresholds, all from one opening.
+/// Cost for `k` thresholds: 2pc-dealer `ceil(bits / 8) n` bytes, 1 round, offline client
+/// `8 cw n`, server `8 (cw + 1) n`; 3pc `(ceil(bits / 8) + 8k) n` (every result reshared),
+/// 2 rounds, same offline.
 pub fn less_than(
     p: &mut dyn Protocol,
     x: &Share,
@@ -171,32 +196,40 @@ pub fn less_than(
     p.less_than(x, &raw, cmp)
 }
 
-/// `[x < 0]`: rounds 1 / 2.
+/// `[x < 0]`. Cost: [`less_than`] with one threshold.
 pub fn less_than_zero(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
     Ok(p.less_than(x, &[0], cmp)?.remove(0))
 }
 
-/// `[x < y]`: rounds 1 / 2.
+/// `[x < y]`. Cost: [`less_than`] with one threshold.
 pub fn compare(p: &mut dyn Protocol, x: &Share, y: &Share, cmp: Comparison) -> Result<Share> {
     less_than_zero(p, &x.sub(y)?, cmp)
 }
 
-/// `max(x, 0) = x - [x < 0] x`: rounds 2 / 3, words 2.6 / 3.1; exact under `cmp`'s range.
+/// `max(x, 0) = x - [x < 0] x`; exact under `cmp`'s range.
+/// Cost: 2pc-dealer `(ceil(bits / 8) + 16) n` bytes (comparison, both factors masked), 2
+/// rounds, offline client `8 cw n`, server `(8 cw + 16) n`; 3pc the same bytes (comparison,
+/// resharing, product), helper `8n`, 3 rounds, offline server `(8 cw + 8) n` (default `cmp`:
+/// 37 bits, `cw = 111`: `21n` bytes).
 pub fn relu(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
     let neg = less_than_zero(p, x, cmp)?;
     let drop = p.bilinear(&neg, x, Bilinear::Mul)?;
     x.sub(&drop)
 }
 
-/// Maximum along the last axis by a tournament tree: `ceil(log2 n)` levels of one comparison
-/// and one selection (2 rounds each). With a fuzzy `cmp` the result may be below the true
-/// maximum by the comparison's resolution.
+/// Maximum along the last axis by a tournament tree: `ceil(log2 m)` levels of one comparison
+/// and one selection. With a fuzzy `cmp` the result may be below the true maximum by the
+/// comparison's resolution.
+/// Cost for `r` rows of `m`: `r (m - 1)` comparisons, each as a [`relu`] (a selection instead
+/// of the product with `x`); 2pc-dealer `2 ceil(log2 m)` rounds, 3pc `3 ceil(log2 m)`.
 pub fn max_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
     Ok(tournament(p, x, None, cmp)?.0)
 }
 
 /// Maximum and its index along the last axis (index as an integer share, ties to the lower
 /// index), same rounds as [`max_last`]. Reveal the index with `p.reveal(&idx, Some(Client))`.
+/// Cost: [`max_last`]'s, with two values selected per comparison: 2pc-dealer `+16` bytes and
+/// offline `+8` per comparison, 3pc `+8` bytes per party (helper too).
 pub fn argmax_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<(Share, Share)> {
     let n = *x.shape().last().expect("rank >= 1");
     let rows = x.len() / n;
@@ -248,7 +281,7 @@ fn tournament(
 }
 
 /// Rotary position embedding with public tables: `x cos + rotate_half(x) sin` on `[h, T, hd]`
-/// (half-split layout), local and without truncation (the scale grows by f).
+/// (half-split layout), local and without truncation (the scale grows by f). Cost: none.
 pub fn rotary(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
     let hd = *x.shape().last().expect("rank 3");
     let (x1, x2) = (x.narrow(2, 0, hd / 2)?, x.narrow(2, hd / 2, hd / 2)?);

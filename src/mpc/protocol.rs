@@ -168,28 +168,33 @@ pub trait Protocol: Send {
     #[cfg(test)]
     fn streams(&self) -> Vec<super::prg::Stream>;
 
-    /// Secret-share a tensor held by `owner` (`value` is only read there). No communication:
-    /// the other shares come from pairwise PRGs.
+    /// Secret-share a tensor held by `owner` (`value` is only read there).
+    /// Cost: 2pc-dealer none (the other share comes from a PRG); 3pc the owner sends the third
+    /// share to both others, `16n` bytes, 1 round.
     fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share>;
 
     /// Share a server-owned weight and open its product mask once.
+    /// Cost: 2pc-dealer the server sends `8|w|` bytes; 3pc an input, `16|w|`.
     fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
         let share = self.input(Role::Server, value, shape)?;
         Ok(SecretWeight(self.mask(&[&share])?.remove(0)))
     }
 
     /// Open `x` to `to` (or to client and server when `None`); others get `None`.
+    /// Cost: `8n` bytes to each target, 1 round.
     fn reveal(&mut self, x: &Share, to: Option<Role>) -> Result<Option<RingTensor>>;
 
     /// `x + c` for a public `c` of the same shape.
     fn add_public(&mut self, x: &Share, c: &RingTensor) -> Result<Share>;
 
-    /// Prepare shares for products, all in one round (`|x|` words each in 2pc-dealer; free in
-    /// 3pc).
+    /// Prepare shares for products, all in one round.
+    /// Cost: 2pc-dealer `8 |x|` bytes each way, 1 round; 3pc none.
     fn mask(&mut self, xs: &[&Share]) -> Result<Vec<Masked>>;
 
-    /// Secret x secret product under `op` (untruncated) of prepared shares: no round in
-    /// 2pc-dealer, one resharing round in 3pc.
+    /// Secret x secret product under `op` (untruncated) of prepared shares.
+    /// Cost for `z` outputs: 2pc-dealer no traffic, offline `8z` (`16z` or `24z` when one or
+    /// both factors are a truncation's output); 3pc every party sends `8z` bytes (resharing),
+    /// 1 round.
     fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share>;
 
     /// Secret x secret product (untruncated): [`Protocol::mask`] then [`Protocol::product`].
@@ -206,6 +211,9 @@ pub trait Protocol: Send {
 
     /// `truncate(x_j * y_j, bits)` under `op` for several prepared pairs, all truncated in one
     /// round. 3pc folds the products' resharing into that round's opening.
+    /// Cost for `z` outputs: 2pc-dealer [`Protocol::product`] and [`Protocol::truncate`]; 3pc
+    /// `(o(d) + 8) z` bytes, the helper `16z` (its terms to client and server), 2 rounds,
+    /// offline `16z`.
     fn product_truncate(
         &mut self,
         pairs: &[(&Masked, &Masked)],
@@ -242,6 +250,8 @@ pub trait Protocol: Send {
     }
 
     /// `truncate(x W, bits)` for a shared server weight.
+    /// Cost (2pc-dealer): the client sends `8 |x|` bytes, none back, offline `8z`; then the
+    /// truncation. 3pc: [`Protocol::product_truncate`].
     fn matmul_weight_truncate(&mut self, x: &Share, w: &SecretWeight, bits: u32) -> Result<Share> {
         let z = self.matmul_weight(x, w)?;
         self.truncate(&z, bits)
@@ -249,11 +259,16 @@ pub trait Protocol: Send {
 
     /// Arithmetic shift right by `bits` of a signed value with `|x| < 2^61`; the result is
     /// within one unit of the exact floor.
+    /// Cost: 2pc-dealer `o(d) n` bytes, `o(d) = 8 - floor(min(d, 16) / 8)` (low bytes below
+    /// the shift are not sent), 1 round, offline `16n`; 3pc `(o(d) + 8) n` (with the
+    /// resharing), 2 rounds, offline `16n`.
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share>;
 
     /// `[t, t^2, …, t^degree]` for `t = truncate(x, bits)`, the powers untruncated (`t^k` at
     /// `k` times `t`'s scale; they must fit the ring). Protocols that can fuse them do it in the
     /// truncation's round; this default multiplies, one round per doubling of the degree.
+    /// Cost (2pc-dealer, fused): a truncation with offline `16 degree n`; 3pc the same and all
+    /// `degree` powers reshared, `8 degree n` bytes.
     fn truncate_powers(&mut self, x: &Share, bits: u32, degree: usize) -> Result<Vec<Share>> {
         let mut pows = vec![self.truncate(x, bits)?];
         while pows.len() < degree {
@@ -273,10 +288,20 @@ pub trait Protocol: Send {
         Ok(pows)
     }
 
+    /// `t^2` for `t = truncate(x, bits)`, untruncated: the last of
+    /// [`Protocol::truncate_powers`] to degree 2. Protocols that reshare the powers reshare
+    /// this one alone.
+    /// Cost: [`Protocol::truncate_powers`] to degree 2; 3pc reshares `8n` bytes, not `16n`.
+    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<Share> {
+        Ok(self.truncate_powers(x, bits, 2)?.remove(1))
+    }
+
     /// `truncate(sum_k coef[k] t^k, out_bits)` for `t = truncate(x, bits)`, with raw ring
     /// coefficients (`coef[0]` added raw) and the powers untruncated
     /// ([`Protocol::truncate_powers`]); ready for products. Protocols that can keep the
     /// powers in a cheaper intermediate form override it.
+    /// Cost: fused powers and one truncation (2 rounds in 2pc-dealer, offline
+    /// `(16 degree + 16) n`); 3pc keeps them 2-of-2 and reshares the value alone (`8n`).
     fn truncate_polynomial(
         &mut self,
         x: &Share,
@@ -304,6 +329,9 @@ pub trait Protocol: Send {
     /// `(truncate(x, bits), [x < t_j])`, thresholds raw at `x`'s own scale (before the
     /// truncation), the truncation ready for products as in [`Protocol::truncate_masked`].
     /// Protocols that can fuse them use a single opening.
+    /// Cost (2pc-dealer, fused): one opening of `o(min(bits, cmp.ignored_low_bits)) n` bytes,
+    /// 1 round, offline client `8 cw n`, server `(8 cw + 24) n`; 3pc the same and `1 + k`
+    /// results reshared, `8 (1 + k) n` bytes.
     fn truncate_less_than(
         &mut self,
         x: &Share,
@@ -317,5 +345,8 @@ pub trait Protocol: Send {
 
     /// Shares of the integers `[x < t_j]` (0 or 1, not fixed point) for public raw thresholds,
     /// all in one round.
+    /// Cost for `k` thresholds: one opening of `ceil(bits / 8) n` bytes, 1 round, offline
+    /// client `8 cw n` (`cw = dcf::cw_words(bits - ignored_low_bits - 1)`), server
+    /// `(8 cw + 8) n`; 3pc also reshares every result, `8kn` bytes.
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>>;
 }

@@ -374,6 +374,13 @@ impl Protocol for Replicated {
         self.reshare_additive(&pows)
     }
 
+    /// The fused powers inside the helper-dealt protocol; only the square is reshared.
+    fn truncate_square(&mut self, x: &Share, bits: u32) -> Result<Share> {
+        let additive = self.as_additive(x)?;
+        let square = self.proto().truncate_powers(&additive, bits, 2)?.remove(1);
+        Ok(self.reshare_additive(&[square])?.remove(0))
+    }
+
     fn truncate_less_than(
         &mut self,
         x: &Share,

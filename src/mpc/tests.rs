@@ -12,6 +12,8 @@ use super::share::Share;
 use super::views::stats::{CHI_LIMIT, chi_square_bytes};
 use anyhow::Result;
 
+mod costs;
+
 const SEED: u64 = 20261125;
 
 fn opts() -> RunOptions {
