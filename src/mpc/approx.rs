@@ -181,7 +181,7 @@ pub fn causal_mask(shape: &[usize]) -> Vec<bool> {
 /// Masked-out entries take their row's first value (every row must see column 0), so they
 /// cannot win the max; their exponentials are zeroed afterwards.
 fn fill_masked(x: &Share, visible: &[bool]) -> Result<Share> {
-    let axis = x.shape().len() - 1;
+    let axis = x.last_axis()?;
     ensure!(
         visible.len() == x.len(),
         "attention mask of {} entries for scores {:?}",
@@ -214,7 +214,7 @@ fn apply_mask(x: &Share, mask: &[bool]) -> Result<Share> {
 /// `8(m - 1) + 24m + 64`, `3 ceil(log2 m) + 21` rounds. `m = 64`: 730 bits per score and
 /// party (2pc-dealer), 32 rounds.
 pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
-    let axis = x.shape().len() - 1;
+    let axis = x.last_axis()?;
     let n = x.shape()[axis];
     let x = match visible {
         Some(v) => fill_masked(x, v)?,
@@ -237,7 +237,7 @@ pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Res
 /// Cost per row of `m`, `b = 18 + ceil(log2(1e4 m))`: 2pc-dealer `28m + ceil(b / 8) + 96`
 /// bytes, 13 rounds; 3pc `28m + ceil(b / 8) + 8K + 56`, helper `32m + 64`, 13 rounds.
 pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
-    let axis = x.shape().len() - 1;
+    let axis = x.last_axis()?;
     let n = x.shape()[axis];
     let shifted = add_const(p, x, 5.0)?;
     let mut q = ops::square(p, &shifted)?;
@@ -556,7 +556,7 @@ pub fn sigmoid(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
 /// client `1104`, server `32d + 1288`; 3pc `22d + 1183`, helper `24d + 96`, 19 rounds.
 /// `gamma` adds a truncation of the output.
 pub fn rms_norm(p: &mut dyn Protocol, x: &Share, gamma: Option<&[f64]>, eps: f64) -> Result<Share> {
-    let axis = x.shape().len() - 1;
+    let axis = x.last_axis()?;
     let d = x.shape()[axis];
     // One opening of x serves its square and the final product.
     let xm = p.mask(&[x])?.remove(0);
@@ -575,7 +575,7 @@ pub fn layer_norm(
     beta: Option<&[f64]>,
     eps: f64,
 ) -> Result<Share> {
-    let axis = x.shape().len() - 1;
+    let axis = x.last_axis()?;
     let d = x.shape()[axis];
     let mean = scale(p, &x.sum_axis(axis)?, 1.0 / d as f64, 40.0)?;
     let centred = x.sub(&mean.broadcast_to(x.shape())?)?;

@@ -231,7 +231,7 @@ pub fn max_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Shar
 /// Cost: [`max_last`]'s, with two values selected per comparison: 2pc-dealer `+16` bytes and
 /// offline `+8` per comparison, 3pc `+8` bytes per party (helper too).
 pub fn argmax_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<(Share, Share)> {
-    let n = *x.shape().last().expect("rank >= 1");
+    let n = x.shape()[x.last_axis()?];
     let rows = x.len() / n;
     let idx: Vec<u64> = (0..rows).flat_map(|_| 0..n as u64).collect();
     let idx = p.add_public(&zeros_like(x), &RingTensor::new(x.shape(), idx)?)?;
@@ -245,7 +245,7 @@ fn tournament(
     mut idx: Option<Share>,
     cmp: Comparison,
 ) -> Result<(Share, Option<Share>)> {
-    let axis = x.shape().len() - 1;
+    let axis = x.last_axis()?;
     let mut x = x.clone();
     while x.shape()[axis] > 1 {
         let n = x.shape()[axis];
@@ -283,7 +283,12 @@ fn tournament(
 /// Rotary position embedding with public tables: `x cos + rotate_half(x) sin` on `[h, T, hd]`
 /// (half-split layout), local and without truncation (the scale grows by f). Cost: none.
 pub fn rotary(x: &Share, cos: &RingTensor, sin: &RingTensor) -> Result<Share> {
-    let hd = *x.shape().last().expect("rank 3");
+    ensure!(
+        x.shape().len() == 3,
+        "rotary needs [heads, T, head_dim], got {:?}",
+        x.shape()
+    );
+    let hd = x.shape()[2];
     let (x1, x2) = (x.narrow(2, 0, hd / 2)?, x.narrow(2, hd / 2, hd / 2)?);
     let rotated = Share::concat(&[&x2.neg(), &x1], 2)?;
     x.mul_public(cos)?.add(&rotated.mul_public(sin)?)

@@ -1,7 +1,7 @@
 //! A party's share of a secret tensor, and the operations on shares that need no communication.
 
 use super::ring::{self, RingTensor};
-use anyhow::{Result, ensure};
+use anyhow::{Result, anyhow, ensure};
 
 /// One party's share of a secret tensor of shape `shape`.
 ///
@@ -39,6 +39,14 @@ impl Share {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The last axis, along which reductions (max, softmax, norms) run; a scalar has none.
+    pub fn last_axis(&self) -> Result<usize> {
+        self.shape
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| anyhow!("an operation along the last axis got a scalar share"))
     }
 
     pub fn parts(&self) -> &[RingTensor] {

@@ -596,3 +596,67 @@ fn tcp_peer_loss_is_an_error() {
         "{errors:?}"
     );
 }
+
+/// A rank-0 share is one element: element-wise ops work on it, and ops along the last axis
+/// refuse it with an error (they used to panic).
+#[test]
+fn rank_zero_shares() {
+    each_kind(|kind| {
+        let x = [-0.75];
+        let fp = FixedPoint::default();
+        let exact = Comparison::default_for(fp);
+        let got = unary(kind, &x, &[], |p, s| {
+            let sq = ops::mul(p, s, s)?;
+            let relu = ops::relu(p, &s.neg(), exact)?;
+            let e = approx::exp(p, s)?;
+            let silu = approx::silu(p, s)?;
+            Share::concat(
+                &[
+                    &sq.reshape(&[1])?,
+                    &relu.reshape(&[1])?,
+                    &e.reshape(&[1])?,
+                    &silu.reshape(&[1])?,
+                ],
+                0,
+            )
+        });
+        let want = [0.5625, 0.75, (-0.75f64).exp(), approx::silu_f64(-0.75)];
+        check(&format!("{kind} rank 0"), &got, &want, 5e-3);
+
+        type Op = fn(&mut dyn Protocol, &Share) -> Result<Share>;
+        let along_last_axis: [(&str, Op); 7] = [
+            ("max_last", |p, s| {
+                let cmp = Comparison::default_for(p.fixed_point());
+                ops::max_last(p, s, cmp)
+            }),
+            ("argmax_last", |p, s| {
+                let cmp = Comparison::default_for(p.fixed_point());
+                Ok(ops::argmax_last(p, s, cmp)?.0)
+            }),
+            ("softmax", |p, s| approx::softmax(p, s, None)),
+            ("softmax_2quad", |p, s| approx::softmax_2quad(p, s, None)),
+            ("rms_norm", |p, s| approx::rms_norm(p, s, None, 1e-5)),
+            ("layer_norm", |p, s| {
+                approx::layer_norm(p, s, None, None, 1e-5)
+            }),
+            ("rotary", |p, s| {
+                let table = ops::encode(p, &[1.0], &[])?;
+                ops::rotary(s, &table, &table)
+            }),
+        ];
+        for (name, op) in along_last_axis {
+            let err = run_local(kind, &opts(), |p| {
+                let v = (p.role() == Role::Client).then_some(&x[..]);
+                let s = ops::share_f64(p, Role::Client, v, &[])?;
+                op(p, &s)
+            })
+            .err()
+            .unwrap_or_else(|| panic!("{kind} {name} of a scalar must fail"));
+            let err = format!("{err:#}");
+            assert!(
+                err.contains("scalar") || err.contains("got []"),
+                "{kind} {name}: {err}"
+            );
+        }
+    });
+}
