@@ -400,13 +400,6 @@ fn party_command(args: PartyArgs) -> PartyCommand {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let mpc_only = matches!(
-        cli.command,
-        Command::Party(_) | Command::Bench(BenchCommand::Mpc { .. })
-    );
-    if !mpc_only {
-        marill::parallel::use_single_threaded_ops();
-    }
     // A report that cannot be written fails now, not after the evaluation or benchmark.
     if let Some(path) = json_out(&cli.command) {
         marill::atomic::check_writable(path)
@@ -570,6 +563,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mpc_only = matches!(
+        cli.command,
+        Command::Party(_) | Command::Bench(BenchCommand::Mpc { .. })
+    );
+    if !mpc_only {
+        // SAFETY: still no other thread: parsing spawns none.
+        unsafe { marill::parallel::use_single_threaded_ops() };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -12,12 +12,21 @@ pub fn workers() -> usize {
 }
 
 /// Makes candle run each op on the calling thread (its element-wise pool and its gemm, which
-/// goes through rayon), unless the user set these variables. Call at start-up, before any other
-/// thread exists. Not for MPC work: the engine's kernels use rayon and gain from it.
-pub fn use_single_threaded_ops() {
+/// goes through rayon), unless the user set these variables. Not for MPC work: the engine's
+/// kernels use rayon and gain from it. candle reads its thread counts only from these
+/// environment variables (no API sets them), so this writes the process environment.
+///
+/// # Safety
+/// No other thread may exist: writing the environment races with any concurrent read (Rust's
+/// or C's `getenv`). Call it first thing in `main`. Calling it without `unsafe` does not compile:
+///
+/// ```compile_fail,E0133
+/// marill::parallel::use_single_threaded_ops();
+/// ```
+pub unsafe fn use_single_threaded_ops() {
     for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
         if std::env::var_os(var).is_none() {
-            // SAFETY: the caller runs this before any other thread exists.
+            // SAFETY: the caller guarantees that no other thread exists.
             unsafe { std::env::set_var(var, "1") };
         }
     }
