@@ -12,6 +12,7 @@ pub mod model;
 pub mod mpc;
 pub mod parallel;
 pub mod progress;
+pub mod project;
 pub mod recipe;
 pub mod report;
 pub mod secure;

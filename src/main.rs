@@ -6,7 +6,7 @@ use marill::commands::bench_mpc::bench_mpc;
 use marill::commands::eval::{EvalCommand, MpcEval, MpcTransport, run_eval};
 use marill::commands::inspect::inspect;
 use marill::commands::party::{PartyCommand, PartyJob, run_party_command};
-use marill::commands::run::{RunRequest, default_run_dir, run_recipe};
+use marill::commands::run::{RunRequest, run_recipe};
 use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::Rows;
@@ -71,7 +71,8 @@ enum Command {
     Train {
         /// The recipe (TOML); see recipes/README.md.
         recipe: PathBuf,
-        /// Run directory (default runs/<recipe name>).
+        /// Run directory (default <project>/runs/<recipe name>, the project being the nearest
+        /// directory above the recipe with datasets/).
         #[arg(long)]
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = StageSelect::All)]
@@ -85,7 +86,8 @@ enum Command {
     Run {
         #[arg(default_value = "recipes/quickstart.toml")]
         recipe: PathBuf,
-        /// Run directory (default runs/<recipe name>).
+        /// Run directory (default <project>/runs/<recipe name>, the project being the nearest
+        /// directory above the recipe with datasets/).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Test rows evaluated under MPC (each costs seconds of secure inference).
@@ -423,8 +425,8 @@ fn run(cli: Cli) -> Result<()> {
             stage,
             resume,
         } => {
-            let out = out.unwrap_or_else(|| default_run_dir(&recipe));
             let recipe = Recipe::load(&recipe)?;
+            let out = out.map_or_else(|| recipe.default_run_dir(), Ok)?;
             let report = run_training(&TrainRequest {
                 recipe,
                 out: out.clone(),
@@ -440,9 +442,10 @@ fn run(cli: Cli) -> Result<()> {
             batch,
             resume,
         } => {
-            let out = out.unwrap_or_else(|| default_run_dir(&recipe));
+            let recipe = Recipe::load(&recipe)?;
+            let out = out.map_or_else(|| recipe.default_run_dir(), Ok)?;
             let report = run_recipe(&RunRequest {
-                recipe: Recipe::load(&recipe)?,
+                recipe,
                 out: out.clone(),
                 mpc_rows,
                 batch,

@@ -12,6 +12,7 @@ use crate::model::LlamaConfig;
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{check_head_merge, check_lora_rank};
 use crate::model::source::{ModelSource, sha256_bytes};
+use crate::project::{DATASETS_DIR, RUNS_DIR, project_of};
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -292,6 +293,28 @@ impl Recipe {
         &self.origin.sha256
     }
 
+    /// The recipe as canonical TOML: every field, defaults filled in, no comments or layout, so
+    /// that [`Recipe::parse`] gives the same sections back. What a run records to refuse
+    /// resuming under a changed recipe.
+    pub fn canonical_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| self.error(format!("cannot serialise: {e}")))
+    }
+
+    /// The top-level sections (`model`, `task`, `teacher`, `student`, `optimizer`) in which
+    /// `self` and `other` differ, in file order.
+    pub fn differing_sections(&self, other: &Recipe) -> Vec<&'static str> {
+        [
+            ("model", self.model != other.model),
+            ("task", self.task != other.task),
+            ("teacher", self.teacher != other.teacher),
+            ("student", self.student != other.student),
+            ("optimizer", self.optimizer != other.optimizer),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
+    }
+
     /// All checks, including those that need the model's architecture.
     pub fn validate(&self, config: &LlamaConfig) -> Result<()> {
         self.check_fields()
@@ -310,15 +333,51 @@ impl Recipe {
         }
     }
 
-    /// Refuses a base that names no model, unless it is the default base model (which the CLI
-    /// fetches on demand). Paths are relative to the working directory, as for `--model`.
-    pub fn check_base_exists(&self) -> Result<()> {
+    /// The project this recipe belongs to, against which its relative paths resolve (see
+    /// [`crate::project`]).
+    pub fn project(&self) -> Result<PathBuf> {
+        project_of(&self.origin.path)
+    }
+
+    /// `model.base` as a model source: a relative path resolves against the project; a hub id
+    /// (no such path there) stays as written.
+    pub fn base_source(&self) -> Result<String> {
         let base = &self.model.base;
-        if base == BASE_MODEL_PATH {
+        let in_project = self.project()?.join(base);
+        let is_hub_id = matches!(ModelSource::parse(base), Ok(ModelSource::Hub(_)));
+        if Path::new(base).is_absolute() || (is_hub_id && !in_project.exists()) {
+            return Ok(base.clone());
+        }
+        Ok(in_project.to_string_lossy().into_owned())
+    }
+
+    /// Whether `model.base` is the default base model, which the CLI fetches on demand.
+    pub fn base_is_default(&self) -> bool {
+        self.model.base == BASE_MODEL_PATH
+    }
+
+    /// The project's datasets directory.
+    pub fn datasets_dir(&self) -> Result<PathBuf> {
+        Ok(self.project()?.join(DATASETS_DIR))
+    }
+
+    /// Where a run of this recipe goes without `--out`: `<project>/runs/<recipe name>`.
+    pub fn default_run_dir(&self) -> Result<PathBuf> {
+        let name = self.origin.path.file_stem().map(|s| s.to_string_lossy());
+        Ok(self
+            .project()?
+            .join(RUNS_DIR)
+            .join(name.as_deref().unwrap_or("run")))
+    }
+
+    /// Refuses a base that names no model, unless it is the default base model (which the CLI
+    /// fetches on demand). Paths resolve as in [`Recipe::base_source`].
+    pub fn check_base_exists(&self) -> Result<()> {
+        if self.base_is_default() {
             return Ok(());
         }
         // The parser's own reason: a missing path and an existing file that is no model differ.
-        ModelSource::parse(base)
+        ModelSource::parse(&self.base_source()?)
             .map(|_| ())
             .map_err(|e| self.error(format!("model.base {e}")))
     }
@@ -821,6 +880,69 @@ batch = 8
             ],
         );
         assert!(!message.contains("no such"), "{message}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_canonical_form_parses_back_and_diffs_name_the_sections() -> Result<()> {
+        let recipe = parse(MINIMAL)?;
+        let canonical = recipe.canonical_toml()?;
+        let back = Recipe::parse(&canonical, Path::new("state/student.recipe.toml"))?;
+        assert!(back.differing_sections(&recipe).is_empty(), "{canonical}");
+        // Layout and comments are not part of it; values, defaults included, are.
+        let relaid = parse(&format!("# a comment\n\n{MINIMAL}"))?;
+        assert_eq!(relaid.canonical_toml()?, canonical);
+        let changed = parse(&edited("public_layers = 15", "public_layers = 14"))?;
+        assert_eq!(changed.differing_sections(&recipe), ["student"]);
+        let changed = parse(&format!(
+            "[model]\nformat = \"chat\"\n{}",
+            edited("batch = 8\n\n[student]", "batch = 4\n\n[student]")
+        ))?;
+        assert_eq!(changed.differing_sections(&recipe), ["model", "teacher"]);
+        Ok(())
+    }
+
+    /// Relative paths resolve against the recipe's project, whatever the working directory;
+    /// hub ids and absolute paths stay as written.
+    #[test]
+    fn paths_resolve_against_the_recipes_project() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let project = std::path::absolute(dir.path())?;
+        std::fs::create_dir_all(project.join("datasets"))?;
+        std::fs::create_dir_all(project.join("models/tiny"))?;
+        let at = |base: &str| -> Result<Recipe> {
+            let text = format!("[model]\nbase = \"{base}\"\n{MINIMAL}");
+            Recipe::parse(&text, &project.join("recipes/mine.toml"))
+        };
+        let local = at("models/tiny")?;
+        assert_eq!(local.project()?, project);
+        assert_eq!(
+            local.base_source()?,
+            project.join("models/tiny").to_string_lossy()
+        );
+        local.check_base_exists()?;
+        assert_eq!(local.datasets_dir()?, project.join("datasets"));
+        assert_eq!(local.default_run_dir()?, project.join("runs/mine"));
+        let default = Recipe::parse(MINIMAL, &project.join("mine.toml"))?;
+        assert!(default.base_is_default());
+        assert_eq!(
+            default.base_source()?,
+            project.join(BASE_MODEL_PATH).to_string_lossy()
+        );
+        assert_eq!(
+            at("HuggingFaceTB/SmolLM2-135M")?.base_source()?,
+            "HuggingFaceTB/SmolLM2-135M"
+        );
+        let absolute = project.join("models/tiny").to_string_lossy().into_owned();
+        assert_eq!(at(&absolute)?.base_source()?, absolute);
+        let message = format!(
+            "{:#}",
+            at("models/none.gguf")?.check_base_exists().unwrap_err()
+        );
+        assert!(
+            message.contains(&project.join("models/none.gguf").display().to_string()),
+            "{message}"
+        );
         Ok(())
     }
 

@@ -28,12 +28,6 @@ pub struct RunRequest {
     pub resume: bool,
 }
 
-/// `runs/<recipe file name>`: where a recipe's run goes unless told otherwise.
-pub fn default_run_dir(recipe: &Path) -> PathBuf {
-    let name = recipe.file_stem().map(|s| s.to_string_lossy().into_owned());
-    PathBuf::from("runs").join(name.unwrap_or_else(|| "run".into()))
-}
-
 fn evaluate(
     dir: &Path,
     recipe: &Recipe,
@@ -54,7 +48,7 @@ fn evaluate(
         .context("a run's checkpoint has a manifest")?;
     let loaded = &served.loaded;
     let server = SecureModel::new(&loaded.model, split.public_layers, split.secrecy)?;
-    let dataset = Dataset::load(Path::new("datasets"), recipe.task.name)?;
+    let dataset = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?;
     let rows: Vec<_> = dataset
         .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
         .into_iter()
@@ -105,7 +99,7 @@ pub fn run_recipe(req: &RunRequest) -> Result<RunReport> {
         anyhow::bail!("training did not produce both checkpoints");
     };
     let recipe = &req.recipe;
-    let test_rows = Dataset::load(Path::new("datasets"), recipe.task.name)?
+    let test_rows = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?
         .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
         .len();
     let report = RunReport {

@@ -193,21 +193,6 @@ pub fn attach_lora(
     Ok(vars)
 }
 
-/// The LoRA factors a model carries, by checkpoint name.
-pub fn adapter_tensors(model: &Llama) -> HashMap<String, Tensor> {
-    let mut out = HashMap::new();
-    for layer in 0..model.num_layers() {
-        for target in LoraTarget::ALL {
-            if let Some(lora) = &projection(model, layer, target).lora {
-                let (a, b) = lora_names(layer, target);
-                out.insert(a, lora.a.detach());
-                out.insert(b, lora.b.detach());
-            }
-        }
-    }
-    out
-}
-
 /// Attaches frozen adapters from checkpoint tensors (no variables, no dropout).
 pub fn load_lora(
     model: &mut Llama,

@@ -1,10 +1,16 @@
 //! `marill train`: a recipe's teacher and student stages, end to end, into a run directory:
 //! `teacher/` and `student/` split checkpoints, `metrics.jsonl`, `state/` (for `--resume`) and
 //! `train_report.json`.
+//!
+//! The student stage reads the teacher only as it was saved (checkpoint and final state) and
+//! draws its random initialisation from a stream of its own, so it is the same whether the
+//! teacher was trained in this process (`--stage all`) or an earlier one (`--stage student`).
+//! Each stage records the recipe it starts under and resumes only under the same sections.
 
 use super::batch::{Encoded, encode_examples, prefix_activations};
 use super::export::{ExportContext, export_student, export_teacher};
 use super::optimizer::AdamWConfig;
+use super::state::StatePaths;
 use super::trainer::{
     LossWeights, Stage, StageConfig, StageData, StageOutcome, TeacherOutputs, choice_accuracy,
     teacher_outputs, train_stage,
@@ -12,10 +18,10 @@ use super::trainer::{
 use crate::checkpoint::{BaseModel, LoraInfo, PrivateTensor, TaskInfo, load_checkpoint};
 use crate::data::{Dataset, Split};
 use crate::model::lora_target::LoraTarget;
-use crate::model::marill::{LoraSpec, MarillArch, adapter_tensors, attach_lora, projection_mut};
+use crate::model::marill::{LoraSpec, MarillArch, attach_lora, projection_mut};
 use crate::model::{Llama, LoadedModel, ModelSource, load};
 use crate::recipe::{LoraSection, Recipe, TeacherMethod};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -131,8 +137,14 @@ fn make_all_trainable(model: &mut Llama) -> Result<Vec<(String, Var)>> {
     Ok(vars)
 }
 
+/// The recipe sections each stage's training depends on: the teacher's not on `[student]`.
+const TEACHER_SECTIONS: [&str; 4] = ["model", "task", "teacher", "optimizer"];
+const STUDENT_SECTIONS: [&str; 5] = ["model", "task", "teacher", "student", "optimizer"];
+
+/// Trains one stage, resuming its state when asked and the recipe's `sections` are unchanged.
 fn run_stage(
     stage: &Stage,
+    sections: &[&str],
     data: &[SplitData; 3],
     teacher: Option<&TeacherOutputs>,
     cfg: &StageConfig,
@@ -146,7 +158,14 @@ fn run_stage(
         validation_inputs: &validation.inputs,
         teacher,
     };
-    let outcome = train_stage(stage, &stage_data, cfg, &req.out, req.resume, None)?;
+    let state = StatePaths::new(&req.out, stage.name);
+    let resume = req.resume && state.exists();
+    if resume {
+        state.check_recipe(&req.recipe, sections)?;
+    } else {
+        state.record_recipe(&req.recipe)?;
+    }
+    let outcome = train_stage(stage, &stage_data, cfg, &req.out, resume, None)?;
     let test_accuracy = choice_accuracy(
         stage.model,
         &test.examples,
@@ -160,12 +179,12 @@ fn run_stage(
 pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     let recipe = &req.recipe;
     recipe.check_base_exists()?;
-    if recipe.model.base == crate::fetch::BASE_MODEL_PATH && !Path::new(&recipe.model.base).exists()
-    {
-        crate::fetch::fetch_base_model(Path::new(&recipe.model.base))?;
+    let base_source = recipe.base_source()?;
+    if recipe.base_is_default() && !Path::new(&base_source).exists() {
+        crate::fetch::fetch_base_model(Path::new(&base_source))?;
     }
     let device = Device::Cpu;
-    let base: LoadedModel = load(&ModelSource::parse(&recipe.model.base)?, &device)?;
+    let base: LoadedModel = load(&ModelSource::parse(&base_source)?, &device)?;
     recipe.validate(&base.model.config)?;
     if recipe.task.name.is_generation() {
         bail!(
@@ -183,13 +202,13 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
         max_len: recipe.task.max_len,
     };
     let ctx = ExportContext {
-        base_source: &recipe.model.base,
+        base_source: &base_source,
         base_sha256: &base_sha,
         task: task.clone(),
         recipe_sha256: recipe.sha256(),
     };
 
-    let dataset = Dataset::load(Path::new("datasets"), recipe.task.name)?;
+    let dataset = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?;
     let encode = |split: Split| -> Result<Vec<Encoded>> {
         let rows = dataset.split(split, recipe.task.split_seed, &recipe.task.ratios);
         encode_examples(
@@ -210,12 +229,12 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     };
     let teacher_dir = req.out.join("teacher");
     let student_dir = req.out.join("student");
-    let mut rng = ChaCha8Rng::seed_from_u64(recipe.optimizer.seed);
 
     // Teacher: standard fine-tuning, every layer private.
-    let teacher_lora = recipe.teacher.lora();
-    let mut teacher_model = base.model.clone();
-    let teacher_trained = if req.stage != StageSelect::Student {
+    if req.stage != StageSelect::Student {
+        let mut rng = stage_rng(recipe.optimizer.seed, TEACHER_STREAM);
+        let teacher_lora = recipe.teacher.lora();
+        let mut teacher_model = base.model.clone();
         let vars = match (&recipe.teacher.method, &teacher_lora) {
             (TeacherMethod::Lora, Some(l)) => {
                 let layers = 0..teacher_model.num_layers();
@@ -244,7 +263,8 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
             vars,
             first_layer: 0,
         };
-        let (outcome, test_accuracy) = run_stage(&stage, &data, None, &cfg, req)?;
+        let (outcome, test_accuracy) =
+            run_stage(&stage, &TEACHER_SECTIONS, &data, None, &cfg, req)?;
         let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
         let targets = teacher_lora
             .as_ref()
@@ -260,24 +280,22 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
             test_accuracy,
             checkpoint: teacher_dir.clone(),
         });
-        true
-    } else {
-        false
-    };
+    }
     if req.stage == StageSelect::Teacher {
         write_report(&req.out, &report)?;
         return Ok(report);
     }
 
-    // Student: MARILL architecture, distilled from the teacher.
-    if !teacher_trained {
-        teacher_model = load_checkpoint(&teacher_dir, &device)
-            .with_context(
-                || "the student stage needs the teacher checkpoint (train it with --stage teacher)",
-            )?
-            .loaded
-            .model;
-    }
+    // Student: MARILL architecture, distilled from the teacher as it was saved (its checkpoint
+    // and its final training state), whether this process trained it or an earlier one did: so
+    // `--stage teacher` then `--stage student` trains the very student `--stage all` does.
+    let teacher_model = load_checkpoint(&teacher_dir, &device)
+        .with_context(
+            || "the student stage needs the teacher checkpoint (train it with --stage teacher)",
+        )?
+        .loaded
+        .model;
+    let init = teacher_adapters(&req.out, recipe)?;
     let s = &recipe.student;
     let arch = MarillArch {
         public_layers: recipe.public_layers(&base.model.config),
@@ -295,15 +313,10 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
         s.batch,
         keep_hidden,
     )?;
-    // The student's adapters start from the teacher's where it had them on the same layers.
-    let init: HashMap<String, Tensor> = if teacher_trained {
-        adapter_tensors(&teacher_model)
-    } else {
-        HashMap::new()
-    };
     drop(teacher_data);
     drop(teacher_model);
 
+    let mut rng = stage_rng(recipe.optimizer.seed, STUDENT_STREAM);
     let mut student = base.model.clone();
     arch.apply(&mut student)?;
     let private = arch.private_layers(&student);
@@ -322,7 +335,14 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
         vars,
         first_layer: arch.public_layers,
     };
-    let (outcome, test_accuracy) = run_stage(&stage, &data, Some(&teacher_out), &cfg, req)?;
+    let (outcome, test_accuracy) = run_stage(
+        &stage,
+        &STUDENT_SECTIONS,
+        &data,
+        Some(&teacher_out),
+        &cfg,
+        req,
+    )?;
     let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
     let lora = LoraInfo {
         rank: s.lora.rank,
@@ -341,6 +361,39 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     });
     write_report(&req.out, &report)?;
     Ok(report)
+}
+
+/// The random streams of the stages' adapter initialisations: each stage draws from its own, so
+/// the student's does not depend on whether the teacher was trained in the same process.
+const TEACHER_STREAM: u64 = 0;
+const STUDENT_STREAM: u64 = 1;
+
+fn stage_rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+/// The LoRA factors the student's adapters start from: the finished teacher's, from its saved
+/// state (its checkpoint holds them merged). A fully fine-tuned teacher has none.
+fn teacher_adapters(run_dir: &Path, recipe: &Recipe) -> Result<HashMap<String, Tensor>> {
+    if recipe.teacher.method != TeacherMethod::Lora {
+        return Ok(HashMap::new());
+    }
+    let state = StatePaths::new(run_dir, "teacher");
+    ensure!(
+        state.exists(),
+        "{}: the student starts from the teacher's adapters, which --stage teacher saves there; \
+         not found (train the teacher again)",
+        state.tensors.display()
+    );
+    let (progress, tensors) = state.load()?;
+    ensure!(
+        progress.done,
+        "{}: the teacher stage did not finish (train it with --stage teacher --resume)",
+        state.progress.display()
+    );
+    Ok(tensors)
 }
 
 fn write_report(dir: &Path, report: &TrainReport) -> Result<()> {

@@ -1,8 +1,10 @@
 //! A stage's resumable training state: variables, optimizer moments, the best variables so far
-//! and counters, written atomically so a killed run resumes from its last save.
+//! and counters, written atomically so a killed run resumes from its last save; and the recipe
+//! the stage started under (canonical TOML), so that a changed recipe cannot be resumed.
 
-use crate::atomic::write_json_atomic;
-use anyhow::{Context, Result};
+use crate::atomic::{write_atomic, write_json_atomic};
+use crate::recipe::Recipe;
+use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -20,6 +22,7 @@ pub struct Progress {
 pub struct StatePaths {
     pub tensors: PathBuf,
     pub progress: PathBuf,
+    pub recipe: PathBuf,
 }
 
 impl StatePaths {
@@ -28,7 +31,41 @@ impl StatePaths {
         StatePaths {
             tensors: dir.join(format!("{stage}.safetensors")),
             progress: dir.join(format!("{stage}.json")),
+            recipe: dir.join(format!("{stage}.recipe.toml")),
         }
+    }
+
+    /// Records the recipe a stage starts under (its state is about to be written afresh).
+    pub fn record_recipe(&self, recipe: &Recipe) -> Result<()> {
+        write_atomic(&self.recipe, recipe.canonical_toml()?.as_bytes())
+    }
+
+    /// Refuses to resume under a recipe whose `sections` (those the stage depends on) differ
+    /// from the recorded one. A state saved before recipes were recorded cannot be checked; it
+    /// is taken as it is and the recipe recorded now.
+    pub fn check_recipe(&self, recipe: &Recipe, sections: &[&str]) -> Result<()> {
+        if !self.recipe.is_file() {
+            return self.record_recipe(recipe);
+        }
+        let text = std::fs::read_to_string(&self.recipe)
+            .with_context(|| format!("{}: cannot read", self.recipe.display()))?;
+        let recorded = Recipe::parse(&text, &self.recipe)?;
+        let changed: Vec<String> = recorded
+            .differing_sections(recipe)
+            .into_iter()
+            .filter(|s| sections.contains(s))
+            .map(|s| format!("[{s}]"))
+            .collect();
+        if !changed.is_empty() {
+            bail!(
+                "{}: cannot resume: {} changed since this stage's state was saved (its recipe is \
+                 {}); restore it, or train without --resume to start over",
+                recipe.path().display(),
+                changed.join(", "),
+                self.recipe.display()
+            );
+        }
+        Ok(())
     }
 
     pub fn exists(&self) -> bool {
