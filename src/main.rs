@@ -2,13 +2,14 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use marill::bench::mpc::run_case_as_party;
 use marill::checkpoint::{CheckpointSummary, is_checkpoint, read_checkpoint};
 use marill::data::PromptFormat;
 use marill::data::{DEFAULT_SPLIT_SEED, Split, SplitRatios, TaskKind};
 use marill::eval::{EvalRequest, Rows, evaluate_plaintext};
 use marill::fetch::{BASE_MODEL_PATH, fetch_base_model, resolve_model};
 use marill::model::load;
-use marill::mpc::party::{PartyConfig, run_bench_party};
+use marill::mpc::party::PartyConfig;
 use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::mpc::tls::{PartyTls, write_identity};
 use marill::recipe::Recipe;
@@ -548,7 +549,7 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?,
                 ]
             };
-            let mpc = marill::mpc::bench::bench(&kinds, runs)?;
+            let mpc = marill::bench::mpc::bench(&kinds, runs)?;
             let (m, k, n) = (64, 576, 1536);
             let ring = marill::bench::matmul::ring_matmul(m, k, n)?;
             let f32_matmul = marill::bench::matmul::candle_f32_matmul(m, k, n)?;
@@ -596,7 +597,7 @@ fn run(cli: Cli) -> Result<()> {
                 serve_secure(&config, &secure, &policy)?;
                 return Ok(());
             }
-            let result = run_bench_party(&config, &args.case)?;
+            let result = run_case_as_party(&config, &args.case)?;
             println!("{}", serde_json::to_string_pretty(&result)?);
         }
         Command::Keygen { role, out } => {

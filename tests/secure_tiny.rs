@@ -9,6 +9,7 @@ use marill::model::marill::MarillArch;
 use marill::model::tiny::tiny_student;
 use marill::model::variants::{Activation, SoftmaxKind};
 use marill::model::{Llama, LlamaConfig};
+use marill::mpc::cost::CostClass;
 use marill::mpc::local::RunOptions;
 use marill::mpc::protocol::ProtocolKind;
 use marill::secure::{ClientJob, Secrecy, SecureInput, SecureModel, ServePolicy, run_secure};
@@ -108,9 +109,14 @@ fn check(model: &Llama, public_layers: usize, secrecy: Secrecy) -> Result<()> {
         }
         // Weights are shared once: the examples' online traffic does not include them.
         assert!(run.setup.online_bytes > 0 && run.examples.online_bytes > 0);
-        for class in ["matmul", "softmax", "norm", "activation"] {
+        for class in [
+            CostClass::Matmul,
+            CostClass::Softmax,
+            CostClass::Norm,
+            CostClass::Activation,
+        ] {
             assert!(
-                run.examples.labels.contains_key(class),
+                run.examples.labels.contains_key(&class),
                 "{kind}: no {class}"
             );
         }
@@ -231,8 +237,7 @@ fn eval_mode_mpc_reports_accuracy_agreement_and_cost() -> Result<()> {
         .sum();
     let total = c["online_bytes"].as_f64().unwrap();
     assert!(total > 0.0 && (class_bytes - total).abs() < 1e-6 * total);
-    for class in ["matmul", "softmax", "norm", "activation", "other"] {
-        assert!(classes.contains_key(class), "{class}");
-    }
+    let keys: Vec<&String> = classes.keys().collect();
+    assert_eq!(keys, ["activation", "matmul", "norm", "other", "softmax"]);
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! computing party, "2pc-dealer / 3pc"; "trunc" is 1 round and 1 word in 2pc-dealer, 2 and 2 in
 //! 3pc.
 
+use super::cost::CostClass;
 use super::fixed::FixedPoint;
 use super::protocol::{Bilinear, Comparison, Protocol, Role, SecretWeight};
 use super::ring::RingTensor;
@@ -34,15 +35,15 @@ impl Comparison {
     }
 }
 
-/// Run `f` with traffic counted under `label`, restoring the previous label after.
+/// Run `f` with traffic counted under `class`, restoring the previous class after.
 pub fn labelled<T>(
     p: &mut dyn Protocol,
-    label: &str,
+    class: CostClass,
     f: impl FnOnce(&mut dyn Protocol) -> Result<T>,
 ) -> Result<T> {
-    let prev = p.comm().set_label(label);
+    let prev = p.comm().set_label(class);
     let out = f(p);
-    p.comm().set_label(&prev);
+    p.comm().set_label(prev);
     out
 }
 

@@ -1,6 +1,5 @@
 //! Entry points for one party: protocol construction, and running over TCP as its own process.
 
-use super::bench;
 use super::comm::Communicator;
 use super::cost::PartyCost;
 use super::dealer::Dealer;
@@ -120,23 +119,4 @@ pub fn run_party_on<T>(
     // delivered has failed, even though its program ended.
     proto.comm().finish()?;
     Ok((out, proto.comm().cost()))
-}
-
-/// `marill party`: run benchmark case `case` (see [`bench::CASES`]) as this party. Returns
-/// this party's costs, and for the client the result's error against the f64 reference.
-pub fn run_bench_party(cfg: &PartyConfig, case: &str) -> Result<serde_json::Value> {
-    let spec = bench::case_spec(case)?;
-    let (got, cost) = run_party(cfg, |p| (spec.program)(p))?;
-    let mut report = serde_json::json!({
-        "protocol": cfg.kind.name(),
-        "role": cfg.role.to_string(),
-        "case": case,
-        "cost": cost,
-    });
-    if let Some(got) = got {
-        let scored = bench::score_case(case, &got, std::slice::from_ref(&cost), cost.wall_seconds)?;
-        report["rel_l2_error"] = scored.rel_l2_error.into();
-        report["max_abs_error"] = scored.max_abs_error.into();
-    }
-    Ok(report)
 }
