@@ -4,7 +4,6 @@ use super::comm::Communicator;
 use super::cost::PartyCost;
 use super::dealer::Dealer;
 use super::fixed::FixedPoint;
-use super::local::party_rng;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
 use super::replicated::Replicated;
@@ -112,7 +111,7 @@ pub fn run_party_on<T>(
     let deadlines = Deadlines::new(cfg.timeout, cfg.deadline);
     let transport = TcpTransport::establish(&roles, listener, &cfg.peers, &cfg.tls, deadlines)?;
     let comm = Communicator::new(Box::new(transport), me, &roles);
-    let mut rng = party_rng(cfg.seed, me);
+    let mut rng = Prg::for_party(cfg.seed, me);
     let mut proto = connect(cfg.kind, cfg.role, comm, cfg.fixed, &mut rng)?;
     let out = program(proto.as_mut()).with_context(|| format!("{} failed", cfg.role))?;
     // Everything queued must reach the peers: a party whose last messages could not be

@@ -15,8 +15,8 @@ use case::CaseSpec;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// One case on one protocol. Bytes are summed over parties; the one-time weight setup is
-/// excluded (reported by the matmul case's `setup_bytes`).
+/// One case on one protocol. Bytes are summed over parties; the setup (sharing the inputs and
+/// the server's weights, whose masks are opened once) is excluded.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaseResult {
     pub online_bytes: u64,
