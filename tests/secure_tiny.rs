@@ -9,6 +9,7 @@ use marill::model::marill::MarillArch;
 use marill::model::tiny::tiny_student;
 use marill::model::variants::{Activation, SoftmaxKind};
 use marill::model::{Llama, LlamaConfig};
+use marill::mpc::cost::CostClass;
 use marill::mpc::latency::{Basis, QueryLatency};
 use marill::mpc::local::RunOptions;
 use marill::mpc::protocol::ProtocolKind;
@@ -112,9 +113,14 @@ fn check(model: &Llama, public_layers: usize, secrecy: Secrecy) -> Result<()> {
         }
         // Weights are shared once: the examples' online traffic does not include them.
         assert!(run.setup.online_bytes > 0 && run.examples.online_bytes > 0);
-        for class in ["matmul", "softmax", "norm", "activation"] {
+        for class in [
+            CostClass::Matmul,
+            CostClass::Softmax,
+            CostClass::Norm,
+            CostClass::Activation,
+        ] {
             assert!(
-                run.examples.labels.contains_key(class),
+                run.examples.labels.contains_key(&class),
                 "{kind}: no {class}"
             );
         }
@@ -317,9 +323,8 @@ fn eval_mode_mpc_reports_accuracy_agreement_and_cost() -> Result<()> {
         .sum();
     let total = c["online_bytes"].as_f64().unwrap();
     assert!(total > 0.0 && (class_bytes - total).abs() < 1e-6 * total);
-    for class in ["matmul", "softmax", "norm", "activation", "other"] {
-        assert!(classes.contains_key(class), "{class}");
-    }
+    let keys: Vec<&String> = classes.keys().collect();
+    assert_eq!(keys, ["activation", "matmul", "norm", "other", "softmax"]);
     // The three rows shared one forward of the default batch (8): one query alone waits for
     // about three times the rounds each of them paid.
     assert_eq!(r["batch"], 8);

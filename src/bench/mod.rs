@@ -2,4 +2,5 @@
 
 pub mod forward;
 pub mod matmul;
+pub mod mpc;
 pub mod train;

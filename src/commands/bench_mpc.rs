@@ -2,7 +2,7 @@
 //! beside candle's f32 matmul of the same shape.
 
 use crate::bench::matmul::{candle_f32_matmul, ring_matmul};
-use crate::mpc::bench::bench;
+use crate::bench::mpc::bench;
 use crate::mpc::protocol::ProtocolKind;
 use anyhow::Result;
 

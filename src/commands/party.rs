@@ -2,7 +2,8 @@
 //! serving secure evaluation of a model (as its server, dealer or helper) to a client elsewhere
 //! (`marill eval --mode mpc --transport tcp`). Only the server reads the private tensors.
 
-use crate::mpc::party::{PartyConfig, run_bench_party};
+use crate::bench::mpc::run_case_as_party;
+use crate::mpc::party::PartyConfig;
 use crate::mpc::protocol::{ProtocolKind, Role};
 use crate::mpc::tls::PartyTls;
 use crate::secure::remote::serve_secure;
@@ -54,7 +55,7 @@ pub fn run_party_command(cmd: PartyCommand, device: &Device) -> Result<Option<se
         seed: None,
     };
     match cmd.job {
-        PartyJob::Case(case) => Ok(Some(run_bench_party(&config, &case)?)),
+        PartyJob::Case(case) => Ok(Some(run_case_as_party(&config, &case)?)),
         PartyJob::Serve { model, options } => {
             let holder = if cmd.role == Role::Server {
                 Holder::Server

@@ -1,7 +1,7 @@
 //! The communicator: a party's view of the network, which encodes ring elements and counts
 //! traffic per phase and operation label.
 
-use super::cost::{PartyCost, Traffic};
+use super::cost::{CostClass, PartyCost, Traffic};
 use super::role::Role;
 use super::transport::{Expect, Frame, Transport, TransportError, WireBytes};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ pub struct Communicator {
     me: usize,
     /// Every party's role, by index (errors name peers by role).
     roles: Vec<Role>,
-    label: String,
+    label: CostClass,
     cost: PartyCost,
     /// Logical round (Lamport clock over online messages): the longest chain of dependent
     /// online messages that led here.
@@ -37,7 +37,7 @@ impl Communicator {
             transport,
             me,
             roles: roles.to_vec(),
-            label: "other".into(),
+            label: CostClass::Other,
             cost: PartyCost::default(),
             depth: 0,
             waited: Duration::ZERO,
@@ -51,22 +51,22 @@ impl Communicator {
         self.me
     }
 
-    /// Set the operation label further traffic is counted under; returns the previous one.
-    pub fn set_label(&mut self, label: &str) -> String {
+    /// Set the operation class further traffic is counted under; returns the previous one.
+    pub fn set_label(&mut self, label: CostClass) -> CostClass {
         let spent = self.label_since.elapsed().as_secs_f64();
         self.traffic(Phase::Online).seconds += spent;
         self.label_since = Instant::now();
-        std::mem::replace(&mut self.label, label.to_string())
+        std::mem::replace(&mut self.label, label)
     }
 
-    pub fn label(&self) -> &str {
-        &self.label
+    pub fn label(&self) -> CostClass {
+        self.label
     }
 
     fn traffic(&mut self, phase: Phase) -> &mut Traffic {
         match phase {
             Phase::Offline => &mut self.cost.offline,
-            Phase::Online => self.cost.online.entry(self.label.clone()).or_default(),
+            Phase::Online => self.cost.online.entry(self.label).or_default(),
         }
     }
 
@@ -186,7 +186,7 @@ impl Communicator {
             ..self.cost.clone()
         };
         let pending = self.label_since.elapsed().as_secs_f64();
-        cost.online.entry(self.label.clone()).or_default().seconds += pending;
+        cost.online.entry(self.label).or_default().seconds += pending;
         cost
     }
 

@@ -1,9 +1,65 @@
-//! Cost accounting: traffic per party and per operation label, online vs offline, and the
+//! Cost accounting: traffic per party and per operation class, online vs offline, and the
 //! estimated time on a network profile.
 
 use super::transport::WireBytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+
+/// The class of operation online traffic is counted under (see `ops::labelled`); its JSON key
+/// is [`CostClass::as_str`]. A typed class: a misspelt one does not compile.
+///
+/// Declared in the alphabetical order of the keys, so maps keyed by class serialise in the
+/// order string keys did.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CostClass {
+    /// SiLU / GeLU / Quad and the gated product.
+    Activation,
+    /// Products: with public or secret weights, and between shares.
+    Matmul,
+    /// RMSNorm / LayerNorm.
+    Norm,
+    /// Everything else: sharing inputs, revealing outputs, agreeing a job. Traffic outside any
+    /// labelled operation falls here.
+    #[default]
+    Other,
+    /// Softmax (exact or 2Quad).
+    Softmax,
+    /// Sharing the server's weights, once per run.
+    Weights,
+}
+
+impl CostClass {
+    pub const ALL: [CostClass; 6] = [
+        CostClass::Activation,
+        CostClass::Matmul,
+        CostClass::Norm,
+        CostClass::Other,
+        CostClass::Softmax,
+        CostClass::Weights,
+    ];
+
+    /// The JSON key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CostClass::Activation => "activation",
+            CostClass::Matmul => "matmul",
+            CostClass::Norm => "norm",
+            CostClass::Other => "other",
+            CostClass::Softmax => "softmax",
+            CostClass::Weights => "weights",
+        }
+    }
+}
+
+impl fmt::Display for CostClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Traffic of one party in one phase (and label).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,8 +89,8 @@ impl Traffic {
 /// Everything one party measured during a run.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PartyCost {
-    /// Online traffic per operation label.
-    pub online: BTreeMap<String, Traffic>,
+    /// Online traffic per operation class.
+    pub online: BTreeMap<CostClass, Traffic>,
     /// Correlated randomness (dealer / helper material), which does not depend on the inputs.
     pub offline: Traffic,
     /// Wall time of the run minus time spent blocked on receives.
@@ -65,8 +121,8 @@ pub struct CostReport {
     pub rounds: u64,
     /// Largest local compute time of a party.
     pub compute_seconds: f64,
-    /// Per label: online bytes (summed), rounds and seconds (max over parties).
-    pub labels: BTreeMap<String, LabelCost>,
+    /// Per class: online bytes (summed), rounds and seconds (max over parties).
+    pub labels: BTreeMap<CostClass, LabelCost>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -86,8 +142,8 @@ impl CostReport {
             r.offline_bytes += p.offline.bytes_sent;
             r.rounds = r.rounds.max(total.rounds);
             r.compute_seconds = r.compute_seconds.max(p.compute_seconds);
-            for (label, t) in &p.online {
-                let e = r.labels.entry(label.clone()).or_default();
+            for (&class, t) in &p.online {
+                let e = r.labels.entry(class).or_default();
                 e.bytes += t.bytes_sent;
                 e.rounds = e.rounds.max(t.rounds);
                 e.seconds = e.seconds.max(t.seconds);
@@ -152,7 +208,7 @@ mod tests {
             ..Default::default()
         };
         p.online.insert(
-            "matmul".into(),
+            CostClass::Matmul,
             Traffic {
                 bytes_sent: 125_000_000,
                 rounds: 10,
@@ -164,5 +220,41 @@ mod tests {
         assert_eq!(r.rounds, 10);
         let est = r.estimated_seconds(&NetworkProfile::lan());
         assert!((est - (0.5 + 2.0 + 0.005)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn classes_serialise_as_their_json_keys() -> anyhow::Result<()> {
+        let keys: Vec<&str> = CostClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "activation",
+                "matmul",
+                "norm",
+                "other",
+                "softmax",
+                "weights"
+            ]
+        );
+        for class in CostClass::ALL {
+            assert_eq!(serde_json::to_value(class)?, class.as_str());
+            assert_eq!(class.to_string(), class.as_str());
+        }
+        // As map keys, in key order, and read back.
+        let mut p = PartyCost::default();
+        for class in CostClass::ALL.iter().rev() {
+            p.online.insert(*class, Traffic::default());
+        }
+        let mut json = serde_json::to_value(&p)?;
+        let online: Vec<&String> = json["online"].as_object().expect("a map").keys().collect();
+        assert_eq!(online, keys);
+        let back: PartyCost = serde_json::from_value(json.clone())?;
+        assert_eq!(back.online, p.online);
+        // A class nobody defined is refused, not filed under "other".
+        let online = json["online"].as_object_mut().expect("a map");
+        let matmul = online.remove("matmul").expect("matmul");
+        online.insert("matmull".into(), matmul);
+        assert!(serde_json::from_value::<PartyCost>(json).is_err());
+        Ok(())
     }
 }

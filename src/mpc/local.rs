@@ -53,14 +53,6 @@ impl<T> LocalRun<T> {
     }
 }
 
-/// The per-party RNG: OS-seeded, or derived from the fixed seed.
-pub fn party_rng(seed: Option<u64>, party: usize) -> Prg {
-    match seed {
-        Some(s) => Prg::from_seed(Prg::derived_seed(s, party as u64 + 1)),
-        None => Prg::from_os(),
-    }
-}
-
 fn run_one<T>(
     role: Role,
     transport: MemoryTransport,
@@ -90,14 +82,14 @@ pub fn run_local<T: Send>(
             role,
             comm,
             opts.fixed,
-            &mut party_rng(opts.seed, role.index()),
+            &mut Prg::for_party(opts.seed, role.index()),
         )
     };
     run_local_with(kind, opts, setup, program)
 }
 
 /// [`run_local`] with each party set up by `setup` from its role and transport (in its own
-/// thread) rather than by [`connect`] with randomness from [`party_rng`].
+/// thread) rather than by [`connect`] with randomness from [`Prg::for_party`].
 pub fn run_local_with<T: Send>(
     kind: ProtocolKind,
     opts: &RunOptions,

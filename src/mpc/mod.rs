@@ -14,8 +14,7 @@
 //!   estimated on them), [`latency`] (one query alone beside a batch's per-example cost);
 //! - functions: [`ops`] (products, truncation, comparison, ReLU, max, argmax), [`approx`] (exp,
 //!   reciprocal, rsqrt, softmax, sigmoid / SiLU / GeLU, norms, Quad, 2Quad);
-//! - running: [`local`] (all parties as threads), [`party`] (one party over TCP), [`mod@bench`]
-//!   with its synthetic SmolLM2-shaped layer [`bench_layer`].
+//! - running: [`local`] (all parties as threads), [`party`] (one party over TCP).
 //!
 //! Every party runs the same program against `&mut dyn Protocol`; shapes and control flow are
 //! public, so the dealer (and helper) can follow it by shape:
@@ -35,8 +34,6 @@
 
 pub(crate) mod aes;
 pub mod approx;
-pub mod bench;
-pub mod bench_layer;
 pub mod comm;
 pub(crate) mod compare;
 pub mod cost;

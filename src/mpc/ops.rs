@@ -11,6 +11,7 @@
 //! `cw = dcf::cw_words(bits - low - 1)` words; masking for a product is `8n` bytes and 1 round
 //! in 2pc-dealer, free in 3pc.
 
+use super::cost::CostClass;
 use super::fixed::FixedPoint;
 use super::protocol::{Bilinear, Comparison, Protocol, Role, SecretWeight};
 use super::ring::RingTensor;
@@ -40,15 +41,15 @@ impl Comparison {
     }
 }
 
-/// Run `f` with traffic counted under `label`, restoring the previous label after.
+/// Run `f` with traffic counted under `class`, restoring the previous class after.
 pub fn labelled<T>(
     p: &mut dyn Protocol,
-    label: &str,
+    class: CostClass,
     f: impl FnOnce(&mut dyn Protocol) -> Result<T>,
 ) -> Result<T> {
-    let prev = p.comm().set_label(label);
+    let prev = p.comm().set_label(class);
     let out = f(p);
-    p.comm().set_label(&prev);
+    p.comm().set_label(prev);
     out
 }
 

@@ -1,11 +1,9 @@
 //! Entry points for one party: protocol construction, and running over TCP as its own process.
 
-use super::bench;
 use super::comm::Communicator;
 use super::cost::PartyCost;
 use super::dealer::Dealer;
 use super::fixed::FixedPoint;
-use super::local::party_rng;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
 use super::replicated::Replicated;
@@ -113,30 +111,11 @@ pub fn run_party_on<T>(
     let deadlines = Deadlines::new(cfg.timeout, cfg.deadline);
     let transport = TcpTransport::establish(&roles, listener, &cfg.peers, &cfg.tls, deadlines)?;
     let comm = Communicator::new(Box::new(transport), me, &roles);
-    let mut rng = party_rng(cfg.seed, me);
+    let mut rng = Prg::for_party(cfg.seed, me);
     let mut proto = connect(cfg.kind, cfg.role, comm, cfg.fixed, &mut rng)?;
     let out = program(proto.as_mut()).with_context(|| format!("{} failed", cfg.role))?;
     // Everything queued must reach the peers: a party whose last messages could not be
     // delivered has failed, even though its program ended.
     proto.comm().finish()?;
     Ok((out, proto.comm().cost()))
-}
-
-/// `marill party`: run benchmark case `case` (see [`bench::CASES`]) as this party. Returns
-/// this party's costs, and for the client the result's error against the f64 reference.
-pub fn run_bench_party(cfg: &PartyConfig, case: &str) -> Result<serde_json::Value> {
-    let spec = bench::case_spec(case)?;
-    let (got, cost) = run_party(cfg, |p| (spec.program)(p))?;
-    let mut report = serde_json::json!({
-        "protocol": cfg.kind.name(),
-        "role": cfg.role.to_string(),
-        "case": case,
-        "cost": cost,
-    });
-    if let Some(got) = got {
-        let scored = bench::score_case(case, &got, std::slice::from_ref(&cost), cost.wall_seconds)?;
-        report["rel_l2_error"] = scored.rel_l2_error.into();
-        report["max_abs_error"] = scored.max_abs_error.into();
-    }
-    Ok(report)
 }

@@ -31,6 +31,15 @@ impl Prg {
         s
     }
 
+    /// Party `party`'s own randomness: OS-seeded, or derived from a fixed `seed` (tests,
+    /// benches).
+    pub fn for_party(seed: Option<u64>, party: usize) -> Self {
+        match seed {
+            Some(s) => Self::from_seed(Self::derived_seed(s, party as u64 + 1)),
+            None => Self::from_os(),
+        }
+    }
+
     /// An independent stream for purpose `tag` from a shared seed (domain separation).
     pub fn derive(seed: &Seed, tag: u64) -> Self {
         let mut rng = ChaCha12Rng::from_seed(*seed);

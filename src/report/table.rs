@@ -3,6 +3,7 @@
 //! (its latency at batch 1), with the ratios of both.
 
 use super::run::{ModelReport, RunReport};
+use crate::mpc::cost::CostClass;
 use crate::mpc::latency::Basis;
 use std::fmt::Write;
 
@@ -77,16 +78,16 @@ pub fn markdown(r: &RunReport) -> String {
     for (t, s) in r.teacher.mpc.iter().zip(&r.student.mpc) {
         for (name, m) in [("teacher", t), ("student", s)] {
             let c = &m.cost_per_example;
-            let class = |k: &str| c.by_class.get(k).map_or(0.0, |x| mb(x.online_bytes));
+            let class = |k: CostClass| c.by_class.get(&k).map_or(0.0, |x| mb(x.online_bytes));
             let _ = writeln!(
                 out,
                 "| {} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
                 m.protocol,
-                class("matmul"),
-                class("softmax"),
-                class("norm"),
-                class("activation"),
-                class("other"),
+                class(CostClass::Matmul),
+                class(CostClass::Softmax),
+                class(CostClass::Norm),
+                class(CostClass::Activation),
+                class(CostClass::Other),
                 mb(c.offline_bytes),
                 mb(m.weight_setup.online_bytes as f64)
             );

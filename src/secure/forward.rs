@@ -12,7 +12,7 @@ use super::policy::{MAX_VERDICT_BYTES, ServePolicy, Verdict};
 use super::projection::{Matrix, Secrecy};
 use crate::model::Llama;
 use crate::mpc::comm::Phase;
-use crate::mpc::cost::{CostReport, PartyCost};
+use crate::mpc::cost::{CostClass, CostReport, PartyCost};
 use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::ops;
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
@@ -209,8 +209,8 @@ pub fn secure_party(
         job.is_some() == (p.role() == Role::Client),
         "only the client brings the inputs"
     );
-    let (shape, reveal_scores) = ops::labelled(p, "other", |p| agree_job(p, job, policy))?;
-    let shared = ops::labelled(p, "weights", |p| model.share(p))?;
+    let (shape, reveal_scores) = ops::labelled(p, CostClass::Other, |p| agree_job(p, job, policy))?;
+    let shared = ops::labelled(p, CostClass::Weights, |p| model.share(p))?;
     let setup = p.comm().cost();
     p.comm().reset_cost();
     let n = shape.shapes.len();
@@ -233,8 +233,9 @@ pub fn secure_party(
             .enumerate()
         {
             if reveal_scores {
-                scores[i] =
-                    ops::labelled(p, "other", |p| ops::reveal_f64(p, &s, Some(Role::Client)))?;
+                scores[i] = ops::labelled(p, CostClass::Other, |p| {
+                    ops::reveal_f64(p, &s, Some(Role::Client))
+                })?;
             }
             choices[i] = reveal_choice(p, &s)?;
             if k == 0 {

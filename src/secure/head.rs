@@ -3,6 +3,7 @@
 //! argmax revealed to the client only.
 
 use super::projection::Matrix;
+use crate::mpc::cost::CostClass;
 use crate::mpc::protocol::{Comparison, Protocol, Role};
 use crate::mpc::share::Share;
 use crate::mpc::{approx, ops};
@@ -17,8 +18,8 @@ pub fn choice_scores(
     heads: &[&Matrix],
     eps: f64,
 ) -> Result<Vec<Share>> {
-    let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, last, None, eps))?;
-    ops::labelled(p, "matmul", |p| {
+    let h = ops::labelled(p, CostClass::Norm, |p| approx::rms_norm(p, last, None, eps))?;
+    ops::labelled(p, CostClass::Matmul, |p| {
         // Local products, one truncation for all of them.
         let products: Vec<Share> = heads
             .iter()
@@ -37,7 +38,7 @@ pub fn choice_scores(
 /// The index of the best score (ties to the lower index), revealed to the client; the other
 /// parties get `None`.
 pub fn reveal_choice(p: &mut dyn Protocol, scores: &Share) -> Result<Option<usize>> {
-    ops::labelled(p, "other", |p| {
+    ops::labelled(p, CostClass::Other, |p| {
         let cmp = Comparison::default_for(p.fixed_point());
         let (_, index) = ops::argmax_last(p, scores, cmp)?;
         p.reveal(&index, Some(Role::Client))?

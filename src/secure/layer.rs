@@ -9,6 +9,7 @@ use super::projection::{ProjectionWeights, Secrecy, SharedProjection};
 use crate::model::attention::AttentionLayout;
 use crate::model::llama::DecoderLayer;
 use crate::model::variants::{Activation, SoftmaxKind};
+use crate::mpc::cost::CostClass;
 use crate::mpc::protocol::{Bilinear, Protocol};
 use crate::mpc::ring::RingTensor;
 use crate::mpc::share::Share;
@@ -141,8 +142,10 @@ impl LayerWeights {
         };
         // Packed heads [n, N, hd] to padded [B·n, T, hd], for attention.
         let padded = |x: &Share| heads(&packing.pad(&rows(x)?)?, batch, 0, x.shape()[0], hd);
-        let h = ops::labelled(p, "norm", |p| approx::rms_norm(p, x, None, self.eps))?;
-        let (q, k, v) = ops::labelled(p, "matmul", |p| {
+        let h = ops::labelled(p, CostClass::Norm, |p| {
+            approx::rms_norm(p, x, None, self.eps)
+        })?;
+        let (q, k, v) = ops::labelled(p, CostClass::Matmul, |p| {
             let qkv = w.qkv.apply(p, &h)?; // [N, width] at scale 2f
             let columns = |start: usize, n: usize| heads(&qkv, 1, start, n, hd);
             // RoPE rides on the projection's truncation (3f -> f); v is lifted to 3f to join it.
@@ -169,16 +172,16 @@ impl LayerWeights {
             sharing.keys(&k, batch)?,
             sharing.keys(&v, batch)?,
         );
-        let scores = ops::labelled(p, "matmul", |p| {
+        let scores = ops::labelled(p, CostClass::Matmul, |p| {
             p.bilinear_truncate(&q, &k.transpose()?, Bilinear::MatMul, f)
         })?;
         let scores = sharing.per_head(&scores)?;
         let visible = packing.attention_mask(l.softmax_heads(), queries);
-        let probs = ops::labelled(p, "softmax", |p| match self.softmax {
+        let probs = ops::labelled(p, CostClass::Softmax, |p| match self.softmax {
             SoftmaxKind::Exact => approx::softmax(p, &scores, Some(&visible)),
             SoftmaxKind::TwoQuad => approx::softmax_2quad(p, &scores, Some(&visible)),
         })?;
-        let attn = ops::labelled(p, "matmul", |p| {
+        let attn = ops::labelled(p, CostClass::Matmul, |p| {
             let out = ops::matmul(p, &sharing.per_unit(&probs)?, &v)?;
             let out = sharing.output(&out, batch)?; // [B Tq, heads hd]
             let out = match queries {
@@ -193,11 +196,13 @@ impl LayerWeights {
             Queries::Last => packing.last(x, 0)?,
         };
         let x1 = x.add(&attn)?;
-        let h2 = ops::labelled(p, "norm", |p| approx::rms_norm(p, &x1, None, self.eps))?;
-        let gu = ops::labelled(p, "matmul", |p| w.gate_up.apply(p, &h2))?; // scale 2f
+        let h2 = ops::labelled(p, CostClass::Norm, |p| {
+            approx::rms_norm(p, &x1, None, self.eps)
+        })?;
+        let gu = ops::labelled(p, CostClass::Matmul, |p| w.gate_up.apply(p, &h2))?; // scale 2f
         let ffn = self.gate_up.out_features() / 2;
         let (gate, up) = (gu.narrow(1, 0, ffn)?, gu.narrow(1, ffn, ffn)?);
-        let gated = ops::labelled(p, "activation", |p| {
+        let gated = ops::labelled(p, CostClass::Activation, |p| {
             let act = match self.activation {
                 // The PUMA form is what approx::silu evaluates; exact SiLU gets it too.
                 Activation::Silu | Activation::Puma => approx::silu_wide(p, &gate, f)?,
@@ -209,7 +214,7 @@ impl LayerWeights {
             // act (f) x up (2f) -> 3f, truncated to f in the product's round.
             p.bilinear_truncate(&act, &up, Bilinear::Mul, 2 * f)
         })?;
-        let down = ops::labelled(p, "matmul", |p| {
+        let down = ops::labelled(p, CostClass::Matmul, |p| {
             let d = w.down.apply(p, &gated)?;
             p.truncate(&d, f)
         })?;

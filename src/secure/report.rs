@@ -20,15 +20,22 @@
 //! Then `compute + 8·bytes / bandwidth + rounds · RTT` on lan and wan. It is `measured` when
 //! every forward held one example (batch 1), else `derived`.
 
-use crate::mpc::cost::CostReport;
+use crate::mpc::cost::{CostClass, CostReport};
 use crate::mpc::latency::{Basis, QueryLatency};
 pub use crate::mpc::network::Estimates;
 use crate::mpc::network::Network;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The operation classes the secure forward labels its traffic with.
-pub const CLASSES: [&str; 5] = ["matmul", "softmax", "norm", "activation", "other"];
+/// The classes of an example's traffic, each always in `by_class` (the weights are shared once
+/// per run, reported as `weight_setup`).
+pub const EXAMPLE_CLASSES: [CostClass; 5] = [
+    CostClass::Matmul,
+    CostClass::Softmax,
+    CostClass::Norm,
+    CostClass::Activation,
+    CostClass::Other,
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SecureEvalReport {
@@ -152,7 +159,7 @@ pub struct ExampleCost {
     /// Measured in-process (no network), longest of client and server.
     pub wall_seconds: f64,
     pub est_seconds: Estimates,
-    pub by_class: BTreeMap<String, ClassCost>,
+    pub by_class: BTreeMap<CostClass, ClassCost>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -165,17 +172,12 @@ impl ExampleCost {
     /// The mean over `n` examples of a run that did nothing but their forwards.
     pub fn mean(report: &CostReport, wall_seconds: f64, n: usize) -> Self {
         let per = |v: f64| v / n.max(1) as f64;
-        let mut by_class: BTreeMap<String, ClassCost> = CLASSES
+        let mut by_class: BTreeMap<CostClass, ClassCost> = EXAMPLE_CLASSES
             .iter()
-            .map(|c| (c.to_string(), ClassCost::default()))
+            .map(|&c| (c, ClassCost::default()))
             .collect();
-        for (label, cost) in &report.labels {
-            let class = if CLASSES.contains(&label.as_str()) {
-                label.as_str()
-            } else {
-                "other"
-            };
-            let entry = by_class.entry(class.to_string()).or_default();
+        for (&class, cost) in &report.labels {
+            let entry = by_class.entry(class).or_default();
             entry.online_bytes += per(cost.bytes as f64);
             entry.rounds += per(cost.rounds as f64);
         }
@@ -210,4 +212,33 @@ pub fn latency_one_query(
         per_example(examples.online_bytes as f64),
         per_example(examples.compute_seconds),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpc::cost::LabelCost;
+
+    #[test]
+    fn every_example_class_is_reported_under_its_key() -> anyhow::Result<()> {
+        let mut report = CostReport::default();
+        let softmax = LabelCost {
+            bytes: 300,
+            rounds: 6,
+            seconds: 0.0,
+        };
+        report.labels.insert(CostClass::Softmax, softmax);
+        let cost = ExampleCost::mean(&report, 1.0, 3);
+        let json = serde_json::to_value(&cost)?;
+        let keys: Vec<&String> = json["by_class"]
+            .as_object()
+            .expect("a map")
+            .keys()
+            .collect();
+        assert_eq!(keys, ["activation", "matmul", "norm", "other", "softmax"]);
+        assert_eq!(json["by_class"]["softmax"]["online_bytes"], 100.0);
+        assert_eq!(json["by_class"]["softmax"]["rounds"], 2.0);
+        assert_eq!(json["by_class"]["matmul"]["online_bytes"], 0.0);
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@
 use crate::mpc::comm::{Communicator, Phase};
 use crate::mpc::dealer::Dealer;
 use crate::mpc::fixed::FixedPoint;
-use crate::mpc::local::{RunOptions, party_rng, run_local_with};
+use crate::mpc::local::{RunOptions, run_local_with};
 use crate::mpc::party::connect;
 use crate::mpc::prg::{Prg, Stream};
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
@@ -141,7 +141,7 @@ pub(crate) struct Recorded<T> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Setup {
     /// As in any run: every party draws the seeds it deals out from its own randomness (fixed
-    /// by this number, see [`party_rng`]) and sends them.
+    /// by this number, see [`Prg::for_party`]) and sends them.
     Exchanged(u64),
     /// The stream between parties `i` and `i + 1 (mod 3)` seeded by `seeds[i]`, so that a test
     /// can change one stream and keep the others. In 3pc party `i` deals exactly that seed (its
@@ -160,15 +160,19 @@ impl Setup {
         let party = role.index();
         let fixed = FixedPoint::default();
         match (self, kind) {
-            (Setup::Exchanged(seed), _) => {
-                connect(kind, role, comm, fixed, &mut party_rng(Some(seed), party))
-            }
+            (Setup::Exchanged(seed), _) => connect(
+                kind,
+                role,
+                comm,
+                fixed,
+                &mut Prg::for_party(Some(seed), party),
+            ),
             (Setup::Streams(seeds), ProtocolKind::ThreeParty) => connect(
                 kind,
                 role,
                 comm,
                 fixed,
-                &mut party_rng(Some(seeds[party]), party),
+                &mut Prg::for_party(Some(seeds[party]), party),
             ),
             (Setup::Streams(seeds), ProtocolKind::TwoPartyDealer) => {
                 // Party i's streams are seeds[i] (with i + 1) and seeds[i - 1] (with i - 1).

@@ -1,0 +1,26 @@
+//! What a `bench mpc` case is: the program every party runs and the f64 reference the client's
+//! result is scored against.
+
+use crate::mpc::prg::Prg;
+use crate::mpc::protocol::Protocol;
+use anyhow::Result;
+
+/// A party's program that ends with a result revealed to the client.
+pub type CaseProgram = Box<dyn Fn(&mut dyn Protocol) -> Result<Option<Vec<f64>>> + Sync>;
+
+/// A benchmark case: the program every party runs (setup, `reset_cost`, the measured part,
+/// the result revealed to the client) and the reference.
+pub struct CaseSpec {
+    pub program: CaseProgram,
+    pub want: Vec<f64>,
+    /// For layers: the residual input, to report the error of the update alone.
+    pub residual: Option<Vec<f64>>,
+}
+
+/// The seed of every case's data: each process of a TCP run builds the same case.
+pub const SEED: u64 = 5;
+
+/// `n` normal samples of standard deviation `sd`, the stream `tag` of [`SEED`].
+pub fn gaussian(n: usize, sd: f64, tag: u64) -> Vec<f64> {
+    Prg::from_seed(Prg::derived_seed(SEED, tag)).gaussian(n, sd)
+}
