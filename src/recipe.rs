@@ -255,6 +255,39 @@ impl Default for OptimizerSection {
 /// A failed check: the field and what is wrong, before the recipe path is put in front.
 type Check = std::result::Result<(), String>;
 
+/// A top-level section of a recipe: what a stage's training depends on, and what a resumed run
+/// checks is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecipeSection {
+    Model,
+    Task,
+    Teacher,
+    Student,
+    Optimizer,
+}
+
+impl RecipeSection {
+    /// In file order.
+    pub const ALL: [RecipeSection; 5] = [
+        RecipeSection::Model,
+        RecipeSection::Task,
+        RecipeSection::Teacher,
+        RecipeSection::Student,
+        RecipeSection::Optimizer,
+    ];
+
+    /// The section's name in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecipeSection::Model => "model",
+            RecipeSection::Task => "task",
+            RecipeSection::Teacher => "teacher",
+            RecipeSection::Student => "student",
+            RecipeSection::Optimizer => "optimizer",
+        }
+    }
+}
+
 impl Recipe {
     /// Reads, parses and checks (without the architecture) a recipe file.
     pub fn load(path: &Path) -> Result<Recipe> {
@@ -300,19 +333,18 @@ impl Recipe {
         toml::to_string(self).map_err(|e| self.error(format!("cannot serialise: {e}")))
     }
 
-    /// The top-level sections (`model`, `task`, `teacher`, `student`, `optimizer`) in which
-    /// `self` and `other` differ, in file order.
-    pub fn differing_sections(&self, other: &Recipe) -> Vec<&'static str> {
-        [
-            ("model", self.model != other.model),
-            ("task", self.task != other.task),
-            ("teacher", self.teacher != other.teacher),
-            ("student", self.student != other.student),
-            ("optimizer", self.optimizer != other.optimizer),
-        ]
-        .into_iter()
-        .filter_map(|(name, differs)| differs.then_some(name))
-        .collect()
+    /// The top-level sections in which `self` and `other` differ, in file order.
+    pub fn differing_sections(&self, other: &Recipe) -> Vec<RecipeSection> {
+        RecipeSection::ALL
+            .into_iter()
+            .filter(|section| match section {
+                RecipeSection::Model => self.model != other.model,
+                RecipeSection::Task => self.task != other.task,
+                RecipeSection::Teacher => self.teacher != other.teacher,
+                RecipeSection::Student => self.student != other.student,
+                RecipeSection::Optimizer => self.optimizer != other.optimizer,
+            })
+            .collect()
     }
 
     /// All checks, including those that need the model's architecture.
@@ -893,12 +925,18 @@ batch = 8
         let relaid = parse(&format!("# a comment\n\n{MINIMAL}"))?;
         assert_eq!(relaid.canonical_toml()?, canonical);
         let changed = parse(&edited("public_layers = 15", "public_layers = 14"))?;
-        assert_eq!(changed.differing_sections(&recipe), ["student"]);
+        assert_eq!(
+            changed.differing_sections(&recipe),
+            [RecipeSection::Student]
+        );
         let changed = parse(&format!(
             "[model]\nformat = \"chat\"\n{}",
             edited("batch = 8\n\n[student]", "batch = 4\n\n[student]")
         ))?;
-        assert_eq!(changed.differing_sections(&recipe), ["model", "teacher"]);
+        assert_eq!(
+            changed.differing_sections(&recipe),
+            [RecipeSection::Model, RecipeSection::Teacher]
+        );
         Ok(())
     }
 

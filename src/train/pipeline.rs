@@ -20,7 +20,7 @@ use crate::data::{Dataset, Split};
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{LoraSpec, MarillArch, attach_lora, projection_mut};
 use crate::model::{Llama, LoadedModel, ModelSource, load};
-use crate::recipe::{LoraSection, Recipe, TeacherMethod};
+use crate::recipe::{LoraSection, Recipe, RecipeSection, TeacherMethod};
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
@@ -138,13 +138,18 @@ fn make_all_trainable(model: &mut Llama) -> Result<Vec<(String, Var)>> {
 }
 
 /// The recipe sections each stage's training depends on: the teacher's not on `[student]`.
-const TEACHER_SECTIONS: [&str; 4] = ["model", "task", "teacher", "optimizer"];
-const STUDENT_SECTIONS: [&str; 5] = ["model", "task", "teacher", "student", "optimizer"];
+const TEACHER_SECTIONS: [RecipeSection; 4] = [
+    RecipeSection::Model,
+    RecipeSection::Task,
+    RecipeSection::Teacher,
+    RecipeSection::Optimizer,
+];
+const STUDENT_SECTIONS: [RecipeSection; 5] = RecipeSection::ALL;
 
 /// Trains one stage, resuming its state when asked and the recipe's `sections` are unchanged.
 fn run_stage(
     stage: &Stage,
-    sections: &[&str],
+    sections: &[RecipeSection],
     data: &[SplitData; 3],
     teacher: Option<&TeacherOutputs>,
     cfg: &StageConfig,

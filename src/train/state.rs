@@ -3,7 +3,7 @@
 //! the stage started under (canonical TOML), so that a changed recipe cannot be resumed.
 
 use crate::atomic::{write_atomic, write_json_atomic};
-use crate::recipe::Recipe;
+use crate::recipe::{Recipe, RecipeSection};
 use anyhow::{Context, Result, bail};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,7 @@ impl StatePaths {
     /// Refuses to resume under a recipe whose `sections` (those the stage depends on) differ
     /// from the recorded one. A state saved before recipes were recorded cannot be checked; it
     /// is taken as it is and the recipe recorded now.
-    pub fn check_recipe(&self, recipe: &Recipe, sections: &[&str]) -> Result<()> {
+    pub fn check_recipe(&self, recipe: &Recipe, sections: &[RecipeSection]) -> Result<()> {
         if !self.recipe.is_file() {
             return self.record_recipe(recipe);
         }
@@ -54,7 +54,7 @@ impl StatePaths {
             .differing_sections(recipe)
             .into_iter()
             .filter(|s| sections.contains(s))
-            .map(|s| format!("[{s}]"))
+            .map(|s| format!("[{}]", s.name()))
             .collect();
         if !changed.is_empty() {
             bail!(
