@@ -17,7 +17,7 @@ pub struct Dataset {
 impl Dataset {
     /// Where `task`'s rows live under `root` (the repository's `datasets` folder).
     pub fn path(root: &Path, task: TaskKind) -> PathBuf {
-        root.join(task.name()).join("data.jsonl")
+        root.join(task.dataset()).join("data.jsonl")
     }
 
     pub fn load(root: &Path, task: TaskKind) -> anyhow::Result<Dataset> {
@@ -55,6 +55,7 @@ mod tests {
             (TaskKind::Arithmetic, 2500),
             (TaskKind::ArcEasy, 470),
             (TaskKind::Gsm8k, 1100),
+            (TaskKind::ArithmeticGen, 2500),
         ];
         for (task, rows) in expected_rows {
             let dataset = Dataset::load(&datasets_root(), task).unwrap();

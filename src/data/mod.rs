@@ -2,7 +2,7 @@
 //!
 //! # Tasks
 //!
-//! Each task folder `datasets/<task>/data.jsonl` holds one example a line (see
+//! Each task folder `datasets/<task>/data.jsonl` (`arithmetic-gen` reads `arithmetic`'s) holds one example a line (see
 //! `datasets/SOURCES.md`). A row becomes an [`Example`]: a [`Prompt`] (completion-style text
 //! ending in a cue such as `Sentiment:` or `Answer:`, after which the answer follows; see
 //! `templates.rs`), the answer `choices` and the [`Answer`].
@@ -14,6 +14,7 @@
 //! | `boolq` | question, passage, label | `no`, `yes` |
 //! | `arithmetic`, `arc_easy` | question, choices, labels, answer | `A`, `B`, ... one letter a choice |
 //! | `gsm8k` | question, solution, answer | none: generation, graded on the final number |
+//! | `arithmetic-gen` | `arithmetic`'s rows: question, choices, labels, answer | none: generation of the right choice's number, graded by exact match |
 //!
 //! RTE's labels `entailment` / `not_entailment` are not single tokens, so the model answers the
 //! question "does the premise entail the hypothesis?" with `yes` / `no`, which are single,

@@ -13,21 +13,26 @@ pub enum TaskKind {
     Arithmetic,
     ArcEasy,
     Gsm8k,
+    /// `arithmetic`'s rows asked as free-form questions ("Calculate 5 + 91 =" → "96").
+    #[serde(rename = "arithmetic-gen")]
+    ArithmeticGen,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         TaskKind::Sst2,
         TaskKind::Rte,
         TaskKind::Boolq,
         TaskKind::Arithmetic,
         TaskKind::ArcEasy,
         TaskKind::Gsm8k,
+        TaskKind::ArithmeticGen,
     ];
 
-    /// The name used in recipes, on the command line and as the dataset folder.
+    /// The name used in recipes and on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            TaskKind::ArithmeticGen => "arithmetic-gen",
             TaskKind::Sst2 => "sst2",
             TaskKind::Rte => "rte",
             TaskKind::Boolq => "boolq",
@@ -37,10 +42,18 @@ impl TaskKind {
         }
     }
 
+    /// The folder of the task's rows under the datasets root: a task may ask another's rows.
+    pub fn dataset(self) -> &'static str {
+        match self {
+            TaskKind::ArithmeticGen => TaskKind::Arithmetic.name(),
+            other => other.name(),
+        }
+    }
+
     /// Whether the model generates free text (graded by exact match on the final number)
     /// instead of picking one of the example's choices.
     pub fn is_generation(self) -> bool {
-        self == TaskKind::Gsm8k
+        matches!(self, TaskKind::Gsm8k | TaskKind::ArithmeticGen)
     }
 }
 
@@ -55,16 +68,17 @@ mod tests {
         let err = "mnli".parse::<TaskKind>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown task \"mnli\"; expected one of sst2, rte, boolq, arithmetic, arc_easy, gsm8k"
+            "unknown task \"mnli\"; expected one of sst2, rte, boolq, arithmetic, arc_easy, gsm8k, arithmetic-gen"
         );
     }
 
     #[test]
-    fn only_gsm8k_is_generation() {
+    fn gsm8k_and_arithmetic_gen_are_the_generation_tasks() {
         let generation: Vec<_> = TaskKind::ALL
             .into_iter()
             .filter(|task| task.is_generation())
             .collect();
-        assert_eq!(generation, [TaskKind::Gsm8k]);
+        assert_eq!(generation, [TaskKind::Gsm8k, TaskKind::ArithmeticGen]);
+        assert_eq!(TaskKind::ArithmeticGen.dataset(), "arithmetic");
     }
 }

@@ -64,6 +64,7 @@ fn example_from_row(task: TaskKind, row: &Row) -> Result<Example, RowError> {
         }
         TaskKind::Arithmetic | TaskKind::ArcEasy => multiple_choice(row)?,
         TaskKind::Gsm8k => word_problem(row)?,
+        TaskKind::ArithmeticGen => free_form_arithmetic(row)?,
     };
     Ok(Example {
         id,
@@ -84,7 +85,7 @@ pub fn answer_words(task: TaskKind) -> Vec<&'static str> {
         TaskKind::Arithmetic | TaskKind::ArcEasy => {
             (0..LETTERS.len()).map(|i| &LETTERS[i..i + 1]).collect()
         }
-        TaskKind::Gsm8k => Vec::new(),
+        TaskKind::Gsm8k | TaskKind::ArithmeticGen => Vec::new(),
     }
 }
 
@@ -123,6 +124,18 @@ fn as_question(question: &str) -> String {
 /// Question, lettered choices, and the letter of the row's `answer` among its `labels`.
 fn multiple_choice(row: &Row) -> Result<(Prompt, Vec<String>, Answer), RowError> {
     let question = row.text("question")?.trim();
+    let (texts, index) = choice_texts(row)?;
+    let letters: Vec<String> = LETTERS[..texts.len()].chars().map(String::from).collect();
+    let mut text = format!("Question: {question}\n");
+    for (letter, choice) in letters.iter().zip(&texts) {
+        text.push_str(&format!("{letter}. {}\n", choice.trim()));
+    }
+    text.push_str("Answer:");
+    Ok((Prompt::fixed(text), letters, Answer::Choice(index)))
+}
+
+/// A multiple-choice row's choice texts and the index of its `answer` among its `labels`.
+fn choice_texts(row: &Row) -> Result<(Vec<&str>, usize), RowError> {
     let texts = row.text_list("choices")?;
     let labels = row.text_list("labels")?;
     let answer = row.text("answer")?;
@@ -146,13 +159,24 @@ fn multiple_choice(row: &Row) -> Result<(Prompt, Vec<String>, Answer), RowError>
             value: answer.to_owned(),
             allowed: labels.join(", "),
         })?;
-    let letters: Vec<String> = LETTERS[..texts.len()].chars().map(String::from).collect();
-    let mut text = format!("Question: {question}\n");
-    for (letter, choice) in letters.iter().zip(&texts) {
-        text.push_str(&format!("{letter}. {}\n", choice.trim()));
-    }
-    text.push_str("Answer:");
-    Ok((Prompt::fixed(text), letters, Answer::Choice(index)))
+    Ok((texts, index))
+}
+
+/// An `arithmetic` row asked without its choices: the question is the prompt, the right
+/// choice's number both the answer and the whole training target.
+fn free_form_arithmetic(row: &Row) -> Result<(Prompt, Vec<String>, Answer), RowError> {
+    let (texts, index) = choice_texts(row)?;
+    let written = texts[index].trim();
+    let final_number = normalize_number(written).ok_or_else(|| RowError::NotANumber {
+        field: "choices",
+        value: written.to_owned(),
+    })?;
+    let prompt = Prompt::fixed(row.text("question")?.trim().to_owned());
+    let answer = Answer::Text {
+        solution: final_number.clone(),
+        final_number,
+    };
+    Ok((prompt, Vec::new(), answer))
 }
 
 /// A GSM8K problem; the model is asked to end in the dataset's own `#### <number>` format.
@@ -267,6 +291,18 @@ mod tests {
             example.prompt.text(),
             "Question: Which is a gas?\nA. ice\nB. steam\nC. rock\nAnswer:"
         );
+    }
+
+    #[test]
+    fn arithmetic_gen_asks_the_question_and_expects_the_right_choice() {
+        use crate::data::Prediction;
+        let line = r#"{"id": "q1", "question": "Calculate 0 - 42 =", "choices": ["-41", "-43", "42", "-42"], "labels": ["A", "B", "C", "D"], "answer": "D"}"#;
+        let example = parse(TaskKind::ArithmeticGen, line).unwrap();
+        assert_eq!(example.prompt.text(), "Calculate 0 - 42 =");
+        assert!(example.choices.is_empty());
+        assert_eq!(example.target(), "-42");
+        assert!(example.grade(Prediction::Generated(" -42")).unwrap());
+        assert!(!example.grade(Prediction::Generated(" 42")).unwrap());
     }
 
     #[test]
