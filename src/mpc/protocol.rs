@@ -124,6 +124,26 @@ impl Masked {
     pub fn share(&self) -> &Share {
         &self.share
     }
+
+    /// `x * c` for a public tensor `c` of `x`'s shape, still masked: the share, the opened
+    /// value and the mask (or a truncation mask's dealer parts; its public coefficient is
+    /// unchanged) all scale alike, so products with it stay consistent. Local.
+    pub fn mul_public(&self, c: &RingTensor) -> Result<Masked> {
+        let scaled = |t: &Option<RingTensor>| t.as_ref().map(|t| t.mul(c)).transpose();
+        let truncation = match &self.truncation {
+            Some(TruncationMask::Parts { high, msb }) => Some(TruncationMask::Parts {
+                high: high.mul(c)?,
+                msb: msb.mul(c)?,
+            }),
+            other => other.clone(),
+        };
+        Ok(Masked {
+            share: self.share.mul_public(c)?,
+            opened: scaled(&self.opened)?,
+            mask: scaled(&self.mask)?,
+            truncation,
+        })
+    }
 }
 
 /// A server-owned fixed weight in shared form. Its mask is opened once when it is shared and
@@ -343,10 +363,58 @@ pub trait Protocol: Send {
         Ok((t, self.less_than(x, thresholds, cmp)?))
     }
 
+    /// `sum_j w[j] [x < t_j]` for each `w` of `weights` (public raw ring weights, one per
+    /// threshold): piecewise-constant functions of `x`, all from one comparison. Protocols
+    /// that reshare comparison results reshare these combinations, not every bit.
+    /// Cost: [`Protocol::less_than`]'s; 3pc reshares `8 |weights| n` bytes, not `8kn`.
+    fn less_than_combined(
+        &mut self,
+        x: &Share,
+        thresholds: &[u64],
+        cmp: Comparison,
+        weights: &[Vec<u64>],
+    ) -> Result<Vec<Share>> {
+        let bits = self.less_than(x, thresholds, cmp)?;
+        combine_bits(&bits, weights)
+    }
+
+    /// [`Protocol::truncate_less_than`] returning [`Protocol::less_than_combined`]'s
+    /// combinations. Cost: as those; 3pc reshares `8 (1 + |weights|) n` bytes.
+    fn truncate_less_than_combined(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        thresholds: &[u64],
+        cmp: Comparison,
+        weights: &[Vec<u64>],
+    ) -> Result<(Masked, Vec<Share>)> {
+        let (t, lt) = self.truncate_less_than(x, bits, thresholds, cmp)?;
+        Ok((t, combine_bits(&lt, weights)?))
+    }
+
     /// Shares of the integers `[x < t_j]` (0 or 1, not fixed point) for public raw thresholds,
     /// all in one round.
     /// Cost for `k` thresholds: one opening of `ceil(bits / 8) n` bytes, 1 round, offline
     /// client `8 cw n` (`cw = dcf::cw_words(bits - ignored_low_bits - 1)`), server
     /// `(8 cw + 8) n`; 3pc also reshares every result, `8kn` bytes.
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>>;
+}
+
+/// `sum_j w[j] bits[j]` for each `w` of `weights` (local: shares are linear).
+pub(crate) fn combine_bits(bits: &[Share], weights: &[Vec<u64>]) -> Result<Vec<Share>> {
+    weights
+        .iter()
+        .map(|w| {
+            ensure!(
+                w.len() == bits.len() && !bits.is_empty(),
+                "{} weights for {} comparison bits",
+                w.len(),
+                bits.len()
+            );
+            bits.iter()
+                .zip(w)
+                .skip(1)
+                .try_fold(bits[0].scale(w[0]), |acc, (b, &c)| acc.add(&b.scale(c)))
+        })
+        .collect()
 }

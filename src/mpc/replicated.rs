@@ -20,7 +20,8 @@ use super::dealer::Dealer;
 use super::fixed::FixedPoint;
 use super::prg::{Prg, SEED_BYTES, Seed};
 use super::protocol::{
-    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, supplied,
+    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, combine_bits,
+    supplied,
 };
 use super::ring::{RingTensor, numel};
 use super::share::Share;
@@ -412,6 +413,36 @@ impl Protocol for Replicated {
             .truncate_polynomial(&additive, bits, coef, out_bits)?;
         let y = self.reshare_additive(&[y.share])?.remove(0);
         Ok(self.mask(&[&y])?.remove(0))
+    }
+
+    /// The combinations are formed on the 2-of-2 bits; only they are reshared.
+    fn less_than_combined(
+        &mut self,
+        x: &Share,
+        thresholds: &[u64],
+        cmp: Comparison,
+        weights: &[Vec<u64>],
+    ) -> Result<Vec<Share>> {
+        let additive = self.as_additive(x)?;
+        let bits = self.proto().less_than(&additive, thresholds, cmp)?;
+        self.reshare_additive(&combine_bits(&bits, weights)?)
+    }
+
+    fn truncate_less_than_combined(
+        &mut self,
+        x: &Share,
+        bits: u32,
+        thresholds: &[u64],
+        cmp: Comparison,
+        weights: &[Vec<u64>],
+    ) -> Result<(Masked, Vec<Share>)> {
+        let additive = self.as_additive(x)?;
+        let (t, lt) = self
+            .proto()
+            .truncate_less_than(&additive, bits, thresholds, cmp)?;
+        let mut all = self.reshare_additive(&[vec![t.share], combine_bits(&lt, weights)?].concat())?;
+        let t = all.remove(0);
+        Ok((self.mask(&[&t])?.remove(0), all))
     }
 
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {

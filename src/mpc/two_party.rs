@@ -313,6 +313,10 @@ impl TwoPartyDealer {
                 msb.mul(&c)?.sub(&high)
             }
             (Some(c1), Some(c2)) => {
+                ensure!(
+                    c1.mul(&c2)?.data().iter().all(|&c| c == 0),
+                    "a product of two truncations' outputs needs their shifts to sum to at most 64"
+                );
                 let (hh, hm, mh) = (next()?, next()?, next()?);
                 hh.sub(&hm.mul(&c2)?)?.sub(&mh.mul(&c1)?)
             }

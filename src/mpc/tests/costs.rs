@@ -196,6 +196,12 @@ impl Model {
     /// helper sending its term to client and server (`8 out` each) in the same round, then
     /// the result is reshared.
     fn product_truncate(&mut self, out: u64, d: u32) {
+        self.product_truncate_of(out, d, 0);
+    }
+
+    /// [`Model::product_truncate`] with `truncation_factors` of the factors a truncation's
+    /// output (2pc-dealer: their product material in parts).
+    fn product_truncate_of(&mut self, out: u64, d: u32, truncation_factors: u64) {
         if self.three_party() {
             self.dealt(S, 2 * out);
             let opened = truncation_bytes(d) * out;
@@ -207,7 +213,7 @@ impl Model {
             ]);
             self.reshare(out);
         } else {
-            self.product(out, 0);
+            self.product(out, truncation_factors);
             self.truncate(out, d);
         }
     }

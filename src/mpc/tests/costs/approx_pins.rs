@@ -9,100 +9,107 @@ use crate::mpc::fixed::FixedPoint;
 use crate::mpc::protocol::Comparison;
 
 const F: u32 = 16;
-/// exp's and the norms' extra fractional bits.
-const WIDE: u32 = F + 8;
 
 fn fuzzy(resolution_bits: u32) -> Comparison {
     Comparison::fuzzy(FixedPoint::default(), 12, resolution_bits)
 }
 
-/// `exp`: the square of `1 + x/256` (mask, product), 7 fused truncate-and-squares, one last
-/// truncation.
+/// `exp`: one fuzzy comparison against the 24 breaks (3pc reshares its 2 combinations),
+/// `x` and the slope masked, the line `A + S x` truncated by 32.
 pub(super) fn exp(m: &mut Model, n: u64) {
-    m.mask(n);
+    m.less_than(n, Cmp::of(fuzzy(8)), 2);
+    m.mask(2 * n);
     m.product(n, 0);
-    for _ in 0..7 {
-        m.truncate_powers(n, WIDE, 2, 1);
-    }
-    m.truncate(n, WIDE + 8);
+    m.truncate(n, 32);
 }
 
-/// The grid guess on `[lo, hi]`: one exact comparison of `x_frac + ceil(log2 hi) + 2` bits
-/// against `ceil(4 log2(hi / lo)) - 1` thresholds.
-fn grid_guess(m: &mut Model, n: u64, x_frac: u32, lo: f64, hi: f64) {
-    let thresholds = (4.0 * (hi / lo).log2()).ceil() as u64 - 1;
+/// The inverse's parameters: `(steps, newton's c, halving, result's extra bits)`.
+fn inverse_params(reciprocal: bool, hi: f64) -> (f64, f64, u32, u32) {
+    let e = if reciprocal { hi.log2() } else { hi.log2() / 2.0 };
+    let extra = (e.ceil().max(0.0) as u32).min(20);
+    if reciprocal {
+        (32.0, 2.0, 0, extra)
+    } else {
+        (16.0, 3.0, 1, extra)
+    }
+}
+
+/// `U`, the bits `u` keeps: `min(30, 61 - ceil(log2 c) - ceil(log2 max g) - result bits)`.
+fn u_bits(reciprocal: bool, lo: f64, hi: f64) -> u32 {
+    let (steps, c, _, extra) = inverse_params(reciprocal, hi);
+    let deficit = if reciprocal {
+        (2f64.powf(1.0 / (2.0 * steps)) - 1.0).powi(2)
+    } else {
+        let q = 2f64.powf(1.0 / (4.0 * steps)) - 1.0;
+        1.5 * q * q + 0.5 * q * q * q
+    };
+    let g_max = if reciprocal { 1.0 / lo } else { 1.0 / lo.sqrt() } / (1.0 - deficit / 2.0);
+    (61 - c.log2().ceil() as i64 - g_max.log2().ceil() as i64 - (F + extra) as i64).clamp(16, 30)
+        as u32
+}
+
+/// `inverse_masked` of a plain input of `n` elements at `x_frac` bits, narrowed by `narrow`:
+/// the grid's comparison (its thresholds cost no bytes: 3pc reshares 2 combinations), `x` and the 2 combinations masked,
+/// `u = x h(g)`, its truncation by `60 - U`, `g u` and the result's truncation by
+/// `U + halving + narrow`. Returns the result's fractional bits.
+fn inverse_plain(
+    m: &mut Model,
+    n: u64,
+    reciprocal: bool,
+    x_frac: u32,
+    lo: f64,
+    hi: f64,
+    narrow: u32,
+) -> u32 {
+    let (_, _, halving, extra) = inverse_params(reciprocal, hi);
     let int_bits = (hi.log2().ceil() as i32 + 1).max(1) as u32;
     let cmp = Comparison {
         bits: x_frac + int_bits + 1,
         ignored_low_bits: 0,
     };
-    m.less_than(n, Cmp::of(cmp), thresholds);
+    m.less_than(n, Cmp::of(cmp), 2);
+    m.mask(3 * n);
+    m.product(n, 0);
+    let u = u_bits(reciprocal, lo, hi);
+    m.truncate(n, 60 - u);
+    m.product(n, 1);
+    m.truncate(n, u + halving + narrow);
+    F + extra - narrow
 }
 
-/// A product of two fresh shares truncated by `d`: both masked, then the product.
-fn mul_truncate(m: &mut Model, n: u64, d: u32) {
-    m.mask(2 * n);
-    m.product_truncate(n, d);
-}
-
-/// `reciprocal_wide`: the grid guess, two Newton steps of two products; returns the result's
-/// fractional bits `f + min(ceil(log2 hi), 20)`.
-pub(super) fn reciprocal_wide(m: &mut Model, n: u64, lo: f64, hi: f64) -> u32 {
-    let wide = F + (hi.log2().ceil().max(0.0) as u32).min(20);
-    grid_guess(m, n, F, lo, hi);
-    for _ in 0..2 {
-        mul_truncate(m, n, wide);
-        mul_truncate(m, n, F);
-    }
-    wide
-}
-
-/// `reciprocal`: `reciprocal_wide`, then its truncation to `f` bits.
+/// `reciprocal` at `f` bits.
 pub(super) fn reciprocal(m: &mut Model, n: u64, lo: f64, hi: f64) {
-    let wide = reciprocal_wide(m, n, lo, hi);
-    m.truncate(n, wide - F);
+    let extra = inverse_params(true, hi).3;
+    inverse_plain(m, n, true, F, lo, hi, extra);
 }
 
-/// `rsqrt_wide`: the grid guess, two Newton steps of three products; returns the result's
-/// fractional bits `f + min(ceil(log2 hi / 2), 20)`.
-pub(super) fn rsqrt_wide(m: &mut Model, n: u64, x_frac: u32, lo: f64, hi: f64) -> u32 {
-    let wide = F + ((hi.log2() / 2.0).ceil().max(0.0) as u32).min(20);
-    grid_guess(m, n, x_frac, lo, hi);
-    for _ in 0..2 {
-        mul_truncate(m, n, x_frac + wide - F);
-        mul_truncate(m, n, wide);
-        mul_truncate(m, n, F + 1);
-    }
-    wide
-}
-
-/// `rsqrt`: `rsqrt_wide`, then its truncation to `f` bits.
+/// `rsqrt` at `f` bits.
 pub(super) fn rsqrt(m: &mut Model, n: u64, x_frac: u32, lo: f64, hi: f64) {
-    let wide = rsqrt_wide(m, n, x_frac, lo, hi);
-    m.truncate(n, wide - F);
+    let extra = inverse_params(false, hi).3;
+    inverse_plain(m, n, false, x_frac, lo, hi, extra);
 }
 
-/// `softmax` on rows of `len`: fuzzy max, exp, the row sums' reciprocal on `[0.5, len + 1]`,
-/// and the product with both factors masked.
+/// `softmax` on rows of `len`: fuzzy max, exp (its truncation masks it), the row sums'
+/// reciprocal on `[0.5, len + 1]`, the product of the two truncations' outputs.
 pub(super) fn softmax(m: &mut Model, shape: &[usize]) {
     let (rows, len) = rows(shape);
     let n = numel(shape);
     tournament(m, shape, Cmp::of(fuzzy(8)), 1);
     exp(m, n);
-    let wide = reciprocal_wide(m, rows, 0.5, len as f64 + 1.0);
-    m.mask(n + rows);
-    m.product_truncate(n, wide);
+    let wide = inverse_plain(m, rows, true, F, 0.5, len as f64 + 1.0, 0);
+    m.product_truncate_of(n, wide, 2);
 }
 
-/// `softmax_2quad`: a square, the row sums' reciprocal on `[1e-3, 1e4 len]`, the product.
+/// `softmax_2quad`: a square, the row sums' reciprocal on `[1e-3, 1e4 len]`, the squares
+/// masked, the product.
 pub(super) fn softmax_2quad(m: &mut Model, shape: &[usize]) {
     let (rows, len) = rows(shape);
     let n = numel(shape);
     m.mask(n);
     m.product_truncate(n, F);
-    let wide = reciprocal_wide(m, rows, 1e-3, 1e4 * len as f64);
-    m.mask(n + rows);
-    m.product_truncate(n, wide);
+    let wide = inverse_plain(m, rows, true, F, 1e-3, 1e4 * len as f64, 0);
+    m.mask(n);
+    m.product_truncate_of(n, wide, 1);
 }
 
 /// `quad`: an untruncated square and one truncation by `f + 3`.
@@ -160,17 +167,27 @@ pub(super) fn sigmoid(m: &mut Model, n: u64) {
     m.product(n, 0);
 }
 
-/// The norms after their squares: the mean square's two truncations (by `2f - (f + 8)` and the
-/// `1/d` scale's 16 or more bits), `rsqrt_wide` over `[1e-4, 2^20]` at `f + 8` bits, its
-/// result masked, the product with the (already masked) input, and `gamma`'s truncation.
+/// The norms after their squares: per row the sum's truncation to 17 bits fused with the
+/// grid's comparison over `[1e-4, 2^20]` (64 bits for `d <= 1024`; 3pc reshares the sum and
+/// 3 combinations), 2 combinations masked, `u = t h + eps g^2` and its truncation by
+/// `60 - U`, `g u` and the root's truncation by `U + 1`; then the product with the (already
+/// masked) input, and `gamma`'s truncation.
 fn normalise(m: &mut Model, shape: &[usize], gamma: bool) {
-    let (rows, _) = rows(shape);
+    let (rows, d) = rows(shape);
     let n = numel(shape);
-    m.truncate(rows, 2 * F - WIDE);
-    m.truncate(rows, 16);
-    let wide = rsqrt_wide(m, rows, WIDE, 1e-4, 2f64.powi(20));
-    m.mask(rows);
-    m.product_truncate(n, wide);
+    let cmp = Comparison {
+        bits: 2 * F + 21 + (d as f64).log2().ceil() as u32 + 1,
+        ignored_low_bits: 0,
+    };
+    m.truncate_less_than(rows, 2 * F - 17, Cmp::of(cmp), 3);
+    m.mask(2 * rows);
+    m.product(rows, 1);
+    let (lo, hi) = (1e-4, 2f64.powi(20));
+    let u = u_bits(false, lo, hi);
+    m.truncate(rows, 60 - u);
+    m.product(rows, 1);
+    m.truncate(rows, u + 1);
+    m.product_truncate_of(n, F + 10, 1);
     if gamma {
         m.truncate(n, F);
     }
