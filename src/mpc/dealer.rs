@@ -8,7 +8,7 @@ use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
 use super::protocol::{
-    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, TruncationMask,
+    Bilinear, Comparison, Cross, Masked, Protocol, ProtocolKind, Role, SecretWeight, TruncationMask,
 };
 use super::ring::RingTensor;
 use super::share::Share;
@@ -106,7 +106,11 @@ impl Dealer {
             share: Self::shape_only(shape)?,
             opened: None,
             mask: None,
-            truncation: Some(TruncationMask::Parts { high, msb }),
+            truncation: Some(TruncationMask::Parts {
+                high,
+                msb,
+                cross: Cross::Vanishes,
+            }),
         })
     }
 }
@@ -198,8 +202,10 @@ impl Protocol for Dealer {
     fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share> {
         let out = Self::shape_only(&op.shape(x.shape(), y.shape())?);
         let parts = |m: &Masked| match &m.truncation {
-            Some(TruncationMask::Parts { high, msb }) => Ok(Some((high.clone(), msb.clone()))),
-            Some(TruncationMask::Coef(_)) => bail!("the dealer holds no party's mask"),
+            Some(TruncationMask::Parts { high, msb, cross }) => {
+                Ok(Some((high.clone(), msb.clone(), *cross)))
+            }
+            Some(TruncationMask::Coef { .. }) => bail!("the dealer holds no party's mask"),
             None => Ok(None),
         };
         let mask = |m: &Masked| {
@@ -209,23 +215,60 @@ impl Protocol for Dealer {
         };
         match (parts(x)?, parts(y)?) {
             (None, None) => self.correlated(&op.apply(&mask(x)?, &mask(y)?)?)?,
-            (Some((high, msb)), None) => {
+            (Some((high, msb, _)), None) => {
                 let b = mask(y)?;
                 self.correlated(&op.apply(&high, &b)?)?;
                 self.correlated(&op.apply(&msb, &b)?)?;
             }
-            (None, Some((high, msb))) => {
+            (None, Some((high, msb, _))) => {
                 let a = mask(x)?;
                 self.correlated(&op.apply(&a, &high)?)?;
                 self.correlated(&op.apply(&a, &msb)?)?;
             }
-            (Some((h1, m1)), Some((h2, m2))) => {
+            (Some((h1, m1, x1)), Some((h2, m2, x2))) => {
                 self.correlated(&op.apply(&h1, &h2)?)?;
                 self.correlated(&op.apply(&h1, &m2)?)?;
                 self.correlated(&op.apply(&m1, &h2)?)?;
+                if Cross::either(x1, x2) == Cross::Kept {
+                    self.correlated(&op.apply(&m1, &m2)?)?;
+                }
             }
         }
         out
+    }
+
+    /// The values' masks as in [`Protocol::mask`]; a bit's `rho` is the xor of the low bits of
+    /// the parties' next draws, shared arithmetically (see `TwoPartyDealer::mask_with_bits`).
+    fn mask_with_bits(
+        &mut self,
+        values: &[&Share],
+        bits: &[&Share],
+    ) -> Result<(Vec<Masked>, Vec<Masked>)> {
+        let values = self.mask(values)?;
+        let bits = bits
+            .iter()
+            .map(|b| {
+                let shape = b.shape();
+                let rho = self
+                    .client
+                    .ring(shape)
+                    .add(&self.server.ring(shape))?
+                    .map(|v| v & 1);
+                // The sum's low bit is the xor of the two low bits.
+                self.correlated(&rho)?;
+                Ok(Masked {
+                    share: Self::shape_only(shape)?,
+                    opened: None,
+                    mask: None,
+                    truncation: Some(TruncationMask::Parts {
+                        high: rho.neg(),
+                        msb: rho,
+                        cross: Cross::Kept,
+                    }),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((values, bits))
     }
 
     fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {

@@ -168,20 +168,6 @@ pub fn scale(p: &mut dyn Protocol, x: &Share, c: f64, max_raw_log2: f64) -> Resu
     p.truncate(&x.scale(enc), bits)
 }
 
-/// Element-wise products of several same-shape pairs in one round (untruncated).
-/// Cost for `k` pairs: 2pc-dealer `16kn` bytes, 1 round, offline `8kn`; 3pc `8kn` (helper
-/// too), 1 round.
-pub fn mul_many(p: &mut dyn Protocol, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
-    let xs: Vec<Share> = pairs.iter().map(|(x, _)| (*x).clone()).collect();
-    let ys: Vec<Share> = pairs.iter().map(|(_, y)| (*y).clone()).collect();
-    let z = p.bilinear(
-        &Share::concat_flat(&xs)?,
-        &Share::concat_flat(&ys)?,
-        Bilinear::Mul,
-    )?;
-    z.split_flat(&xs)
-}
-
 /// `[x < t_j]` as integer shares for real thresholds, all from one opening.
 /// Cost for `k` thresholds: 2pc-dealer `ceil(bits / 8) n` bytes, 1 round, offline client
 /// `8 cw n`, server `8 (cw + 1) n`; 3pc `(ceil(bits / 8) + 8k) n` (every result reshared),
@@ -221,16 +207,19 @@ pub fn relu(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
 /// Maximum along the last axis by a tournament tree: `ceil(log2 m)` levels of one comparison
 /// and one selection. With a fuzzy `cmp` the result may be below the true maximum by the
 /// comparison's resolution.
-/// Cost for `r` rows of `m`: `r (m - 1)` comparisons, each as a [`relu`] (a selection instead
-/// of the product with `x`); 2pc-dealer `2 ceil(log2 m)` rounds, 3pc `3 ceil(log2 m)`.
+/// Cost for `r` rows of `m`: `r (m - 1)` comparisons, each opening `ceil(bits / 8)` bytes, then
+/// the difference masked (8) and the selecting bit masked as a bit (1/8: 2pc-dealer
+/// `ceil(bits / 8) + 8 + 1/8` bytes, offline server `8 cw + 24`), 2pc-dealer `2 ceil(log2 m)`
+/// rounds; 3pc the comparison reshared and the product, `ceil(bits / 8) + 16`,
+/// `3 ceil(log2 m)` rounds.
 pub fn max_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<Share> {
     Ok(tournament(p, x, None, cmp)?.0)
 }
 
 /// Maximum and its index along the last axis (index as an integer share, ties to the lower
 /// index), same rounds as [`max_last`]. Reveal the index with `p.reveal(&idx, Some(Client))`.
-/// Cost: [`max_last`]'s, with two values selected per comparison: 2pc-dealer `+16` bytes and
-/// offline `+8` per comparison, 3pc `+8` bytes per party (helper too).
+/// Cost: [`max_last`]'s, with two values selected per comparison: 2pc-dealer `+8 + 1/8` bytes
+/// and offline `+24` per comparison, 3pc `+8` bytes per party (helper too).
 pub fn argmax_last(p: &mut dyn Protocol, x: &Share, cmp: Comparison) -> Result<(Share, Share)> {
     let n = x.shape()[x.last_axis()?];
     let rows = x.len() / n;
@@ -255,15 +244,18 @@ fn tournament(
         let diff = b.sub(&a)?;
         // Take b where a < b.
         let take_b = less_than_zero(p, &a.sub(&b)?, cmp)?;
-        let mut pairs = vec![(&take_b, &diff)];
-        let idx_diff = match &idx {
-            Some(i) => Some(i.narrow(axis, h, h)?.sub(&i.narrow(axis, 0, h)?)?),
-            None => None,
-        };
-        if let Some(d) = &idx_diff {
-            pairs.push((&take_b, d));
+        let mut values = vec![diff];
+        if let Some(i) = &idx {
+            values.push(i.narrow(axis, h, h)?.sub(&i.narrow(axis, 0, h)?)?);
         }
-        let moved = mul_many(p, &pairs)?;
+        // One product selects every carried value; the bit is masked as a bit (once per value,
+        // a bit each) in the values' round.
+        let joined = Share::concat_flat(&values)?;
+        let take = Share::concat_flat(&vec![take_b; values.len()])?;
+        let (v, b) = p.mask_with_bits(&[&joined], &[&take])?;
+        let moved = p
+            .product(&b[0], &v[0], Bilinear::Mul)?
+            .split_flat(&values)?;
         let keep_tail = |t: &Share, m: Share| -> Result<Share> {
             if n % 2 == 1 {
                 Share::concat(&[&m, &t.narrow(axis, n - 1, 1)?], axis)

@@ -107,13 +107,38 @@ pub struct Masked {
     pub(crate) truncation: Option<TruncationMask>,
 }
 
-/// The parts of a truncation mask `R = (r >> d) - c msb(r)`, public `c` in `{0, 2^(64-d)}`.
+/// A mask of the form `a = c m - h` with public `c` and dealer-known `h`, `m`: a truncation's
+/// `-R`, `R = (r >> d) - c msb(r)` with `c` in `{0, 2^(64-d)}`, or a bit's
+/// `(1 - 2 b^) rho = -2 b^ rho + rho` for the opened `b^ = b xor rho` (`h = -rho`, `m = rho`).
 #[derive(Clone, Debug)]
 pub(crate) enum TruncationMask {
     /// A party knows `c`.
-    Coef(RingTensor),
-    /// The dealer knows `r >> d` and `msb(r)`.
-    Parts { high: RingTensor, msb: RingTensor },
+    Coef { coef: RingTensor, cross: Cross },
+    /// The dealer knows `h` and `m`.
+    Parts {
+        high: RingTensor,
+        msb: RingTensor,
+        cross: Cross,
+    },
+}
+
+/// Whether `c c'` vanishes for two such masks: a truncation's coefficients are multiples of
+/// `2^(64-d)` (products vanish for `d + d' <= 64`), a bit's `2 b^` are not, so products with
+/// a bit's mask also take the dealer's `m m'`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cross {
+    Vanishes,
+    Kept,
+}
+
+impl Cross {
+    pub(crate) fn either(a: Cross, b: Cross) -> Cross {
+        if a == Cross::Kept || b == Cross::Kept {
+            Cross::Kept
+        } else {
+            Cross::Vanishes
+        }
+    }
 }
 
 impl Masked {
@@ -131,9 +156,10 @@ impl Masked {
     pub fn mul_public(&self, c: &RingTensor) -> Result<Masked> {
         let scaled = |t: &Option<RingTensor>| t.as_ref().map(|t| t.mul(c)).transpose();
         let truncation = match &self.truncation {
-            Some(TruncationMask::Parts { high, msb }) => Some(TruncationMask::Parts {
+            Some(TruncationMask::Parts { high, msb, cross }) => Some(TruncationMask::Parts {
                 high: high.mul(c)?,
                 msb: msb.mul(c)?,
+                cross: *cross,
             }),
             other => other.clone(),
         };
@@ -210,6 +236,23 @@ pub trait Protocol: Send {
     /// Prepare shares for products, all in one round.
     /// Cost: 2pc-dealer `8 |x|` bytes each way, 1 round; 3pc none.
     fn mask(&mut self, xs: &[&Share]) -> Result<Vec<Masked>>;
+
+    /// [`Protocol::mask`] of `values` and of `bits` (shares of the integers 0 or 1), all in
+    /// one round. 2pc-dealer opens a bit's mask in one bit: `b xor rho` for a dealer bit `rho`,
+    /// from the low bits of the shares (arithmetic shares of a bit are xor shares of it there).
+    /// Cost: 2pc-dealer `8 |values| + ceil(|bits| / 8)` bytes each way, 1 round, offline
+    /// `8 |bits|` to the server (its share of `rho`); products with a bit take 2 words of
+    /// material (with a truncation's output or another bit, 4). 3pc none.
+    fn mask_with_bits(
+        &mut self,
+        values: &[&Share],
+        bits: &[&Share],
+    ) -> Result<(Vec<Masked>, Vec<Masked>)> {
+        let all: Vec<&Share> = values.iter().chain(bits).copied().collect();
+        let mut masked = self.mask(&all)?;
+        let bits = masked.split_off(values.len());
+        Ok((masked, bits))
+    }
 
     /// Secret x secret product under `op` (untruncated) of prepared shares.
     /// Cost for `z` outputs: 2pc-dealer no traffic, offline `8z` (`16z` or `24z` when one or

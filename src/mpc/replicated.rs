@@ -440,7 +440,8 @@ impl Protocol for Replicated {
         let (t, lt) = self
             .proto()
             .truncate_less_than(&additive, bits, thresholds, cmp)?;
-        let mut all = self.reshare_additive(&[vec![t.share], combine_bits(&lt, weights)?].concat())?;
+        let mut all =
+            self.reshare_additive(&[vec![t.share], combine_bits(&lt, weights)?].concat())?;
         let t = all.remove(0);
         Ok((self.mask(&[&t])?.remove(0), all))
     }

@@ -9,8 +9,8 @@ use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::{Prg, SEED_BYTES};
 use super::protocol::{
-    Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, TruncationMask,
-    supplied,
+    Bilinear, Comparison, Cross, Masked, Protocol, ProtocolKind, Role, SecretWeight,
+    TruncationMask, supplied,
 };
 use super::ring::{RingTensor, numel};
 use super::share::Share;
@@ -277,7 +277,10 @@ impl TwoPartyDealer {
             share: self.own(shape, t)?,
             opened: Some(tr.public),
             mask: Some(tr.own_mask.neg()),
-            truncation: Some(TruncationMask::Coef(tr.coef)),
+            truncation: Some(TruncationMask::Coef {
+                coef: tr.coef,
+                cross: Cross::Vanishes,
+            }),
         })
     }
 
@@ -294,7 +297,7 @@ impl TwoPartyDealer {
         out_shape: &[usize],
     ) -> Result<RingTensor> {
         let coef = |m: &Masked| match &m.truncation {
-            Some(TruncationMask::Coef(c)) => Ok(Some(c.clone())),
+            Some(TruncationMask::Coef { coef, cross }) => Ok(Some((coef.clone(), *cross))),
             Some(TruncationMask::Parts { .. }) => bail!("a party holds no dealer mask"),
             None => Ok(None),
         };
@@ -304,21 +307,30 @@ impl TwoPartyDealer {
         }
         ensure!(
             op == Bilinear::Mul,
-            "a truncation's mask serves element-wise products only"
+            "a truncation's or a bit's mask serves element-wise products only"
         );
         let mut next = || self.dealer.correlated(&mut self.comm, out_shape);
         match (cx, cy) {
-            (Some(c), None) | (None, Some(c)) => {
+            (Some((c, _)), None) | (None, Some((c, _))) => {
                 let (high, msb) = (next()?, next()?);
                 msb.mul(&c)?.sub(&high)
             }
-            (Some(c1), Some(c2)) => {
-                ensure!(
-                    c1.mul(&c2)?.data().iter().all(|&c| c == 0),
-                    "a product of two truncations' outputs needs their shifts to sum to at most 64"
-                );
+            // (c1 m1 - h1)(c2 m2 - h2) = h1 h2 - c2 h1 m2 - c1 m1 h2 + c1 c2 m1 m2.
+            (Some((c1, x1)), Some((c2, x2))) => {
                 let (hh, hm, mh) = (next()?, next()?, next()?);
-                hh.sub(&hm.mul(&c2)?)?.sub(&mh.mul(&c1)?)
+                let c12 = c1.mul(&c2)?;
+                let three = hh.sub(&hm.mul(&c2)?)?.sub(&mh.mul(&c1)?)?;
+                match Cross::either(x1, x2) {
+                    Cross::Kept => three.add(&next()?.mul(&c12)?),
+                    Cross::Vanishes => {
+                        ensure!(
+                            c12.data().iter().all(|&c| c == 0),
+                            "a product of two truncations' outputs needs their shifts to sum \
+                             to at most 64"
+                        );
+                        Ok(three)
+                    }
+                }
             }
             (None, None) => unreachable!("handled above"),
         }
@@ -551,6 +563,93 @@ impl Protocol for TwoPartyDealer {
                 truncation: None,
             })
             .collect())
+    }
+
+    /// Values as in [`Protocol::mask`]; each bit `b` against a dealer bit `rho` whose xor
+    /// shares are the low bits of this party's next dealer draw, the dealer sharing `rho`
+    /// arithmetically: the parties swap `(b_i xor rho_i) & 1`, packed, in the same message as
+    /// the values' `x - a`. With `b^ = b xor rho` public, `b = b^ + (1 - 2 b^) rho`: the
+    /// mask `c m - h` of [`TruncationMask`] with `c = -2 b^`, `m = rho`, `h = -rho`.
+    fn mask_with_bits(
+        &mut self,
+        values: &[&Share],
+        bits: &[&Share],
+    ) -> Result<(Vec<Masked>, Vec<Masked>)> {
+        let masks: Vec<RingTensor> = values
+            .iter()
+            .map(|x| self.dealer.random(x.shape()))
+            .collect();
+        let mut rho = Vec::with_capacity(bits.len());
+        for b in bits {
+            let xor = self.dealer.random(b.shape()).map(|v| v & 1);
+            let arith = self.dealer.correlated(&mut self.comm, b.shape())?;
+            rho.push((xor, arith));
+        }
+        let mut bytes = Vec::new();
+        for (x, a) in values.iter().zip(&masks) {
+            for v in Self::mine(x)?.sub(a)?.data() {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let own_bits: Vec<u8> = bits
+            .iter()
+            .zip(&rho)
+            .map(|(b, (xor, _))| {
+                Ok(Self::mine(b)?
+                    .data()
+                    .iter()
+                    .zip(xor.data())
+                    .map(|(&s, &r)| ((s ^ r) & 1) as u8)
+                    .collect::<Vec<u8>>())
+            })
+            .collect::<Result<Vec<_>>>()?
+            .concat();
+        let value_bytes = bytes.len();
+        bytes.extend(own_bits.chunks(8).map(|c| {
+            c.iter()
+                .enumerate()
+                .fold(0u8, |acc, (i, &bit)| acc | (bit << i))
+        }));
+        let peer = self.peer();
+        self.comm.send_bytes(peer, &bytes, Phase::Online)?;
+        let theirs = self
+            .comm
+            .recv_bytes(peer, Expect::Exactly(bytes.len()), Phase::Online)?;
+        let mut words = theirs[..value_bytes]
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        let mut out_values = Vec::with_capacity(values.len());
+        for (x, a) in values.iter().zip(masks) {
+            let peer_part = RingTensor::new(x.shape(), words.by_ref().take(x.len()).collect())?;
+            let e = Self::mine(x)?.sub(&a)?.add(&peer_part)?;
+            out_values.push(Masked {
+                share: (*x).clone(),
+                opened: Some(e),
+                mask: Some(a),
+                truncation: None,
+            });
+        }
+        let peer_bits = &theirs[value_bytes..];
+        let mut at = 0;
+        let mut out_bits = Vec::with_capacity(bits.len());
+        for (b, (_, arith)) in bits.iter().zip(rho) {
+            let opened: Vec<u64> = (at..at + b.len())
+                .map(|i| u64::from(own_bits[i] ^ ((peer_bits[i / 8] >> (i % 8)) & 1)))
+                .collect();
+            at += b.len();
+            let opened = RingTensor::new(b.shape(), opened)?;
+            let coef = opened.map(|o| o.wrapping_mul(2).wrapping_neg());
+            out_bits.push(Masked {
+                share: (*b).clone(),
+                mask: Some(arith.add(&arith.mul(&coef)?)?),
+                opened: Some(opened),
+                truncation: Some(TruncationMask::Coef {
+                    coef,
+                    cross: Cross::Kept,
+                }),
+            });
+        }
+        Ok((out_values, out_bits))
     }
 
     /// Beaver: `z = c + op(E, b) + op(a, F) + op(E, F)` with `c = op(a, b)` from the dealer.

@@ -65,21 +65,18 @@ fn relu_plus_even(
         .collect();
     // x ready for products: its truncation's opening, when there is one, serves as its mask.
     // The selector of the polynomial's range is masked in the same round as the sign.
+    // The sign and the range selector are bits: masked as such, a bit each.
     let (x, negative, inside) = if extra_bits == 0 {
         let bits = p.less_than(x, &raw, cmp)?;
         let inside = bits[2].sub(&bits[0])?;
-        let [x, negative, inside]: [Masked; 3] = p
-            .mask(&[x, &bits[1], &inside])?
-            .try_into()
-            .expect("three masked");
-        (x, negative, inside)
+        let (mut x, sel) = p.mask_with_bits(&[x], &[&bits[1], &inside])?;
+        let [negative, inside]: [Masked; 2] = sel.try_into().expect("two masked");
+        (x.remove(0), negative, inside)
     } else {
         let (x, bits) = p.truncate_less_than(x, extra_bits, &raw, cmp)?;
         let inside = bits[2].sub(&bits[0])?;
-        let [negative, inside]: [Masked; 2] = p
-            .mask(&[&bits[1], &inside])?
-            .try_into()
-            .expect("two masked");
+        let (_, sel) = p.mask_with_bits(&[], &[&bits[1], &inside])?;
+        let [negative, inside]: [Masked; 2] = sel.try_into().expect("two masked");
         (x, negative, inside)
     };
     let neg_x = p.product(&negative, &x, Bilinear::Mul)?;

@@ -54,7 +54,10 @@ pub(super) fn exp_masked(p: &mut dyn Protocol, x: &Share) -> Result<Masked> {
             .map(|pc| enc(pick(pc), bits))
             .chain(std::iter::once(0))
             .collect();
-        (vals.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect(), vals[0])
+        (
+            vals.windows(2).map(|w| w[1].wrapping_sub(w[0])).collect(),
+            vals[0],
+        )
     };
     let (slope_w, slope_c) = weights(SLOPE_BITS, |pc| pc.2);
     let (icpt_w, icpt_c) = weights(SLOPE_BITS + f, |pc| pc.1);

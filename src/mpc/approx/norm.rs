@@ -78,7 +78,11 @@ fn normalise(
         "a norm over rows of {d} would overflow its sum of squares (at most {MAX_ROW})"
     );
     let (lo, hi) = MEAN_SQUARE_RANGE;
-    let input = InverseInput::MeanSquare { sum: sum_sq, d, eps };
+    let input = InverseInput::MeanSquare {
+        sum: sum_sq,
+        d,
+        eps,
+    };
     let (r, r_frac) = inverse_masked(p, Inverse::Rsqrt, input, lo, hi, 0)?;
     let out = p
         .product_truncate(&[(x, &r)], Bilinear::Mul, r_frac)?

@@ -73,8 +73,7 @@ pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Res
     }
     let sum = e.share().sum_axis(axis)?;
     let (inv, wide) = row_reciprocal(p, &sum, 0.5, n as f64 + 1.0)?;
-    Ok(p
-        .product_truncate(&[(&e, &inv)], Bilinear::Mul, wide)?
+    Ok(p.product_truncate(&[(&e, &inv)], Bilinear::Mul, wide)?
         .remove(0))
 }
 
@@ -94,7 +93,6 @@ pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) 
     let sum = add_const(p, &q.sum_axis(axis)?, 1e-3)?;
     let (inv, wide) = row_reciprocal(p, &sum, 1e-3, 1e4 * n as f64)?;
     let q = p.mask(&[&q])?.remove(0);
-    Ok(p
-        .product_truncate(&[(&q, &inv)], Bilinear::Mul, wide)?
+    Ok(p.product_truncate(&[(&q, &inv)], Bilinear::Mul, wide)?
         .remove(0))
 }

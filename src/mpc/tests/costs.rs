@@ -165,6 +165,27 @@ impl Model {
         }
     }
 
+    /// Preparing `values` elements and `bits` bits for products in one round: 2pc-dealer
+    /// opens `x - a` (`8` bytes a value) and `b xor rho` (packed, `ceil(bits / 8)` bytes), the
+    /// server gets its share of each `rho` (1 word); free in 3pc.
+    fn mask_with_bits(&mut self, values: u64, bits: u64) {
+        if !self.three_party() {
+            self.dealt(S, bits);
+            self.open(8 * values + bits.div_ceil(8));
+        }
+    }
+
+    /// A product of `out` elements with a masked bit (untruncated): 2pc-dealer the material
+    /// in parts, 2 words (4 when the other factor is a truncation's output or a bit); 3pc as
+    /// [`Model::product`].
+    fn product_bit(&mut self, out: u64, other_in_parts: bool) {
+        if self.three_party() {
+            self.product(out, 0);
+        } else {
+            self.dealt(S, if other_in_parts { 4 } else { 2 } * out);
+        }
+    }
+
     /// A secret product of `out` elements (untruncated): 2pc-dealer no traffic, the dealer's
     /// `op(a, b)` (`out` words; a factor that is a truncation's output takes its material in
     /// two parts, so `1 + truncation_factors` words); 3pc each party sends its 3-of-3 term to

@@ -25,7 +25,11 @@ pub(super) fn exp(m: &mut Model, n: u64) {
 
 /// The inverse's parameters: `(steps, newton's c, halving, result's extra bits)`.
 fn inverse_params(reciprocal: bool, hi: f64) -> (f64, f64, u32, u32) {
-    let e = if reciprocal { hi.log2() } else { hi.log2() / 2.0 };
+    let e = if reciprocal {
+        hi.log2()
+    } else {
+        hi.log2() / 2.0
+    };
     let extra = (e.ceil().max(0.0) as u32).min(20);
     if reciprocal {
         (32.0, 2.0, 0, extra)
@@ -43,7 +47,11 @@ fn u_bits(reciprocal: bool, lo: f64, hi: f64) -> u32 {
         let q = 2f64.powf(1.0 / (4.0 * steps)) - 1.0;
         1.5 * q * q + 0.5 * q * q * q
     };
-    let g_max = if reciprocal { 1.0 / lo } else { 1.0 / lo.sqrt() } / (1.0 - deficit / 2.0);
+    let g_max = if reciprocal {
+        1.0 / lo
+    } else {
+        1.0 / lo.sqrt()
+    } / (1.0 - deficit / 2.0);
     (61 - c.log2().ceil() as i64 - g_max.log2().ceil() as i64 - (F + extra) as i64).clamp(16, 30)
         as u32
 }
@@ -130,8 +138,8 @@ pub(super) fn polynomial_degree_6(m: &mut Model, n: u64) {
 }
 
 /// `relu_plus_even` (SiLU, GeLU) of degree 5, input at `f + extra` bits: three thresholds
-/// (with the input's truncation when `extra > 0`), the sign, range selector (and `x`) masked
-/// in one round, `[x < 0] x`, the polynomial in `|x| - cutoff/2` at 9 bits (fused powers,
+/// (with the input's truncation when `extra > 0`), the sign and range selector masked as
+/// bits (and `x`) in one round, `[x < 0] x`, the polynomial in `|x| - cutoff/2` at 9 bits (fused powers,
 /// one truncation of the sum by `62 - f`), the selecting product.
 pub(super) fn relu_plus_even(m: &mut Model, n: u64, extra: u32, resolution_bits: u32) {
     let base = fuzzy(resolution_bits);
@@ -139,19 +147,19 @@ pub(super) fn relu_plus_even(m: &mut Model, n: u64, extra: u32, resolution_bits:
         bits: base.bits + extra,
         ignored_low_bits: base.ignored_low_bits + extra,
     };
-    // 2pc-dealer: x as a truncation's output takes its product material in two parts.
+    // 2pc-dealer: x as a truncation's output takes its product material in parts.
     let x_truncated = if extra == 0 {
         m.less_than(n, Cmp::of(cmp), 3);
-        m.mask(3 * n);
-        0
+        m.mask_with_bits(n, 2 * n);
+        false
     } else {
         m.truncate_less_than(n, extra, Cmp::of(cmp), 3);
-        m.mask(2 * n);
-        1
+        m.mask_with_bits(0, 2 * n);
+        true
     };
-    m.product(n, x_truncated);
+    m.product_bit(n, x_truncated);
     m.truncate_polynomial(n, F - 9, 5, 62 - F);
-    m.product(n, 1);
+    m.product_bit(n, true);
 }
 
 /// `sigmoid`: three thresholds, `[x < 0] x`, the degree-6 polynomial, the range selection and

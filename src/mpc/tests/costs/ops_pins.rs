@@ -22,14 +22,15 @@ pub(super) fn relu(m: &mut Model, n: u64, cmp: Cmp) {
 }
 
 /// The tournament's formula: per level, `rows * h` pairs (`h` = half the length) compared
-/// and selected (`carried` values selected with one bit: 1 for max, 2 for argmax).
+/// and selected (`carried` values selected with one bit, masked as a bit: 1 for max, 2 for
+/// argmax).
 pub(super) fn tournament(m: &mut Model, shape: &[usize], cmp: Cmp, carried: u64) {
     let (rows, mut len) = rows(shape);
     while len > 1 {
         let pairs = rows * (len / 2);
         m.less_than(pairs, cmp, 1);
-        m.mask(2 * carried * pairs);
-        m.product(carried * pairs, 0);
+        m.mask_with_bits(carried * pairs, carried * pairs);
+        m.product_bit(carried * pairs, false);
         len = len.div_ceil(2);
     }
 }
@@ -142,13 +143,26 @@ fn products() {
         },
     );
     pin(
-        "mul_many of 3 pairs (untruncated)",
+        "a bit masked with a value, their product",
         &SHAPES,
-        |p, x| ops::mul_many(p, &[(x, x), (x, x), (x, x)]).map(drop),
+        |p, x| {
+            let b = p.less_than(
+                x,
+                &[1 << 17],
+                Comparison::default_for(FixedPoint::default()),
+            )?;
+            let (v, b) = p.mask_with_bits(&[x], &[&b[0]])?;
+            p.product(&b[0], &v[0], Bilinear::Mul).map(drop)
+        },
         |m, shape| {
             let n = numel(shape);
-            m.mask(6 * n);
-            m.product(3 * n, 0);
+            m.less_than(
+                n,
+                Cmp::of(Comparison::default_for(FixedPoint::default())),
+                1,
+            );
+            m.mask_with_bits(n, n);
+            m.product_bit(n, false);
         },
     );
     pin(
@@ -259,9 +273,10 @@ fn closed_forms() {
         assert_eq!(m.cost.offline[T], 0);
     }
     for (len, levels) in [(2, 1), (4, 2), (7, 3), (64, 6)] {
-        // 2pc-dealer: the selection's product takes one word of material.
+        // 2pc-dealer: the selecting bit's share of rho and the product's two words of
+        // material.
         for (kind, per_level, product_words) in [
-            (ProtocolKind::TwoPartyDealer, 2, 1),
+            (ProtocolKind::TwoPartyDealer, 2, 3),
             (ProtocolKind::ThreeParty, 3, 0),
         ] {
             let mut m = Model::new(kind);
