@@ -225,6 +225,23 @@ mod tests {
         Ok(())
     }
 
+    /// `llama_layer_64`'s exact online bytes (all parties) and rounds per protocol, as
+    /// README and docs/costs.md quote them (2026-12-02): a change to the layer's cost fails
+    /// here and must update them on purpose.
+    #[test]
+    fn the_smollm2_layer_costs_what_the_docs_say() -> Result<()> {
+        let spec = case_spec("llama_layer_64")?;
+        for (kind, bytes, rounds) in [
+            (ProtocolKind::TwoPartyDealer, 19_711_344, 48),
+            (ProtocolKind::ThreeParty, 48_002_048, 76),
+        ] {
+            let r = run_spec(kind, &spec, 1)?;
+            assert_eq!((r.online_bytes, r.rounds), (bytes, rounds), "{kind}");
+            assert!(r.rel_l2_error < 1e-3, "{kind}: {}", r.rel_l2_error);
+        }
+        Ok(())
+    }
+
     /// Every process of a TCP run builds its case alone: the data must not depend on the run.
     #[test]
     fn cases_are_built_the_same_every_time() -> Result<()> {
