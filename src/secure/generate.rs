@@ -61,6 +61,10 @@ pub struct GenerationPartyResult {
     pub steps: usize,
     /// Tokens the steps computed, over every prompt (a step of `B` prompts computes `B`).
     pub decoded: usize,
+    /// Test only: this party's shares of every layer's cached keys and values after each
+    /// forward (the views check that they are never opened).
+    #[cfg(test)]
+    pub caches: Vec<(crate::mpc::share::Share, crate::mpc::share::Share)>,
 }
 
 /// Adds the costs since the last reset to `into`, and resets.
@@ -174,6 +178,8 @@ pub fn generation_party(
         let mut cache = SharedKvCache::new(model.layer_count());
         let last = model.private_layers(p, &shared, x, &packing, Queries::Last, Some(&mut cache))?;
         let mut next = head.next_tokens(p, &last)?;
+        #[cfg(test)]
+        result.caches.extend(cache.snapshot());
         take_cost(p, &mut result.prefill);
         result.prefills += 1;
         for produced in 1.. {
@@ -228,6 +234,8 @@ pub fn generation_party(
             let last =
                 model.private_layers(p, &shared, x, &packing, Queries::Next, Some(&mut cache))?;
             next = head.next_tokens(p, &last)?;
+            #[cfg(test)]
+            result.caches.extend(cache.snapshot());
             take_cost(p, &mut result.decode);
             result.steps += 1;
             result.decoded += active.len();

@@ -59,9 +59,8 @@ impl LayerKv {
         Ok(())
     }
 
-    /// The cached keys and values (test only: the views check that they are never opened).
     #[cfg(test)]
-    pub fn shares(&self) -> Option<&(Share, Share)> {
+    fn shares(&self) -> Option<&(Share, Share)> {
         self.kv.as_ref()
     }
 }
@@ -88,6 +87,13 @@ impl SharedKvCache {
     /// The packing of the next decoding step: every sequence one position longer.
     pub fn next_packing(&self) -> Result<Packing> {
         Packing::new(self.lens.iter().map(|&l| l + 1).collect())
+    }
+
+    /// Every layer's cached keys and values (test only: the views check that they are never
+    /// opened).
+    #[cfg(test)]
+    pub fn snapshot(&self) -> Vec<(Share, Share)> {
+        self.layers.iter().filter_map(|l| l.shares().cloned()).collect()
     }
 
     /// Drops the sequences whose `keep` is not set (they stopped generating).
