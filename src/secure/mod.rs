@@ -17,8 +17,10 @@
 
 pub mod client;
 pub mod eval;
+pub mod eval_generate;
 pub mod forward;
 pub mod generate;
+pub mod generation_report;
 pub mod head;
 pub mod job;
 pub mod kv_cache;
