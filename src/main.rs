@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use marill::commands::bench_mpc::bench_mpc;
 use marill::commands::eval::{EvalCommand, MpcEval, MpcTransport, run_eval};
+use marill::commands::generate::{GenerateCommand, GenerateMode, run_generate};
 use marill::commands::inspect::inspect;
 use marill::commands::party::{PartyCommand, PartyJob, run_party_command};
 use marill::commands::run::{RunRequest, run_recipe};
@@ -16,7 +17,7 @@ use marill::mpc::protocol::{ProtocolKind, Role};
 use marill::mpc::tls::write_identity;
 use marill::recipe::Recipe;
 use marill::secure::ServeOptions;
-use marill::secure::policy::DEFAULT_MAX_BATCH;
+use marill::secure::policy::{DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS};
 use marill::train::export::export_run;
 use marill::train::pipeline::{StageSelect, TrainRequest, run_training};
 use std::net::SocketAddr;
@@ -108,6 +109,9 @@ enum Command {
     },
     /// Evaluate a model on a task.
     Eval(EvalArgs),
+    /// Continue a prompt greedily, in plaintext or with the private layers under MPC, and
+    /// print the text.
+    Generate(GenerateArgs),
     /// Benchmarks.
     #[command(subcommand, arg_required_else_help = false)]
     Bench(BenchCommand),
@@ -251,6 +255,35 @@ struct EvalArgs {
     /// client does not hold) and report plaintext_accuracy and agreement.
     #[arg(long)]
     reference: bool,
+    /// Measuring without a trained student: shape a bare base model as the quickstart's
+    /// student with K public layers (heads merged by 3, LoRA rank 16 on q, k, v, B = 0).
+    #[arg(long, value_name = "K")]
+    student_shape: Option<usize>,
+}
+
+#[derive(clap::Args)]
+struct GenerateArgs {
+    /// A .gguf file, a Hugging Face model directory, a hub id, or a split checkpoint trained
+    /// for a generation task.
+    #[arg(long, default_value = BASE_MODEL_PATH)]
+    model: String,
+    #[arg(long)]
+    prompt: String,
+    /// plaintext, or mpc: the private layers under MPC (every party a thread of this process).
+    #[arg(long, value_enum, default_value_t = EvalMode::Plaintext)]
+    mode: EvalMode,
+    /// MPC protocol: 2pc-dealer or 3pc.
+    #[arg(long, default_value = "2pc-dealer")]
+    protocol: ProtocolKind,
+    #[arg(long, default_value_t = 32)]
+    max_new_tokens: usize,
+    /// Plain, or inside the model's chat template. Default: a checkpoint's own, else plain.
+    #[arg(long, value_enum)]
+    format: Option<PromptFormat>,
+    /// Measuring without a trained student: shape a bare base model as the quickstart's
+    /// student with K public layers (heads merged by 3, LoRA rank 16 on q, k, v, B = 0).
+    #[arg(long, value_name = "K")]
+    student_shape: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -371,6 +404,7 @@ fn eval_command(args: EvalArgs) -> EvalCommand {
             transport,
             reference: args.reference,
         }),
+        student_shape: args.student_shape,
     }
 }
 
@@ -385,6 +419,7 @@ fn party_command(args: PartyArgs) -> PartyCommand {
                 max_len: args.max_len,
                 max_batch: args.max_batch,
                 reveal_scores: args.reveal_scores,
+                max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             },
         },
         None => PartyJob::Case(args.case),
@@ -469,6 +504,27 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", report.summary());
             // Written once printed, so a failing write loses nothing.
             save_report(&report, json.as_deref())?;
+        }
+        Command::Generate(args) => {
+            let mode = match args.mode {
+                EvalMode::Plaintext => GenerateMode::Plaintext,
+                EvalMode::Mpc => GenerateMode::Mpc(args.protocol),
+            };
+            let generated = run_generate(
+                &GenerateCommand {
+                    model: args.model,
+                    prompt: args.prompt,
+                    mode,
+                    max_new_tokens: args.max_new_tokens,
+                    format: args.format,
+                    student_shape: args.student_shape,
+                },
+                &device,
+            )?;
+            println!("{}", generated.text);
+            if let Some(cost) = generated.cost {
+                eprintln!("{cost}");
+            }
         }
         Command::Bench(BenchCommand::Mpc {
             protocol,

@@ -451,3 +451,59 @@ fn printing_into_a_closed_pipe_is_quiet_and_loses_no_report() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["n"], 2);
 }
+
+/// `marill generate` on bad input: an empty prompt, no new tokens, a prompt and answer beyond
+/// the model's positions, a checkpoint trained for a choice task (also asked of `eval` on a
+/// generation task); and under MPC on a good one it prints the text and the costs.
+#[test]
+fn generate_refuses_bad_input_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_model(&dir.path().join("base"));
+    let sha =
+        marill::checkpoint::BaseModel::weights_sha256(&[dir.path().join("base/model.safetensors")])
+            .unwrap();
+    let student = tiny_student(dir.path(), &sha);
+    let generate = |model: &str, prompt: &str, new: &str| {
+        [
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            prompt,
+            "--max-new-tokens",
+            new,
+            "--mode",
+            "mpc",
+        ]
+        .map(str::to_string)
+    };
+    let check = |args: [String; 9], needles: &[&str]| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_one_line_error(&args, needles);
+    };
+    check(generate(&base, " ", "3"), &["--prompt is empty"]);
+    check(generate(&base, "a b", "0"), &["--max-new-tokens must be at least 1"]);
+    check(
+        generate(&base, "a b", "1023"),
+        &["new ones exceed the model's 1024 positions"],
+    );
+    check(
+        generate(&student, "a b", "3"),
+        &[&student, "serves sst2, a choice task, not generation"],
+    );
+    assert_one_line_error(
+        &[
+            "eval", "--model", &student, "--task", "arithmetic-gen", "--mode", "mpc", "--limit",
+            "1",
+        ],
+        &["serves sst2, a choice task, not generation"],
+    );
+    let args = generate(&base, "a b c", "3");
+    let (ok, stdout, stderr) = marill(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(ok, "{stderr}");
+    assert!(!stdout.trim().is_empty(), "no text");
+    assert!(
+        stderr.contains("prefill:") && stderr.contains("per token:"),
+        "{stderr}"
+    );
+}

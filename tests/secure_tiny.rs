@@ -1,7 +1,8 @@
 //! The secure forward on a tiny random Llama against candle's plaintext forward of the same
 //! model: choice scores within a fixed-point / approximation bound and the same predicted label,
 //! for a MARILL student (public prefix, merged heads, secret LoRA), a teacher (every layer
-//! private, secret full weights) and a student with Quad / 2Quad.
+//! private, secret full weights) and a student with Quad / 2Quad. Secure greedy decoding
+//! against candle's.
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
@@ -17,6 +18,9 @@ use marill::secure::report::latency_one_query;
 use marill::secure::{
     ClientJob, Secrecy, SecureInput, SecureModel, SecureRun, ServePolicy, run_secure,
 };
+use marill::model::generate::generate_greedy;
+use marill::secure::generate::{ClientGeneration, run_generation};
+use marill::secure::policy::GenerationPolicy;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -341,5 +345,124 @@ fn eval_mode_mpc_reports_accuracy_agreement_and_cost() -> Result<()> {
         stdout.contains("one query alone (batch 1, derived)"),
         "{stdout}"
     );
+    Ok(())
+}
+
+/// The greedy tokens' smallest lead of the top logit over the runner-up along the way: what
+/// the fixed-point error of the secure forward must stay below.
+fn greedy_margin(model: &Llama, prompt: &[u32], tokens: &[u32]) -> Result<f32> {
+    let mut seq = prompt.to_vec();
+    let mut margin = f32::INFINITY;
+    for &t in tokens {
+        let ids = Tensor::new(seq.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+        let logits: Vec<f32> = model
+            .forward(&ids, None, false)?
+            .logits
+            .get(0)?
+            .get(seq.len() - 1)?
+            .to_vec1()?;
+        let mut sorted = logits.clone();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        margin = margin.min(sorted[0] - sorted[1]);
+        seq.push(t);
+    }
+    Ok(margin)
+}
+
+/// Secure greedy decoding of a batch of prompts (one stopped early by a stop token, so the
+/// batch shrinks mid-way) gives exactly candle's cached greedy tokens on both protocols, for
+/// the student (public first layer, merged heads, secret LoRA) and the teacher (every layer
+/// private). The prompts are chosen among candidates for a clear lead at every step.
+#[test]
+fn secure_decoding_gives_the_plaintext_greedy_tokens() -> Result<()> {
+    const NEW: usize = 5;
+    for (model, public_layers, secrecy) in [
+        (student(merged_heads())?, 1, Secrecy::LoraOnly),
+        (student(MarillArch::standard())?, 0, Secrecy::FullWeights),
+    ] {
+        let mut chosen: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
+        for seed in 0..40u32 {
+            let prompt: Vec<u32> = (0..3 + seed % 6).map(|i| (seed * 31 + i * 7) % 320).collect();
+            let tokens = generate_greedy(&model, &prompt, NEW, &[])?;
+            if greedy_margin(&model, &prompt, &tokens)? > 0.15 {
+                chosen.push((prompt, tokens));
+            }
+            if chosen.len() == 3 {
+                break;
+            }
+        }
+        assert_eq!(chosen.len(), 3, "too few prompts with a clear margin");
+        // The first prompt's third token stops it (unless another prompt meets it first).
+        let stop = [chosen[0].1[2]];
+        let want: Vec<Vec<u32>> = chosen
+            .iter()
+            .map(|(p, _)| generate_greedy(&model, p, NEW, &stop))
+            .collect::<Result<_>>()?;
+        assert!(want[0].len() < NEW, "the stop token ends the first answer");
+        let prompts: Vec<Vec<u32>> = chosen.into_iter().map(|(p, _)| p).collect();
+        let secure = SecureModel::new(&model, public_layers, secrecy)?;
+        let policy = GenerationPolicy {
+            positions: model.config.max_position_embeddings,
+            max_new_tokens: NEW,
+            max_batch: 2,
+            max_prompts: 4,
+        };
+        let job = ClientGeneration {
+            model: &model,
+            public_layers,
+            prompts: &prompts,
+            batch: 2,
+            max_new_tokens: NEW,
+            stop: &stop,
+        };
+        for kind in ProtocolKind::ALL {
+            let run = run_generation(kind, &RunOptions::default(), &secure, &job, &policy, |_| {})?;
+            assert_eq!(run.tokens, want, "{kind} {secrecy:?}");
+            assert_eq!(run.prefills, 2, "{kind}: batches of 2 and 1");
+            let decoded: usize = want.iter().map(|t| t.len().min(NEW - 1)).sum();
+            assert_eq!(run.decoded, decoded, "{kind}: a step per token after the first");
+            assert!(run.decode.rounds > 0 && run.prefill.rounds > 0);
+        }
+    }
+    Ok(())
+}
+
+/// The server refuses a job beyond its policy before anything secret is touched, and says
+/// why to the client: more new tokens than it serves, a prompt whose answer would not fit the
+/// model's positions.
+#[test]
+fn the_server_bounds_a_generation_job() -> Result<()> {
+    let model = student(MarillArch::standard())?;
+    let secure = SecureModel::new(&model, 0, Secrecy::FullWeights)?;
+    let prompts = vec![vec![5u32; 10]];
+    let policy = GenerationPolicy {
+        positions: 12,
+        max_new_tokens: 4,
+        max_batch: 2,
+        max_prompts: 4,
+    };
+    for (max_new, want) in [
+        (5, "5 new tokens (this server generates 1 to 4)"),
+        (3, "prompt 0: 10 tokens and 3 new ones exceed the model's 12 positions"),
+    ] {
+        let job = ClientGeneration {
+            model: &model,
+            public_layers: 0,
+            prompts: &prompts,
+            batch: 1,
+            max_new_tokens: max_new,
+            stop: &[],
+        };
+        let run = run_generation(
+            ProtocolKind::TwoPartyDealer,
+            &RunOptions::default(),
+            &secure,
+            &job,
+            &policy,
+            |_| {},
+        );
+        let err = format!("{:#}", run.err().expect("refused"));
+        assert!(err.contains(want), "{err}");
+    }
     Ok(())
 }

@@ -181,3 +181,42 @@ fn transformers5_config_json_reads_as_the_gguf_architecture() -> Result<()> {
     );
     Ok(())
 }
+
+/// Secure greedy decoding (2pc-dealer) of the base model shaped as the quickstart's student
+/// (15 public layers, merged heads, LoRA) gives the same tokens as its plaintext greedy
+/// decoding.
+#[test]
+fn secure_decoding_of_the_student_shape_matches_plaintext() -> Result<()> {
+    use marill::model::generate::generate_greedy;
+    use marill::mpc::local::RunOptions;
+    use marill::mpc::protocol::ProtocolKind;
+    use marill::secure::generate::{ClientGeneration, run_generation};
+    use marill::secure::{Holder, SecureModel, ServeOptions, Served};
+    let path = base_model();
+    let served = Served::load(&path.to_string_lossy(), Holder::Server, &Device::Cpu)?
+        .student_shaped(15)?;
+    let policy = served.generation_policy(&ServeOptions::default())?;
+    let (model, tok) = (&served.loaded.model, &served.loaded.tokenizer);
+    let prompts = [tokenizer::encode(tok, "Calculate 5 + 91 =")?];
+    let want = generate_greedy(model, &prompts[0], 3, &[])?;
+    let split = served.split?;
+    let secure = SecureModel::new(model, split.public_layers, split.secrecy)?;
+    let job = ClientGeneration {
+        model,
+        public_layers: split.public_layers,
+        prompts: &prompts,
+        batch: 1,
+        max_new_tokens: 3,
+        stop: &[],
+    };
+    let run = run_generation(
+        ProtocolKind::TwoPartyDealer,
+        &RunOptions::default(),
+        &secure,
+        &job,
+        &policy,
+        |_| {},
+    )?;
+    assert_eq!(run.tokens, [want]);
+    Ok(())
+}

@@ -5,7 +5,7 @@
 //! A checkpoint says which layers are public and what is secret (a bare model runs every layer
 //! privately with secret weights), and how its task was prompted: its `max_len` and prompt
 //! format are the defaults. An MPC client over TCP holds only public data: it never reads
-//! `private.safetensors`.
+//! `private.safetensors`. Generation tasks run under MPC with every party in this process.
 
 use crate::data::{PromptFormat, TaskKind};
 use crate::eval::report::EvalReport;
@@ -20,7 +20,9 @@ use crate::secure::{
     Holder, SecureEvalReport, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions,
     Served, evaluate_secure,
 };
-use anyhow::Result;
+use crate::secure::eval_generate::{SecureGenerationRequest, evaluate_secure_generation};
+use crate::secure::generation_report::SecureGenerationReport;
+use anyhow::{Result, bail, ensure};
 use candle_core::Device;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -41,6 +43,9 @@ pub struct EvalCommand {
     pub max_new_tokens: usize,
     /// `None`: plaintext.
     pub mpc: Option<MpcEval>,
+    /// A bare base model shaped as a student with this many public layers
+    /// (`Served::student_shaped`).
+    pub student_shape: Option<usize>,
 }
 
 /// How to run the private part under MPC.
@@ -74,6 +79,7 @@ pub enum MpcTransport {
 pub enum EvalOutcome {
     Plaintext(EvalReport),
     Mpc(Box<SecureEvalReport>),
+    MpcGeneration(Box<SecureGenerationReport>),
 }
 
 impl EvalOutcome {
@@ -82,6 +88,7 @@ impl EvalOutcome {
         match self {
             EvalOutcome::Plaintext(r) => r.summary(),
             EvalOutcome::Mpc(r) => r.summary(),
+            EvalOutcome::MpcGeneration(r) => r.summary(),
         }
     }
 }
@@ -97,7 +104,11 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
         })
     );
     let holder = if tcp { Holder::Public } else { Holder::Server };
-    let served = Served::load(&cmd.model, holder, device)?;
+    let mut served = Served::load(&cmd.model, holder, device)?;
+    if let Some(k) = cmd.student_shape {
+        ensure!(!tcp, "--student-shape runs with every party in this process");
+        served = served.student_shaped(k)?;
+    }
     let trained = served.manifest.as_ref().map(|m| &m.task);
     let request = EvalRequest {
         model_name: cmd.model.clone(),
@@ -123,7 +134,26 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
         max_len: cmd.max_len,
         max_batch: cmd.batch.max(DEFAULT_MAX_BATCH),
         reveal_scores: false,
+        max_new_tokens: cmd.max_new_tokens,
     };
+    if cmd.task.is_generation() {
+        if !matches!(mpc.transport, MpcTransport::Memory) {
+            bail!("secure generation runs with every party in this process (--transport memory)");
+        }
+        let policy = served.generation_policy(&serve)?;
+        let split = served.split?;
+        let server = SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
+        let request = SecureGenerationRequest {
+            eval: request,
+            protocol: mpc.protocol,
+            network: mpc.network,
+            server: &server,
+            policy: &policy,
+            reference: mpc.reference.then_some(&served.loaded),
+        };
+        let report = evaluate_secure_generation(&served.loaded, split, &request)?;
+        return Ok(EvalOutcome::MpcGeneration(Box::new(report)));
+    }
     let report = match mpc.transport {
         MpcTransport::Tcp {
             listen,

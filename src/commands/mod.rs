@@ -4,6 +4,7 @@
 
 pub mod bench_mpc;
 pub mod eval;
+pub mod generate;
 pub mod inspect;
 pub mod party;
 pub mod run;

@@ -11,6 +11,37 @@ use crate::progress::progress_bar;
 use anyhow::{Result, anyhow};
 use tokenizers::Tokenizer;
 
+/// The tokens that end an answer: the end-of-turn and end-of-text tokens and, since a
+/// plain-format answer ends with its paragraph (after a blank line a base model goes on to
+/// invent the next question), a blank line.
+pub fn stop_tokens(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let mut stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+        .iter()
+        .filter_map(|t| tokenizer.token_to_id(t))
+        .collect();
+    if let [blank_line] = encode(tokenizer, "\n\n")?[..] {
+        stop.push(blank_line);
+    }
+    Ok(stop)
+}
+
+/// The prompt of `example` for an answer of up to `max_new_tokens`: the answer needs room
+/// too, so the prompt may take what generation leaves of `max_len`.
+pub fn generation_prompt(
+    tokenizer: &Tokenizer,
+    format: PromptFormat,
+    example: &Example,
+    max_len: usize,
+    max_new_tokens: usize,
+) -> Result<Vec<u32>> {
+    prompt_ids(
+        tokenizer,
+        format,
+        example,
+        max_len.saturating_sub(max_new_tokens),
+    )
+}
+
 /// Generates an answer for every example, one at a time, and grades it.
 pub fn generate_answers(
     model: &Llama,
@@ -20,15 +51,7 @@ pub fn generate_answers(
     max_len: usize,
     max_new_tokens: usize,
 ) -> Result<Outcome> {
-    // A plain-format answer ends with its paragraph: after a blank line a base model goes on to
-    // invent the next question.
-    let mut stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
-        .iter()
-        .filter_map(|t| tokenizer.token_to_id(t))
-        .collect();
-    if let [blank_line] = encode(tokenizer, "\n\n")?[..] {
-        stop.push(blank_line);
-    }
+    let stop = stop_tokens(tokenizer)?;
     let mut outcome = Outcome {
         rows: Vec::new(),
         accuracy: Default::default(),
@@ -36,13 +59,7 @@ pub fn generate_answers(
     };
     let bar = progress_bar(examples.len(), "generate");
     for ex in examples {
-        // The answer needs room too: the prompt may take what generation leaves.
-        let prompt = prompt_ids(
-            tokenizer,
-            format,
-            ex,
-            max_len.saturating_sub(max_new_tokens),
-        )?;
+        let prompt = generation_prompt(tokenizer, format, ex, max_len, max_new_tokens)?;
         let ids = generate_greedy(model, &prompt, max_new_tokens, &stop)?;
         outcome.tokens += prompt.len() + ids.len();
         let text = tokenizer

@@ -34,6 +34,7 @@
 
 pub(crate) mod aes;
 pub mod approx;
+pub mod argmax_packed;
 pub mod comm;
 pub(crate) mod compare;
 pub mod cost;

@@ -6,13 +6,16 @@
 use super::client::SecureInput;
 use super::head::{choice_scores, reveal_choice};
 use super::job::{ExampleShape, JobShape};
+use super::kv_cache::SharedKvCache;
 use super::layer::{LayerWeights, RopeTables, SharedLayer, gain};
 use super::packing::{Packing, Queries};
 use super::policy::{MAX_VERDICT_BYTES, ServePolicy, Verdict};
 use super::projection::{Matrix, Secrecy};
+use super::vocab_head::VocabHead;
 use crate::model::Llama;
 use crate::mpc::comm::Phase;
 use crate::mpc::cost::{CostClass, CostReport, PartyCost};
+use crate::mpc::fixed::FixedPoint;
 use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::ops;
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
@@ -54,8 +57,61 @@ impl SecureModel {
         })
     }
 
-    fn share(&self, p: &mut dyn Protocol) -> Result<Vec<SharedLayer>> {
+    pub(super) fn share(&self, p: &mut dyn Protocol) -> Result<Vec<SharedLayer>> {
         self.layers.iter().map(|l| l.share(p)).collect()
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden_size
+    }
+
+    /// The private layers' count.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The whole tied head, for decoding: every party encodes it once per run.
+    pub fn vocab_head(&self) -> Result<VocabHead> {
+        VocabHead::new(
+            &self.lm_head,
+            &self.final_gain,
+            self.final_eps,
+            FixedPoint::default(),
+        )
+    }
+
+    /// The private layers on the shared rows `x` of sequences packed as `packing` says, the
+    /// last layer computing what the head reads: each sequence's last position, of a prompt
+    /// ([`Queries::Last`], every row given) or of a decoding step ([`Queries::Next`], one new
+    /// row a sequence, the earlier ones' keys and values in `cache`). Returns `[B, d]`; a
+    /// `cache` keeps every position's keys and values.
+    pub(super) fn private_layers(
+        &self,
+        p: &mut dyn Protocol,
+        shared: &[SharedLayer],
+        mut x: Share,
+        packing: &Packing,
+        last_queries: Queries,
+        mut cache: Option<&mut SharedKvCache>,
+    ) -> Result<Share> {
+        let last = self.layers.len() - 1;
+        for (i, (layer, w)) in self.layers.iter().zip(shared).enumerate() {
+            let queries = match last_queries {
+                Queries::Next => Queries::Next,
+                // Only the head reads the last layer.
+                _ if i == last => last_queries,
+                _ => Queries::All,
+            };
+            let l = layer.layout();
+            let positions = packing.row_positions(queries);
+            let tables = RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = layer.forward(p, w, &x, packing, &tables, queries, layer_cache)?;
+        }
+        if let Some(cache) = cache {
+            cache.advance(packing);
+        }
+        Ok(x)
     }
 
     /// The head rows of `choices`, `(d, C)`, final norm gain folded in.
@@ -76,21 +132,8 @@ impl SecureModel {
         let packing = Packing::new(batch.iter().map(|s| s.tokens).collect())?;
         let packed: Option<Vec<f64>> = hidden.map(|h| h.concat());
         let shape = [packing.rows(), self.hidden_size];
-        let mut x = ops::share_f64(p, Role::Client, packed.as_deref(), &shape)?;
-        let positions = packing.positions();
-        let last = self.layers.len() - 1;
-        for (i, (layer, w)) in self.layers.iter().zip(shared).enumerate() {
-            let l = layer.layout();
-            let tables =
-                RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
-            // Only the head reads the last layer, and only at each sequence's last position.
-            let queries = if i == last {
-                Queries::Last
-            } else {
-                Queries::All
-            };
-            x = layer.forward(p, w, &x, &packing, &tables, queries)?;
-        }
+        let x = ops::share_f64(p, Role::Client, packed.as_deref(), &shape)?;
+        let x = self.private_layers(p, shared, x, &packing, Queries::Last, None)?;
         let heads: Vec<Matrix> = batch
             .iter()
             .map(|s| self.choice_head(&s.choices))
@@ -114,39 +157,77 @@ fn agree_job(
     job: Option<&ClientJob>,
     policy: Option<&ServePolicy>,
 ) -> Result<(JobShape, bool)> {
+    let mine = match job {
+        Some(job) => {
+            ensure!(job.batch > 0, "a secure forward needs at least one example");
+            let shape = JobShape {
+                batch: job.batch,
+                shapes: job.inputs.iter().map(|i| i.shape.clone()).collect(),
+            };
+            let words = shape.encode();
+            Some((shape, words))
+        }
+        None => None,
+    };
+    let decode = |words: &[u64]| match policy {
+        Some(policy) => JobShape::decode(words, policy),
+        None => bail!("no policy to admit a job under"),
+    };
+    let admission = policy.map(|policy| Admission {
+        max_words: policy.max_job_words(),
+        decode: &decode,
+        reveal_scores: policy.reveal_scores,
+    });
+    agree(p, mine, admission)
+}
+
+/// How the server, dealer and helper admit a job message.
+pub(super) struct Admission<'a, T> {
+    /// The longest message read.
+    pub max_words: usize,
+    /// The job, or why it is refused.
+    pub decode: &'a dyn Fn(&[u64]) -> Result<T>,
+    /// The server's flag, sent in its verdict.
+    pub reveal_scores: bool,
+}
+
+/// Agrees a job between the client (`mine`: the job and its message) and the others (their
+/// `admission`): the client sends the message, the server decides and tells the client and
+/// the dealer / helper, who check the message too. Returns the job and whether the server
+/// reveals scores.
+pub(super) fn agree<T>(
+    p: &mut dyn Protocol,
+    mine: Option<(T, Vec<u64>)>,
+    admission: Option<Admission<T>>,
+) -> Result<(T, bool)> {
     let (client, server) = (Role::Client.index(), Role::Server.index());
     let third = 3 - client - server;
-    if let Some(job) = job {
-        ensure!(job.batch > 0, "a secure forward needs at least one example");
-        let shape = JobShape {
-            batch: job.batch,
-            shapes: job.inputs.iter().map(|i| i.shape.clone()).collect(),
-        };
-        let words = shape.encode();
+    if let Some((job, words)) = mine {
         for peer in [server, third] {
             p.comm().send(peer, &words, Phase::Online)?;
         }
         let verdict = recv_verdict(p)?;
         return match verdict {
-            Verdict::Accepted { reveal_scores } => Ok((shape, reveal_scores)),
+            Verdict::Accepted { reveal_scores } => Ok((job, reveal_scores)),
             Verdict::Refused { reason } => bail!("the server refused the job: {reason}"),
         };
     }
-    let policy = policy.context("the server, dealer and helper serve under a policy")?;
+    let admission =
+        admission.context("the server, dealer and helper serve under a policy")?;
     let words = p
         .comm()
-        .recv_at_most(client, policy.max_job_words(), Phase::Online)?;
-    let decoded = JobShape::decode(&words, policy);
+        .recv_at_most(client, admission.max_words, Phase::Online)?;
+    let decoded = (admission.decode)(&words);
     if p.role() != Role::Server {
-        let shape = decoded.context("the client's job")?;
+        let job = decoded.context("the client's job")?;
         return match recv_verdict(p)? {
-            Verdict::Accepted { reveal_scores } => Ok((shape, reveal_scores)),
+            Verdict::Accepted { reveal_scores } => Ok((job, reveal_scores)),
             Verdict::Refused { reason } => bail!("the server refused the client's job: {reason}"),
         };
     }
     let verdict = match &decoded {
         Ok(_) => Verdict::Accepted {
-            reveal_scores: policy.reveal_scores,
+            reveal_scores: admission.reveal_scores,
         },
         Err(e) => Verdict::Refused {
             reason: format!("{e:#}"),
@@ -162,8 +243,8 @@ fn agree_job(
         // not the error to report.
         let _ = p.comm().finish();
     }
-    let shape = decoded.context("refused the client's job")?;
-    Ok((shape, policy.reveal_scores))
+    let job = decoded.context("refused the client's job")?;
+    Ok((job, admission.reveal_scores))
 }
 
 fn recv_verdict(p: &mut dyn Protocol) -> Result<Verdict> {

@@ -3,7 +3,7 @@
 //! batch grouping): leakage the security model documents. Decoding is bounded by the receiving
 //! party's [`ServePolicy`]: nothing is allocated from a count before the count is checked.
 
-use super::policy::ServePolicy;
+use super::policy::{GenerationPolicy, ServePolicy};
 use anyhow::{Result, bail, ensure};
 
 /// What every party may know of one example: its prompt length and the token ids of its
@@ -96,6 +96,73 @@ impl JobShape {
     }
 }
 
+/// What every party may know of a generation job: how many prompts decode together, how many
+/// new tokens each may take at most, and each prompt's length. How many tokens each prompt
+/// does take is public too: the client says after every step which prompts go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationShape {
+    pub batch: usize,
+    pub max_new_tokens: usize,
+    pub prompt_lens: Vec<usize>,
+}
+
+impl GenerationShape {
+    /// `[batch, max_new_tokens, n, prompt lengths…]`.
+    pub fn encode(&self) -> Vec<u64> {
+        let mut words = vec![
+            self.batch as u64,
+            self.max_new_tokens as u64,
+            self.prompt_lens.len() as u64,
+        ];
+        words.extend(self.prompt_lens.iter().map(|&l| l as u64));
+        words
+    }
+
+    /// The job in `words`, refused unless `policy` admits every count before it is used.
+    pub fn decode(words: &[u64], policy: &GenerationPolicy) -> Result<GenerationShape> {
+        let [batch, max_new, n, lens @ ..] = words else {
+            bail!("the generation job message ends before its prompt count");
+        };
+        within(*batch, 1, policy.max_batch, || {
+            format!(
+                "a batch of {batch} prompts (this server takes 1 to {})",
+                policy.max_batch
+            )
+        })?;
+        within(*max_new, 1, policy.max_new_tokens, || {
+            format!(
+                "{max_new} new tokens (this server generates 1 to {})",
+                policy.max_new_tokens
+            )
+        })?;
+        within(*n, 1, policy.max_prompts, || {
+            format!(
+                "{n} prompts (this server takes 1 to {} per job)",
+                policy.max_prompts
+            )
+        })?;
+        ensure!(
+            lens.len() as u64 == *n,
+            "the generation job message holds {} prompt lengths for {n} prompts",
+            lens.len()
+        );
+        let room = policy.positions.saturating_sub(*max_new as usize);
+        for (i, &len) in lens.iter().enumerate() {
+            within(len, 1, room, || {
+                format!(
+                    "prompt {i}: {len} tokens and {max_new} new ones exceed the model's {} positions",
+                    policy.positions
+                )
+            })?;
+        }
+        Ok(GenerationShape {
+            batch: *batch as usize,
+            max_new_tokens: *max_new as usize,
+            prompt_lens: lens.iter().map(|&l| l as usize).collect(),
+        })
+    }
+}
+
 /// Refuses a count outside `lo..=hi`, with the message `why` makes.
 fn within(value: u64, lo: u64, hi: usize, why: impl FnOnce() -> String) -> Result<()> {
     ensure!((lo..=hi as u64).contains(&value), "{}", why());
@@ -135,6 +202,41 @@ mod tests {
     #[test]
     fn round_trips() {
         assert_eq!(JobShape::decode(&job().encode(), &policy()).unwrap(), job());
+    }
+
+    #[test]
+    fn a_generation_job_is_bounded_by_the_policy_and_the_positions() {
+        let policy = GenerationPolicy {
+            positions: 32,
+            max_new_tokens: 8,
+            max_batch: 2,
+            max_prompts: 4,
+        };
+        let job = GenerationShape {
+            batch: 2,
+            max_new_tokens: 8,
+            prompt_lens: vec![24, 3],
+        };
+        assert_eq!(GenerationShape::decode(&job.encode(), &policy).unwrap(), job);
+        let cases: Vec<(Vec<u64>, &str)> = vec![
+            (vec![2, 8], "ends before its prompt count"),
+            (vec![3, 8, 1, 4], "a batch of 3 prompts"),
+            (vec![2, 0, 1, 4], "0 new tokens"),
+            (vec![2, 9, 1, 4], "9 new tokens (this server generates 1 to 8)"),
+            (vec![2, 8, u64::MAX, 4], "18446744073709551615 prompts"),
+            (vec![2, 8, 2, 4], "holds 1 prompt lengths for 2 prompts"),
+            (vec![2, 8, 1, 0], "prompt 0: 0 tokens"),
+            (
+                vec![2, 8, 1, 25],
+                "prompt 0: 25 tokens and 8 new ones exceed the model's 32 positions",
+            ),
+        ];
+        for (words, want) in cases {
+            let err = GenerationShape::decode(&words, &policy)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{words:?}: {err}");
+        }
     }
 
     #[test]

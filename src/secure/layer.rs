@@ -1,8 +1,11 @@
 //! One private decoder layer on shares, following `DecoderLayer::forward` exactly: RMSNorm,
 //! fused q|k|v, RoPE per original head (public cos / sin), grouped-query attention with merged
 //! heads and a causal softmax (exact or 2Quad), o, RMSNorm, SwiGLU (SiLU / PUMA or Quad), down.
-//! Norm gains are folded into the projections that follow them.
+//! Norm gains are folded into the projections that follow them. For decoding, a prompt's
+//! keys and values stay in a shared cache and each step runs one new position against them
+//! (`super::kv_cache`).
 
+use super::kv_cache::LayerKv;
 use super::kv_sharing::KvSharing;
 use super::packing::{Packing, Queries};
 use super::projection::{ProjectionWeights, Secrecy, SharedProjection};
@@ -122,6 +125,10 @@ impl LayerWeights {
 
     /// The layer on a shared residual stream `x` `[N, d]` of sequences packed as `packing`
     /// says: `[N, d]` out, or `[B, d]` (each sequence's last position) under [`Queries::Last`].
+    /// Under [`Queries::Next`] `x` is `[B, d]`, each sequence's new position, whose keys and
+    /// values join the earlier positions' in `cache`; with a `cache` a prompt's keys and values
+    /// are kept there for the steps that follow. `tables` are for the rows of `x`.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         p: &mut dyn Protocol,
@@ -130,6 +137,7 @@ impl LayerWeights {
         packing: &Packing,
         tables: &RopeTables,
         queries: Queries,
+        cache: Option<&mut LayerKv>,
     ) -> Result<Share> {
         let f = p.fixed_point().frac_bits;
         let l = self.layout;
@@ -140,8 +148,8 @@ impl LayerWeights {
             let (n, r) = (x.shape()[0], x.shape()[1]);
             x.permute(&[1, 0, 2])?.reshape(&[r, n * hd])
         };
-        // Packed heads [n, N, hd] to padded [B·n, T, hd], for attention.
-        let padded = |x: &Share| heads(&packing.pad(&rows(x)?)?, batch, 0, x.shape()[0], hd);
+        // Packed rows [N, n·hd] to padded heads [B·n, T, hd], for attention.
+        let padded = |x: &Share| heads(&packing.pad(x)?, batch, 0, x.shape()[1] / hd, hd);
         let h = ops::labelled(p, CostClass::Norm, |p| {
             approx::rms_norm(p, x, None, self.eps)
         })?;
@@ -152,7 +160,7 @@ impl LayerWeights {
             // Both on the packed rows: no work on padding, nor on queries nobody reads.
             let q = ops::rotary(&columns(0, nq)?, &tables.q_cos, &tables.q_sin)?;
             let q = match queries {
-                Queries::All => q,
+                Queries::All | Queries::Next => q,
                 Queries::Last => packing.last(&q, 1)?,
             };
             let k = ops::rotary(&columns(nq * hd, nkv)?, &tables.cos, &tables.sin)?;
@@ -161,11 +169,16 @@ impl LayerWeights {
             let parts = p.truncate(&joined, 2 * f)?.split_flat(&[q, k, v])?;
             let [q, k, v]: [Share; 3] = parts.try_into().expect("three parts");
             let q = match queries {
-                Queries::All => padded(&q)?,
-                Queries::Last => heads(&rows(&q)?, batch, 0, nq, hd)?,
+                Queries::All => padded(&rows(&q)?)?,
+                Queries::Last | Queries::Next => heads(&rows(&q)?, batch, 0, nq, hd)?,
             };
-            Ok((q, padded(&k)?, padded(&v)?))
+            Ok((q, rows(&k)?, rows(&v)?))
         })?;
+        let (k, v) = match cache {
+            Some(cache) => cache.append(k, v, packing, queries)?,
+            None => (k, v),
+        };
+        let (k, v) = (padded(&k)?, padded(&v)?);
         let sharing = KvSharing::new(l)?;
         let (q, k, v) = (
             sharing.queries(&q, batch)?,
@@ -186,13 +199,13 @@ impl LayerWeights {
             let out = sharing.output(&out, batch)?; // [B Tq, heads hd]
             let out = match queries {
                 Queries::All => packing.unpad(&out)?,
-                Queries::Last => out,
+                Queries::Last | Queries::Next => out,
             };
             let o = w.o.apply(p, &out)?;
             p.truncate(&o, f)
         })?;
         let x = match queries {
-            Queries::All => x.clone(),
+            Queries::All | Queries::Next => x.clone(),
             Queries::Last => packing.last(x, 0)?,
         };
         let x1 = x.add(&attn)?;

@@ -7,15 +7,23 @@
 //! client. [`split`] says which part runs where. [`eval`] scores a task's rows that way next to
 //! the plaintext model ([`report`]).
 //!
+//! Generation ([`generate`]): the private layers keep their keys and values as shares
+//! ([`kv_cache`]) and each step runs one new position, the whole tied head and a vocabulary
+//! argmax ([`vocab_head`]); only each token is revealed, to the client.
+//!
 //! Public: the base model (so a student's `W`, every norm gain and the tied head), the
 //! architecture, the label words, prompt lengths. Secret (server): a student's LoRA factors, a
 //! teacher's (or a bare model's) projection weights.
 
 pub mod client;
 pub mod eval;
+pub mod eval_generate;
 pub mod forward;
+pub mod generate;
+pub mod generation_report;
 pub mod head;
 pub mod job;
+pub mod kv_cache;
 pub mod kv_sharing;
 pub mod layer;
 pub mod packing;
@@ -25,6 +33,7 @@ pub mod remote;
 pub mod report;
 pub mod served;
 pub mod split;
+pub mod vocab_head;
 #[cfg(test)]
 mod views;
 

@@ -13,6 +13,9 @@ pub enum Queries {
     /// Each sequence's last position only: the last private layer, whose output only the head
     /// reads. Keys and values still cover every position.
     Last,
+    /// A decoding step: the layer is given only each sequence's last (new) position; the keys
+    /// and values of the earlier ones come from the cache (`super::kv_cache`).
+    Next,
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +39,11 @@ impl Packing {
         self.lens.len()
     }
 
+    /// Each sequence's length, new positions included.
+    pub fn lens(&self) -> &[usize] {
+        &self.lens
+    }
+
     pub fn longest(&self) -> usize {
         self.longest
     }
@@ -48,6 +56,15 @@ impl Packing {
     /// The position of each packed row within its sequence.
     pub fn positions(&self) -> Vec<usize> {
         self.lens.iter().flat_map(|&len| 0..len).collect()
+    }
+
+    /// The positions of the rows a layer is given under `queries`: every row, or under
+    /// [`Queries::Next`] each sequence's last.
+    pub fn row_positions(&self, queries: Queries) -> Vec<usize> {
+        match queries {
+            Queries::All | Queries::Last => self.positions(),
+            Queries::Next => self.lens.iter().map(|&len| len - 1).collect(),
+        }
     }
 
     /// The packed row of each sequence's last position.
@@ -74,14 +91,15 @@ impl Packing {
 
     /// The public attention mask of padded scores `[B·heads, Tq, T]` (`true`: visible): a query
     /// at position `i` sees keys `0..=i`, so no real token sees padding. Under
-    /// [`Queries::Last`] the one query of sequence `b` sits at its last position.
+    /// [`Queries::Last`] and [`Queries::Next`] the one query of sequence `b` sits at its last
+    /// position.
     pub fn attention_mask(&self, heads: usize, queries: Queries) -> Vec<bool> {
         let t = self.longest;
         let mut mask = Vec::new();
         for &len in &self.lens {
             let positions = match queries {
                 Queries::All => 0..t,
-                Queries::Last => len - 1..len,
+                Queries::Last | Queries::Next => len - 1..len,
             };
             for _ in 0..heads {
                 for i in positions.clone() {
@@ -150,6 +168,9 @@ mod tests {
         let last = packing.attention_mask(2, Queries::Last);
         let (s0, s1) = ([true, true, false], [true, true, true]);
         assert_eq!(last, [s0, s0, s1, s1].concat());
+        assert_eq!(packing.attention_mask(2, Queries::Next), last);
+        assert_eq!(packing.row_positions(Queries::Next), vec![1, 2]);
+        assert_eq!(packing.row_positions(Queries::Last), packing.positions());
         assert!(Packing::new(vec![2, 0]).is_err());
         Ok(())
     }

@@ -71,6 +71,31 @@ impl ServePolicy {
     }
 }
 
+/// What the server lets a generation job ask for, from its own configuration and the
+/// checkpoint's positions: every count is bounded before anything is allocated, and a prompt
+/// and its answer must fit the model's positions. The client learns only each generated token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationPolicy {
+    /// The model's positions: a prompt's length plus the new tokens asked for fit in them.
+    pub positions: usize,
+    /// The most new tokens a prompt may ask for.
+    pub max_new_tokens: usize,
+    /// Prompts per decoding batch (their steps share rounds).
+    pub max_batch: usize,
+    /// Prompts per job.
+    pub max_prompts: usize,
+}
+
+/// New tokens one prompt may ask for, by default.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 256;
+
+impl GenerationPolicy {
+    /// The longest generation job message this policy can admit, in words.
+    pub fn max_job_words(&self) -> usize {
+        3 + self.max_prompts
+    }
+}
+
 /// The server's answer to a job, sent to the client and the dealer / helper before any secret
 /// is touched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

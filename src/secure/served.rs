@@ -3,13 +3,21 @@
 //! helper load the manifest and the public base model, which is all they need to build the
 //! computation.
 
-use super::policy::{DEFAULT_MAX_BATCH, ServePolicy};
+use super::policy::{
+    DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, GenerationPolicy, MAX_EXAMPLES, ServePolicy,
+};
 use super::split::SecureSplit;
 use crate::checkpoint::{Manifest, is_checkpoint, load_checkpoint, load_checkpoint_public};
 use crate::data::{PromptFormat, TaskKind};
 use crate::fetch::resolve_model;
 use crate::model::{LoadedModel, load};
-use anyhow::{Context, Result, bail};
+use super::projection::Secrecy;
+use crate::model::lora_target::LoraTarget;
+use crate::model::marill::{LoraSpec, MarillArch, attach_lora};
+use anyhow::{Context, Result, bail, ensure};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 use candle_core::Device;
 use std::path::Path;
 
@@ -92,6 +100,68 @@ impl Served {
     }
 }
 
+impl Served {
+    /// A bare base model shaped as the quickstart's MARILL student, to measure secure
+    /// inference before a student is trained: layers `0..public_layers` public, the private
+    /// layers' query heads merged by 3 and LoRA of rank 16 on q, k, v with fresh factors
+    /// (`B = 0`), which are the server's secret. Its plaintext reference is the same model.
+    pub fn student_shaped(mut self, public_layers: usize) -> Result<Self> {
+        if self.manifest.is_some() {
+            bail!("--student-shape shapes a bare base model; a checkpoint has its own split");
+        }
+        let model = &mut self.loaded.model;
+        let arch = MarillArch {
+            public_layers,
+            head_merge: 3,
+            ..MarillArch::standard()
+        };
+        ensure!(
+            public_layers < model.num_layers(),
+            "--student-shape {public_layers} leaves none of the {} layers private",
+            model.num_layers()
+        );
+        arch.apply(model)?;
+        let spec = LoraSpec {
+            rank: 16,
+            alpha: 32.0,
+            targets: vec![LoraTarget::Q, LoraTarget::K, LoraTarget::V],
+            dropout: 0.0,
+        };
+        let private = arch.private_layers(model);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        attach_lora(model, private, &spec, &HashMap::new(), &mut rng)?;
+        self.split = Ok(SecureSplit {
+            public_layers,
+            secrecy: Secrecy::LoraOnly,
+        });
+        Ok(self)
+    }
+
+    /// The policy generation is served under: a checkpoint must have been trained for a
+    /// generation task (a bare base model serves any); a prompt and its new tokens fit the
+    /// model's positions.
+    pub fn generation_policy(&self, options: &ServeOptions) -> Result<GenerationPolicy> {
+        if let Some(m) = &self.manifest {
+            let task = m.task.name;
+            if !task.is_generation() {
+                bail!("the checkpoint serves {task}, a choice task, not generation");
+            }
+            if let Some(other) = options.task.filter(|&o| o != task) {
+                bail!("the checkpoint serves {task}, not {other}");
+            }
+        }
+        if let Some(task) = options.task.filter(|t| !t.is_generation()) {
+            bail!("{task} is a choice task, not a generation task");
+        }
+        Ok(GenerationPolicy {
+            positions: self.loaded.model.config.max_position_embeddings,
+            max_new_tokens: options.max_new_tokens,
+            max_batch: options.max_batch,
+            max_prompts: MAX_EXAMPLES,
+        })
+    }
+}
+
 /// A prompt's longest length for a model that does not say otherwise.
 pub const DEFAULT_MAX_LEN: usize = 512;
 
@@ -106,6 +176,8 @@ pub struct ServeOptions {
     pub max_batch: usize,
     /// Debugging only: reveal every example's scores to the client.
     pub reveal_scores: bool,
+    /// Generation: the most new tokens a prompt may ask for.
+    pub max_new_tokens: usize,
 }
 
 impl Default for ServeOptions {
@@ -116,6 +188,7 @@ impl Default for ServeOptions {
             max_len: None,
             max_batch: DEFAULT_MAX_BATCH,
             reveal_scores: false,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
         }
     }
 }

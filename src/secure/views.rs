@@ -12,23 +12,28 @@
 //! online frame from the server, to the client and the dealer / helper: its policy's decision,
 //! public). Nothing else is left out: the choice revealed to the client arrives as the server's
 //! uniform share of it. 2pc-dealer's dealer receives those two public frames and nothing else.
+//!
+//! Secure decoding: the private layers' cached keys and values are never opened to anyone.
 
 use super::client::SecureInput;
 use super::forward::{ClientJob, PartyResult, SecureModel, secure_party};
+use super::generate::{ClientGeneration, GenerationPartyResult, generation_party};
 use super::job::ExampleShape;
-use super::policy::ServePolicy;
+use super::policy::{GenerationPolicy, ServePolicy};
 use super::projection::Secrecy;
 use crate::model::LlamaConfig;
 use crate::model::marill::MarillArch;
 use crate::model::tiny::tiny_student;
 use crate::mpc::comm::Phase;
 use crate::mpc::protocol::{ProtocolKind, Role};
+use crate::mpc::share::Share;
 use crate::mpc::views::check::check;
 use crate::mpc::views::material::{lock_step, words_drawn};
 use crate::mpc::views::ops::{Draw, draw};
 use crate::mpc::views::record::{Received, Recorded, Setup, run_recorded};
 use anyhow::Result;
 use candle_core::{Device, Tensor};
+use std::collections::HashSet;
 
 const CHOICES: [u32; 3] = [300, 301, 64];
 const TOKENS: [usize; 2] = [9, 5];
@@ -185,5 +190,113 @@ fn forward_draws_material_in_lock_step() {
                 findings.join("\n")
             );
         }
+    }
+}
+
+/// Secure decoding of both prompts of the student (public first layer, merged heads, secret
+/// LoRA), three new tokens each, recorded.
+fn decoding(kind: ProtocolKind) -> Result<Recorded<GenerationPartyResult>> {
+    let config = LlamaConfig::tiny();
+    let (_, arch) = models()[0];
+    let model = tiny_student(&config, 7, &arch, |rows, cols| {
+        let v = draw(Draw::Normal, rows * cols, FACTOR_LARGE, 77);
+        let v: Vec<f32> = v.into_iter().map(|v| v as f32).collect();
+        Ok(Tensor::from_vec(v, (rows, cols), &Device::Cpu)?)
+    })?;
+    let secure = SecureModel::new(&model, arch.public_layers, Secrecy::LoraOnly)?;
+    let head = secure.vocab_head()?;
+    let prompts: Vec<Vec<u32>> = TOKENS
+        .iter()
+        .map(|&n| (0..n as u32).map(|i| 3 + 17 * i).collect())
+        .collect();
+    let job = ClientGeneration {
+        model: &model,
+        public_layers: arch.public_layers,
+        prompts: &prompts,
+        batch: 2,
+        max_new_tokens: 3,
+        stop: &[],
+    };
+    let policy = GenerationPolicy {
+        positions: config.max_position_embeddings,
+        max_new_tokens: 8,
+        max_batch: 2,
+        max_prompts: 2,
+    };
+    run_recorded(kind, Setup::Exchanged(5), |p| {
+        if p.role() == Role::Client {
+            generation_party(p, &secure, &head, Some(&job), None, |_| {})
+        } else {
+            generation_party(p, &secure, &head, None, Some(&policy), |_| {})
+        }
+    })
+}
+
+/// The raw values of a shared tensor from every party's share: 2pc-dealer's client and server
+/// hold one additive part each, 3pc's party `i` holds parts `i` and `i + 1` of three.
+fn reconstruct(kind: ProtocolKind, shares: &[&Share]) -> Vec<u64> {
+    let holders = match kind {
+        ProtocolKind::TwoPartyDealer => 2,
+        ProtocolKind::ThreeParty => 3,
+    };
+    let mut sum = vec![0u64; shares[0].len()];
+    for share in &shares[..holders] {
+        for (s, &v) in sum.iter_mut().zip(share.parts()[0].data()) {
+            *s = s.wrapping_add(v);
+        }
+    }
+    sum
+}
+
+/// The 8-byte words of the online `frames` that are among `secret`. Offline material (the
+/// dealer's or helper's) is drawn before and apart from any data, and its DCF keys hold
+/// structured words that could meet a value by chance.
+fn words_among(frames: &[Received], secret: &HashSet<u64>) -> usize {
+    frames
+        .iter()
+        .filter(|f| f.phase() == Phase::Online && f.bytes.len().is_multiple_of(8))
+        .flat_map(|f| f.bytes.chunks(8))
+        .filter(|w| secret.contains(&u64::from_le_bytes((*w).try_into().expect("8 bytes"))))
+        .count()
+}
+
+/// No party ever receives or opens a cached key or value: none of their (distinctive) raw
+/// values appears as a word of any online frame a party received or any opening it computed. The
+/// search is shown to find them in a frame that holds them.
+#[test]
+fn the_shared_kv_cache_is_never_opened() {
+    for kind in ProtocolKind::ALL {
+        let run = decoding(kind).expect("run");
+        let client = &run.outputs[Role::Client.index()];
+        assert!(client.tokens.iter().all(|t| t.len() == 3), "{kind}");
+        let mut secret = HashSet::new();
+        let forwards = client.caches.len();
+        assert!(forwards > 0, "{kind}: no cache recorded");
+        for i in 0..forwards {
+            for kv in [0, 1] {
+                let shares: Vec<&Share> = run
+                    .outputs
+                    .iter()
+                    .map(|o| if kv == 0 { &o.caches[i].0 } else { &o.caches[i].1 })
+                    .collect();
+                // Small values could meet a job message or a flag by chance.
+                secret.extend(
+                    reconstruct(kind, &shares)
+                        .into_iter()
+                        .filter(|&v| (1 << 10..1 << 40).contains(&(v as i64).unsigned_abs())),
+                );
+            }
+        }
+        assert!(secret.len() > 1000, "{kind}: {} distinctive values", secret.len());
+        for (party, view) in run.views.iter().enumerate() {
+            let found = words_among(&view.received, &secret) + words_among(&view.opened, &secret);
+            assert_eq!(found, 0, "{kind}: party {party} saw cached keys or values");
+        }
+        let planted = Received {
+            from: 0,
+            stamp: 1,
+            bytes: secret.iter().take(5).flat_map(|v| v.to_le_bytes()).collect(),
+        };
+        assert_eq!(words_among(&[planted], &secret), 5);
     }
 }

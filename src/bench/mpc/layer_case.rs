@@ -99,7 +99,7 @@ pub fn decoder_layer(config: &LlamaConfig, tokens: usize) -> Result<CaseSpec> {
         let l = layer.layout();
         let positions = packing.positions();
         let tables = RopeTables::new(p, &positions, l.head_dim, rope_theta, l.score_scale)?;
-        let y = layer.forward(p, &shared, &xs, &packing, &tables, Queries::All)?;
+        let y = layer.forward(p, &shared, &xs, &packing, &tables, Queries::All, None)?;
         ops::reveal_f64(p, &y, Some(Role::Client))
     };
     Ok(CaseSpec {

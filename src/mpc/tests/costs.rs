@@ -19,6 +19,7 @@
 //! `S -> T`).
 
 mod approx_pins;
+mod argmax_pins;
 mod ops_pins;
 mod table;
 
