@@ -306,3 +306,199 @@ impl Objective for CompletionData<'_> {
         self.decoding.exact_match(stage.model, self.validation)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Prompt;
+    use crate::model::LlamaConfig;
+    use crate::model::lora_target::LoraTarget;
+    use crate::model::marill::{LoraSpec, MarillArch, attach_lora};
+    use crate::model::tiny::{tiny_tokenizer, tiny_weights};
+    use crate::model::weights::Weights;
+    use crate::train::batch::prefix_activations;
+    use candle_core::{D, Device, Var};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use std::collections::HashMap;
+
+    fn sum(a: i32, b: i32) -> Example {
+        let total = (a + b).to_string();
+        Example {
+            id: format!("{a}+{b}"),
+            prompt: Prompt::fixed(format!("Calculate {a} + {b} =")),
+            choices: Vec::new(),
+            answer: Answer::Text {
+                final_number: total.clone(),
+                solution: total,
+            },
+        }
+    }
+
+    fn tiny(seed: u64) -> Result<Llama> {
+        let config = LlamaConfig::tiny();
+        let weights = Weights::new(tiny_weights(&config, seed)?);
+        Llama::from_weights(config, &weights, &Device::Cpu)
+    }
+
+    fn weights(ce: f64, kl: f64, hidden: f64) -> LossWeights {
+        LossWeights {
+            ce,
+            kl,
+            hidden,
+            temperature: 2.0,
+        }
+    }
+
+    #[test]
+    fn a_completion_is_the_answer_then_the_end_token_after_the_prompt() -> Result<()> {
+        let tokenizer = tiny_tokenizer()?;
+        let ex = sum(5, 91);
+        let [c] = &encode_completions(&tokenizer, PromptFormat::Plain, &[&ex], 64)?[..] else {
+            panic!("one example");
+        };
+        let prompt = encode(&tokenizer, "Calculate 5 + 91 =")?;
+        let answer = encode(&tokenizer, " 96")?;
+        let end = tokenizer.token_to_id("<|endoftext|>").unwrap();
+        assert_eq!(c.prompt_len, prompt.len());
+        assert_eq!(c.ids, [prompt, answer, vec![end]].concat());
+        // The chat format ends the answer with the end of the assistant turn.
+        let chat = encode_completions(&tokenizer, PromptFormat::Chat, &[&ex], 256)?;
+        assert_eq!(chat[0].ids.last(), tokenizer.token_to_id("<|im_end|>").as_ref());
+        // A prompt that does not fit with its answer: one line naming the budget.
+        let err = encode_completions(&tokenizer, PromptFormat::Plain, &[&ex], 20).unwrap_err();
+        let message = format!("{err:#}");
+        assert!(!message.contains('\n'), "{message}");
+        assert!(message.contains("task.max_len = 20"), "{message}");
+        assert!(message.contains("example 5+91"), "{message}");
+        Ok(())
+    }
+
+    #[test]
+    fn cross_entropy_counts_the_completion_tokens_only() -> Result<()> {
+        let model = tiny(3)?;
+        let tokenizer = tiny_tokenizer()?;
+        let examples = [sum(5, 91), sum(12, 7), sum(0, 3)];
+        let refs: Vec<&Example> = examples.iter().collect();
+        let train = encode_completions(&tokenizer, PromptFormat::Plain, &refs, 64)?;
+        let inputs = prefix_activations(&model, &train, 0)?;
+        let decoding = Decoding {
+            tokenizer: &tokenizer,
+            format: PromptFormat::Plain,
+            max_len: 64,
+            max_new_tokens: 4,
+        };
+        let data = CompletionData {
+            train: &train,
+            train_inputs: &inputs,
+            validation: &[],
+            decoding: &decoding,
+            teacher: None,
+        };
+        let stage = Stage {
+            name: "teacher",
+            model: &model,
+            vars: Vec::new(),
+            first_layer: 0,
+        };
+        let (loss, _) = data.loss(&stage, &[0, 1, 2], &weights(1.0, 0.0, 0.0))?;
+        let got = f64::from(loss.to_scalar::<f32>()?);
+        // Reference: each sequence alone through the whole model, log-softmax in f64, the mean
+        // over every position that predicts a completion token, and over every position.
+        let (mut completion, mut all) = (Vec::new(), Vec::new());
+        for c in &train {
+            let ids = Tensor::new(c.ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
+            let logits: Vec<Vec<f32>> = model.forward(&ids, None, false)?.logits.get(0)?.to_vec2()?;
+            for p in 0..c.ids.len() - 1 {
+                let row: Vec<f64> = logits[p].iter().map(|&x| f64::from(x)).collect();
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lse = row.iter().map(|x| (x - max).exp()).sum::<f64>().ln() + max;
+                let nll = lse - row[c.ids[p + 1] as usize];
+                all.push(nll);
+                if p + 1 >= c.prompt_len {
+                    completion.push(nll);
+                }
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        assert!((got - mean(&completion)).abs() < 1e-4, "{got} vs {}", mean(&completion));
+        assert!((got - mean(&all)).abs() > 1e-3, "the prompt positions would count");
+        Ok(())
+    }
+
+    #[test]
+    fn token_distillation_reaches_every_student_adapter() -> Result<()> {
+        let tokenizer = tiny_tokenizer()?;
+        let examples = [sum(5, 91), sum(12, 7), sum(40, 3), sum(8, 8)];
+        let refs: Vec<&Example> = examples.iter().collect();
+        let train = encode_completions(&tokenizer, PromptFormat::Plain, &refs, 64)?;
+        let teacher = tiny(4)?;
+        let embeddings = prefix_activations(&teacher, &train, 0)?;
+        let (k, public) = (16, 1);
+        let targets = teacher_token_targets(&teacher, &train, &embeddings, 2, k, 2.0, Some(public))?;
+        assert_eq!(targets[0].top_ids.dims(), [train[0].predicting().len(), k]);
+        // Each position's buckets hold all of the teacher's probability.
+        let totals: Vec<f32> = targets[1].probs.sum(D::Minus1)?.to_vec1()?;
+        assert!(totals.iter().all(|t| (t - 1.0).abs() < 1e-5), "{totals:?}");
+
+        let mut student = tiny(5)?;
+        let arch = MarillArch {
+            public_layers: public,
+            head_merge: 3,
+            ..MarillArch::standard()
+        };
+        arch.apply(&mut student)?;
+        let spec = LoraSpec {
+            rank: 4,
+            alpha: 8.0,
+            targets: LoraTarget::ALL.to_vec(),
+            dropout: 0.0,
+        };
+        let private = arch.private_layers(&student);
+        let vars: Vec<(String, Var)> = attach_lora(
+            &mut student,
+            private,
+            &spec,
+            &HashMap::new(),
+            &mut ChaCha8Rng::seed_from_u64(6),
+        )?;
+        let inputs = prefix_activations(&student, &train, public)?;
+        let decoding = Decoding {
+            tokenizer: &tokenizer,
+            format: PromptFormat::Plain,
+            max_len: 64,
+            max_new_tokens: 4,
+        };
+        let data = CompletionData {
+            train: &train,
+            train_inputs: &inputs,
+            validation: &[],
+            decoding: &decoding,
+            teacher: Some(&targets),
+        };
+        let stage = Stage {
+            name: "student",
+            model: &student,
+            vars: vars.clone(),
+            first_layer: public,
+        };
+        let rows = [0, 1, 2, 3];
+        // Distillation alone (no cross-entropy): B starts at zero, so one plain SGD step on B
+        // first makes A's gradient non-zero too.
+        let loss = |w| -> Result<Tensor> { Ok(data.loss(&stage, &rows, &w)?.0) };
+        let distill_only = weights(0.0, 1.0, 0.5);
+        let grads = loss(distill_only)?.backward()?;
+        for (name, var) in vars.iter().filter(|(n, _)| n.contains("lora_B")) {
+            let g = grads.get(var.as_tensor()).expect(name);
+            var.set(&(var.as_tensor() - g)?)?;
+        }
+        for w in [distill_only, weights(0.0, 1.0, 0.0)] {
+            let grads = loss(w)?.backward()?;
+            for (name, var) in &vars {
+                let g = grads.get(var.as_tensor()).expect(name);
+                assert!(g.sqr()?.sum_all()?.to_scalar::<f32>()? > 0.0, "{name}: zero gradient");
+            }
+        }
+        Ok(())
+    }
+}
