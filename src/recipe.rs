@@ -871,7 +871,10 @@ batch = 8
     #[test]
     fn top_k_is_between_one_and_the_vocabulary() {
         let zero = format!("{MINIMAL}[student.distill]\ntop_k = 0\n");
-        assert_mentions(&parse_error(&zero), &["student.distill.top_k", "at least 1"]);
+        assert_mentions(
+            &parse_error(&zero),
+            &["student.distill.top_k", "at least 1"],
+        );
         let huge = format!("{MINIMAL}[student.distill]\ntop_k = 49153\n");
         assert_mentions(
             &validate_error(&huge),

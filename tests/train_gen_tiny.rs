@@ -117,7 +117,10 @@ fn teacher_and_student_train_on_a_generation_task() {
     for stage in ["teacher", "student"] {
         let of_stage: Vec<&serde_json::Value> =
             lines.iter().filter(|l| l["stage"] == stage).collect();
-        assert!(of_stage.iter().any(|l| l["val_accuracy"].is_f64()), "{stage}");
+        assert!(
+            of_stage.iter().any(|l| l["val_accuracy"].is_f64()),
+            "{stage}"
+        );
         let losses: Vec<f64> = of_stage.iter().filter_map(|l| l["loss"].as_f64()).collect();
         assert!(losses.last() < losses.first(), "{stage}: {losses:?}");
     }
@@ -130,7 +133,10 @@ fn bad_generation_input_is_one_error_line() {
     assert!(zero.train_error().contains("student.distill.top_k"));
     let huge = Project::new(20, &RECIPE.replace("top_k = 16", "top_k = 321"));
     let message = huge.train_error();
-    assert!(message.contains("top_k = 321") && message.contains("320"), "{message}");
+    assert!(
+        message.contains("top_k = 321") && message.contains("320"),
+        "{message}"
+    );
     // A prompt that does not fit max_len with its answer.
     let short = Project::new(20, &RECIPE.replace("max_len = 48", "max_len = 12"));
     let message = short.train_error();
@@ -143,5 +149,8 @@ fn bad_generation_input_is_one_error_line() {
     lines[2] = lines[2].replace(r#", "answer": "#, r#", "gold": "#);
     std::fs::write(&data, lines.join("\n") + "\n").unwrap();
     let message = missing.train_error();
-    assert!(message.contains("data.jsonl") && message.contains("answer"), "{message}");
+    assert!(
+        message.contains("data.jsonl") && message.contains("answer"),
+        "{message}"
+    );
 }

@@ -29,7 +29,6 @@ pub struct ChoiceData<'a> {
     pub teacher: Option<&'a TeacherOutputs>,
 }
 
-
 impl Objective for ChoiceData<'_> {
     fn train_lengths(&self) -> Vec<usize> {
         self.train.iter().map(|e| e.ids.len()).collect()
@@ -168,4 +167,3 @@ fn batch_loss(
     }
     Ok((loss, batch))
 }
-

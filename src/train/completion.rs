@@ -58,8 +58,10 @@ pub fn encode_completions(
             let Answer::Text { .. } = ex.answer else {
                 bail!("example {}: generative training needs a text answer", ex.id);
             };
-            let mut completion =
-                encode(tokenizer, &format!("{}{}", format.answer_prefix(), ex.target()))?;
+            let mut completion = encode(
+                tokenizer,
+                &format!("{}{}", format.answer_prefix(), ex.target()),
+            )?;
             completion.push(end);
             let budget = max_len.saturating_sub(completion.len());
             let mut ids = prompt_ids(tokenizer, format, ex, budget).with_context(|| {
@@ -95,7 +97,11 @@ pub struct CompletionBatch {
 impl CompletionBatch {
     pub fn new(rows: &[usize], examples: &[Completion], prefix: &[Tensor]) -> Result<Self> {
         let device = prefix[rows[0]].device();
-        let t = rows.iter().map(|&i| examples[i].ids.len()).max().unwrap_or(0);
+        let t = rows
+            .iter()
+            .map(|&i| examples[i].ids.len())
+            .max()
+            .unwrap_or(0);
         let (mut hidden, mut positions, mut targets, mut counts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (row, &i) in rows.iter().enumerate() {
@@ -364,7 +370,10 @@ mod tests {
         assert_eq!(c.ids, [prompt, answer, vec![end]].concat());
         // The chat format ends the answer with the end of the assistant turn.
         let chat = encode_completions(&tokenizer, PromptFormat::Chat, &[&ex], 256)?;
-        assert_eq!(chat[0].ids.last(), tokenizer.token_to_id("<|im_end|>").as_ref());
+        assert_eq!(
+            chat[0].ids.last(),
+            tokenizer.token_to_id("<|im_end|>").as_ref()
+        );
         // A prompt that does not fit with its answer: one line naming the budget.
         let err = encode_completions(&tokenizer, PromptFormat::Plain, &[&ex], 20).unwrap_err();
         let message = format!("{err:#}");
@@ -408,7 +417,8 @@ mod tests {
         let (mut completion, mut all) = (Vec::new(), Vec::new());
         for c in &train {
             let ids = Tensor::new(c.ids.as_slice(), &Device::Cpu)?.unsqueeze(0)?;
-            let logits: Vec<Vec<f32>> = model.forward(&ids, None, false)?.logits.get(0)?.to_vec2()?;
+            let logits: Vec<Vec<f32>> =
+                model.forward(&ids, None, false)?.logits.get(0)?.to_vec2()?;
             for p in 0..c.ids.len() - 1 {
                 let row: Vec<f64> = logits[p].iter().map(|&x| f64::from(x)).collect();
                 let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -421,8 +431,15 @@ mod tests {
             }
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        assert!((got - mean(&completion)).abs() < 1e-4, "{got} vs {}", mean(&completion));
-        assert!((got - mean(&all)).abs() > 1e-3, "the prompt positions would count");
+        assert!(
+            (got - mean(&completion)).abs() < 1e-4,
+            "{got} vs {}",
+            mean(&completion)
+        );
+        assert!(
+            (got - mean(&all)).abs() > 1e-3,
+            "the prompt positions would count"
+        );
         Ok(())
     }
 
@@ -435,7 +452,8 @@ mod tests {
         let teacher = tiny(4)?;
         let embeddings = prefix_activations(&teacher, &train, 0)?;
         let (k, public) = (16, 1);
-        let targets = teacher_token_targets(&teacher, &train, &embeddings, 2, k, 2.0, Some(public))?;
+        let targets =
+            teacher_token_targets(&teacher, &train, &embeddings, 2, k, 2.0, Some(public))?;
         assert_eq!(targets[0].top_ids.dims(), [train[0].predicting().len(), k]);
         // Each position's buckets hold all of the teacher's probability.
         let totals: Vec<f32> = targets[1].probs.sum(D::Minus1)?.to_vec1()?;
@@ -496,7 +514,10 @@ mod tests {
             let grads = loss(w)?.backward()?;
             for (name, var) in &vars {
                 let g = grads.get(var.as_tensor()).expect(name);
-                assert!(g.sqr()?.sum_all()?.to_scalar::<f32>()? > 0.0, "{name}: zero gradient");
+                assert!(
+                    g.sqr()?.sum_all()?.to_scalar::<f32>()? > 0.0,
+                    "{name}: zero gradient"
+                );
             }
         }
         Ok(())

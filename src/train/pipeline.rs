@@ -1,6 +1,8 @@
 //! `marill train`: a recipe's teacher and student stages, end to end, into a run directory:
 //! `teacher/` and `student/` split checkpoints, `metrics.jsonl`, `state/` (for `--resume`) and
-//! `train_report.json`.
+//! `train_report.json`. A choice task trains on its choices' first tokens
+//! ([`super::choice`]), a generation task on its answers' tokens ([`super::completion`]); both
+//! stages, state, resume and export are the same for either.
 //!
 //! The student stage reads the teacher only as it was saved (checkpoint and final state) and
 //! draws its random initialisation from a stream of its own, so it is the same whether the

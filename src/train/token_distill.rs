@@ -84,11 +84,18 @@ pub fn top_k_distillation_kl(
     }
     let rest = (&log_q + Tensor::from_vec(off_top, (positions, vocab), student.device())?)?;
     let max = rest.max_keepdim(D::Minus1)?.detach();
-    let log_q_rest = (rest.broadcast_sub(&max)?.exp()?.sum_keepdim(D::Minus1)?.log()? + max)?;
+    let log_q_rest = (rest
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + max)?;
     let log_q = Tensor::cat(&[log_q_top, log_q_rest], 1)?;
     // An empty bucket (P = 0) contributes 0: its clamped log stays finite, times 0.
     let log_p = teacher_probs.clamp(1e-30, 1.0)?.log()?;
-    let kl = (teacher_probs * (log_p - log_q)?)?.sum(D::Minus1)?.mean_all()?;
+    let kl = (teacher_probs * (log_p - log_q)?)?
+        .sum(D::Minus1)?
+        .mean_all()?;
     Ok((kl * (temperature * temperature))?.to_dtype(DType::F32)?)
 }
 
@@ -126,7 +133,9 @@ mod tests {
             let (top, rest) = order.split_at(k);
             let term = |pp: f64, qq: f64| if pp > 0.0 { pp * (pp / qq).ln() } else { 0.0 };
             total += top.iter().map(|&j| term(p[j], q[j])).sum::<f64>();
-            let (p_rest, q_rest) = rest.iter().fold((0.0, 0.0), |(a, b), &j| (a + p[j], b + q[j]));
+            let (p_rest, q_rest) = rest
+                .iter()
+                .fold((0.0, 0.0), |(a, b), &j| (a + p[j], b + q[j]));
             total += term(p_rest, q_rest);
         }
         t * t * total / teacher.len() as f64
@@ -166,7 +175,10 @@ mod tests {
                 * t
                 * t
                 / POSITIONS as f64;
-            assert!((got - want).abs() < 1e-5 * want.max(1.0), "T {t}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-5 * want.max(1.0),
+                "T {t}: {got} vs {want}"
+            );
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! One training stage: AdamW over the trainable variables, with warm-up and decay, clipping,
-//! accumulation, periodic validation (the best variables are kept) and resumable state.
+//! accumulation, periodic validation (the best variables are kept) and resumable state. What
+//! the loss and the validation accuracy are is the stage's [`Objective`]: choices
+//! ([`super::choice`]) or generated answers ([`super::completion`]).
 
 use super::optimizer::{AdamW, AdamWConfig, clip_grad_norm, learning_rate};
 use super::state::{Progress, StatePaths, log_metrics};
