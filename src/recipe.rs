@@ -182,6 +182,9 @@ impl Default for HeadMergeSection {
     }
 }
 
+/// The teacher's tokens cached per completion position unless a recipe says otherwise.
+pub const DEFAULT_TOP_K: usize = 64;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistillSection {
@@ -192,6 +195,9 @@ pub struct DistillSection {
     pub w_hidden: f64,
     /// Task cross-entropy on the gold answer.
     pub w_ce: f64,
+    /// Generation tasks: how many of the teacher's most likely tokens are cached per completion
+    /// position (the rest of its probability is kept as one bucket, see `train::token_distill`).
+    pub top_k: usize,
 }
 
 impl Default for DistillSection {
@@ -201,6 +207,7 @@ impl Default for DistillSection {
             w_logits: 1.0,
             w_hidden: 0.0,
             w_ce: 0.5,
+            top_k: DEFAULT_TOP_K,
         }
     }
 }
@@ -494,6 +501,13 @@ impl Recipe {
         }
         let lora = &self.student.lora;
         check_lora_rank("student.lora.rank", lora.rank, &lora.targets, config)?;
+        let top_k = self.student.distill.top_k;
+        if top_k > config.vocab_size {
+            return Err(format!(
+                "student.distill.top_k = {top_k} exceeds the model's vocabulary of {} tokens",
+                config.vocab_size
+            ));
+        }
         if self.task.max_len > config.max_position_embeddings {
             return Err(format!(
                 "task.max_len = {} exceeds the model's {} positions",
@@ -553,6 +567,9 @@ fn check_distill(distill: &DistillSection) -> Check {
         return Err(
             "student.distill: w_logits, w_hidden and w_ce are all 0 (nothing to train on)".into(),
         );
+    }
+    if distill.top_k == 0 {
+        return Err("student.distill.top_k must be at least 1".into());
     }
     Ok(())
 }
@@ -849,6 +866,22 @@ batch = 8
         assert_mentions(&parse_error(&negative), &["student.distill.w_hidden"]);
         let none = format!("{MINIMAL}[student.distill]\nw_logits = 0.0\nw_ce = 0.0\n");
         assert_mentions(&parse_error(&none), &["all 0"]);
+    }
+
+    #[test]
+    fn top_k_is_between_one_and_the_vocabulary() {
+        let zero = format!("{MINIMAL}[student.distill]\ntop_k = 0\n");
+        assert_mentions(
+            &parse_error(&zero),
+            &["student.distill.top_k", "at least 1"],
+        );
+        let huge = format!("{MINIMAL}[student.distill]\ntop_k = 49153\n");
+        assert_mentions(
+            &validate_error(&huge),
+            &["student.distill.top_k = 49153", "49152"],
+        );
+        let whole = format!("{MINIMAL}[student.distill]\ntop_k = 49152\n");
+        parse(&whole).unwrap().validate(&smollm2()).unwrap();
     }
 
     #[test]

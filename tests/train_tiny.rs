@@ -10,9 +10,10 @@ use marill::model::weights::Weights;
 use marill::model::{Llama, LlamaConfig};
 use marill::recipe::LrSchedule;
 use marill::train::batch::{Batch, Encoded, forward_batch, prefix_activations};
+use marill::train::choice::ChoiceData;
 use marill::train::loss::choice_cross_entropy;
 use marill::train::optimizer::AdamWConfig;
-use marill::train::trainer::{LossWeights, Stage, StageConfig, StageData, train_stage};
+use marill::train::trainer::{LossWeights, Stage, StageConfig, train_stage};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -157,7 +158,7 @@ fn training_learns_and_a_killed_run_resumes_to_the_same_end() -> Result<()> {
             vars: vars.clone(),
             first_layer: 1,
         };
-        let data = StageData {
+        let data = ChoiceData {
             train: &train,
             train_inputs: &ti,
             validation: &validation,

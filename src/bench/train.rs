@@ -8,8 +8,9 @@ use crate::model::{Llama, ModelSource, load};
 use crate::progress::progress_bar;
 use crate::recipe::LrSchedule;
 use crate::train::batch::{Encoded, prefix_activations};
+use crate::train::choice::ChoiceData;
 use crate::train::optimizer::{AdamW, AdamWConfig};
-use crate::train::trainer::{LossWeights, Stage, StageConfig, StageData, step_gradients};
+use crate::train::trainer::{LossWeights, Stage, StageConfig, step_gradients};
 use anyhow::Result;
 use candle_core::Device;
 use rand::SeedableRng;
@@ -91,7 +92,7 @@ fn steps_per_second(
         vars,
         first_layer: first,
     };
-    let data = StageData {
+    let data = ChoiceData {
         train: &examples,
         train_inputs: &inputs,
         validation: &[],

@@ -151,6 +151,29 @@ pub struct TaskInfo {
     pub max_len: usize,
 }
 
+impl TaskInfo {
+    /// Whether a model trained for this task can answer `task`: a classification checkpoint
+    /// scores a choice's first token, a generation one writes its answer and stops, so neither
+    /// serves the other kind of task.
+    pub fn check_serves(&self, task: TaskKind) -> Result<()> {
+        let kind = |t: TaskKind| {
+            if t.is_generation() {
+                "generation"
+            } else {
+                "classification"
+            }
+        };
+        ensure!(
+            self.name.is_generation() == task.is_generation(),
+            "trained for {} ({}), cannot evaluate {task} ({})",
+            self.name,
+            kind(self.name),
+            kind(task)
+        );
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
     pub recipe_sha256: String,
@@ -284,5 +307,32 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_serves_only_its_kind_of_task() {
+        let trained = |name| TaskInfo {
+            name,
+            format: PromptFormat::Plain,
+            max_len: 64,
+        };
+        let classifier = trained(TaskKind::Sst2);
+        classifier.check_serves(TaskKind::Rte).unwrap();
+        let message = classifier
+            .check_serves(TaskKind::ArithmeticGen)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "trained for sst2 (classification), cannot evaluate arithmetic-gen (generation)"
+        );
+        let generator = trained(TaskKind::ArithmeticGen);
+        generator.check_serves(TaskKind::Gsm8k).unwrap();
+        assert!(generator.check_serves(TaskKind::Arithmetic).is_err());
     }
 }

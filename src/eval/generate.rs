@@ -8,12 +8,12 @@ use crate::model::Llama;
 use crate::model::generate::generate_greedy;
 use crate::model::tokenizer::encode;
 use crate::progress::progress_bar;
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use tokenizers::Tokenizer;
 
-/// The tokens that end an answer: the end-of-turn and end-of-text tokens and, since a
+/// The tokens decoding stops before: the end-of-turn and end-of-text tokens, and, since a
 /// plain-format answer ends with its paragraph (after a blank line a base model goes on to
-/// invent the next question), a blank line.
+/// invent the next question), the blank line.
 pub fn stop_tokens(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
     let mut stop: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
         .iter()
@@ -23,6 +23,18 @@ pub fn stop_tokens(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
         stop.push(blank_line);
     }
     Ok(stop)
+}
+
+/// The stop token a fine-tuned model learns to end its answer with: the end of the assistant
+/// turn in the chat format, the end of text in the plain one (both in [`stop_tokens`]).
+pub fn end_token(tokenizer: &Tokenizer, format: PromptFormat) -> Result<u32> {
+    let name = match format {
+        PromptFormat::Chat => "<|im_end|>",
+        PromptFormat::Plain => "<|endoftext|>",
+    };
+    tokenizer
+        .token_to_id(name)
+        .with_context(|| format!("the tokenizer has no {name} token to end an answer with"))
 }
 
 /// The prompt of `example` for an answer of up to `max_new_tokens`: the answer needs room
@@ -42,6 +54,24 @@ pub fn generation_prompt(
     )
 }
 
+/// The prompt, what the model generates for it (decoded) and how many tokens that took.
+pub fn generate_answer(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    format: PromptFormat,
+    example: &Example,
+    max_len: usize,
+    max_new_tokens: usize,
+    stop: &[u32],
+) -> Result<(String, usize)> {
+    let prompt = generation_prompt(tokenizer, format, example, max_len, max_new_tokens)?;
+    let ids = generate_greedy(model, &prompt, max_new_tokens, stop)?;
+    let text = tokenizer
+        .decode(&ids, true)
+        .map_err(|e| anyhow!("cannot decode: {e}"))?;
+    Ok((text, prompt.len() + ids.len()))
+}
+
 /// Generates an answer for every example, one at a time, and grades it.
 pub fn generate_answers(
     model: &Llama,
@@ -59,12 +89,9 @@ pub fn generate_answers(
     };
     let bar = progress_bar(examples.len(), "generate");
     for ex in examples {
-        let prompt = generation_prompt(tokenizer, format, ex, max_len, max_new_tokens)?;
-        let ids = generate_greedy(model, &prompt, max_new_tokens, &stop)?;
-        outcome.tokens += prompt.len() + ids.len();
-        let text = tokenizer
-            .decode(&ids, true)
-            .map_err(|e| anyhow!("cannot decode: {e}"))?;
+        let (text, tokens) =
+            generate_answer(model, tokenizer, format, ex, max_len, max_new_tokens, &stop)?;
+        outcome.tokens += tokens;
         outcome.record(ex, Prediction::Generated(&text))?;
         bar.set_message(format!("accuracy {}", outcome.accuracy));
         bar.inc(1);

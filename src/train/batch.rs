@@ -17,6 +17,17 @@ pub struct Encoded {
     pub target: usize,
 }
 
+/// A training example as the model reads it: its token ids.
+pub trait TokenSequence: Sync {
+    fn ids(&self) -> &[u32];
+}
+
+impl TokenSequence for Encoded {
+    fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+}
+
 pub fn encode_examples(
     tokenizer: &Tokenizer,
     format: PromptFormat,
@@ -42,7 +53,7 @@ pub fn encode_examples(
 /// `0..k` (the token embeddings when `k = 0`), computed once without gradients.
 pub fn prefix_activations(
     model: &Llama,
-    examples: &[Encoded],
+    examples: &[impl TokenSequence],
     public_layers: usize,
 ) -> Result<Vec<Tensor>> {
     let bar = progress_bar(examples.len(), "prefix cache");
@@ -50,8 +61,8 @@ pub fn prefix_activations(
     let parts = map_parts(&all, |_, part| {
         part.iter()
             .map(|&i| {
-                let ids = &examples[i].ids;
-                let x = model.embed(&Tensor::new(ids.as_slice(), model.device())?.unsqueeze(0)?)?;
+                let ids = examples[i].ids();
+                let x = model.embed(&Tensor::new(ids, model.device())?.unsqueeze(0)?)?;
                 let allowed = model.attention_mask(ids.len(), None)?;
                 let (h, _) = model.forward_layers(&x, 0..public_layers, &allowed, false)?;
                 bar.inc(1);

@@ -1,7 +1,10 @@
 pub mod batch;
+pub mod choice;
+pub mod completion;
 pub mod export;
 pub mod loss;
 pub mod optimizer;
 pub mod pipeline;
 pub mod state;
+pub mod token_distill;
 pub mod trainer;

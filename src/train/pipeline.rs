@@ -1,6 +1,8 @@
 //! `marill train`: a recipe's teacher and student stages, end to end, into a run directory:
 //! `teacher/` and `student/` split checkpoints, `metrics.jsonl`, `state/` (for `--resume`) and
-//! `train_report.json`.
+//! `train_report.json`. A choice task trains on its choices' first tokens
+//! ([`super::choice`]), a generation task on its answers' tokens ([`super::completion`]); both
+//! stages, state, resume and export are the same for either.
 //!
 //! The student stage reads the teacher only as it was saved (checkpoint and final state) and
 //! draws its random initialisation from a stream of its own, so it is the same whether the
@@ -8,20 +10,21 @@
 //! Each stage records the recipe it starts under and resumes only under the same sections.
 
 use super::batch::{Encoded, encode_examples, prefix_activations};
+use super::choice::{ChoiceData, TeacherOutputs, choice_accuracy, teacher_outputs};
+use super::completion::{
+    Completion, CompletionData, Decoding, TokenTargets, encode_completions, teacher_token_targets,
+};
 use super::export::{ExportContext, export_student, export_teacher};
 use super::optimizer::AdamWConfig;
 use super::state::StatePaths;
-use super::trainer::{
-    LossWeights, Stage, StageConfig, StageData, StageOutcome, TeacherOutputs, choice_accuracy,
-    teacher_outputs, train_stage,
-};
+use super::trainer::{LossWeights, Stage, StageConfig, StageOutcome, train_stage};
 use crate::checkpoint::{BaseModel, LoraInfo, PrivateTensor, TaskInfo, load_checkpoint};
-use crate::data::{Dataset, Split};
+use crate::data::{Dataset, Example, Split};
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{LoraSpec, MarillArch, attach_lora, projection_mut};
 use crate::model::{Llama, LoadedModel, ModelSource, load};
-use crate::recipe::{LoraSection, Recipe, RecipeSection, TeacherMethod};
-use anyhow::{Context, Result, bail, ensure};
+use crate::recipe::{DistillSection, LoraSection, Recipe, RecipeSection, TeacherMethod};
+use anyhow::{Context, Result, ensure};
 use candle_core::{Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -82,6 +85,58 @@ impl Rows {
             make(&self.validation)?,
             make(&self.test)?,
         ])
+    }
+}
+
+/// A generation task's training completions, and the examples validation and test decode.
+struct GenerationRows<'a> {
+    train: Vec<Completion>,
+    validation: Vec<Example>,
+    test: Vec<Example>,
+    decoding: Decoding<'a>,
+}
+
+/// A task's rows as its objective needs them.
+enum TaskRows<'a> {
+    Choice(Rows),
+    Generation(GenerationRows<'a>),
+}
+
+/// What the teacher said about the training rows, for the student; of the same kind as the
+/// [`TaskRows`] it was computed from.
+enum TeacherCache {
+    Choice(TeacherOutputs),
+    Generation(Vec<TokenTargets>),
+}
+
+impl TaskRows<'_> {
+    /// The teacher's outputs on the training rows (hidden states of layers `keep_hidden_from..`).
+    fn teacher_cache(
+        &self,
+        teacher: &Llama,
+        distill: &DistillSection,
+        batch: usize,
+        keep_hidden_from: Option<usize>,
+    ) -> Result<TeacherCache> {
+        Ok(match self {
+            TaskRows::Choice(rows) => {
+                let inputs = prefix_activations(teacher, &rows.train, 0)?;
+                let out = teacher_outputs(teacher, &rows.train, &inputs, batch, keep_hidden_from)?;
+                TeacherCache::Choice(out)
+            }
+            TaskRows::Generation(rows) => {
+                let inputs = prefix_activations(teacher, &rows.train, 0)?;
+                TeacherCache::Generation(teacher_token_targets(
+                    teacher,
+                    &rows.train,
+                    &inputs,
+                    batch,
+                    distill.top_k,
+                    distill.temperature,
+                    keep_hidden_from,
+                )?)
+            }
+        })
     }
 }
 
@@ -146,23 +201,16 @@ const TEACHER_SECTIONS: [RecipeSection; 4] = [
 ];
 const STUDENT_SECTIONS: [RecipeSection; 5] = RecipeSection::ALL;
 
-/// Trains one stage, resuming its state when asked and the recipe's `sections` are unchanged.
+/// Trains one stage, resuming its state when asked and the recipe's `sections` are unchanged;
+/// returns its outcome and test accuracy.
 fn run_stage(
     stage: &Stage,
     sections: &[RecipeSection],
-    data: &[SplitData; 3],
-    teacher: Option<&TeacherOutputs>,
+    task: &TaskRows,
+    teacher: Option<&TeacherCache>,
     cfg: &StageConfig,
     req: &TrainRequest,
 ) -> Result<(StageOutcome, f64)> {
-    let [train, validation, test] = data;
-    let stage_data = StageData {
-        train: &train.examples,
-        train_inputs: &train.inputs,
-        validation: &validation.examples,
-        validation_inputs: &validation.inputs,
-        teacher,
-    };
     let state = StatePaths::new(&req.out, stage.name);
     let resume = req.resume && state.exists();
     if resume {
@@ -170,15 +218,43 @@ fn run_stage(
     } else {
         state.record_recipe(&req.recipe)?;
     }
-    let outcome = train_stage(stage, &stage_data, cfg, &req.out, resume, None)?;
-    let test_accuracy = choice_accuracy(
-        stage.model,
-        &test.examples,
-        &test.inputs,
-        stage.first_layer,
-        cfg.batch,
-    )?;
-    Ok((outcome, test_accuracy))
+    let first = stage.first_layer;
+    match task {
+        TaskRows::Choice(rows) => {
+            let [train, validation, test] = rows.with_inputs(stage.model, first)?;
+            let data = ChoiceData {
+                train: &train.examples,
+                train_inputs: &train.inputs,
+                validation: &validation.examples,
+                validation_inputs: &validation.inputs,
+                // The cache was computed from these very rows, so it is of their kind.
+                teacher: teacher.and_then(|t| match t {
+                    TeacherCache::Choice(out) => Some(out),
+                    TeacherCache::Generation(_) => None,
+                }),
+            };
+            let outcome = train_stage(stage, &data, cfg, &req.out, resume, None)?;
+            let accuracy =
+                choice_accuracy(stage.model, &test.examples, &test.inputs, first, cfg.batch)?;
+            Ok((outcome, accuracy))
+        }
+        TaskRows::Generation(rows) => {
+            let inputs = prefix_activations(stage.model, &rows.train, first)?;
+            let data = CompletionData {
+                train: &rows.train,
+                train_inputs: &inputs,
+                validation: &rows.validation,
+                decoding: &rows.decoding,
+                teacher: teacher.and_then(|t| match t {
+                    TeacherCache::Generation(targets) => Some(targets.as_slice()),
+                    TeacherCache::Choice(_) => None,
+                }),
+            };
+            let outcome = train_stage(stage, &data, cfg, &req.out, resume, None)?;
+            let accuracy = rows.decoding.exact_match(stage.model, &rows.test)?;
+            Ok((outcome, accuracy))
+        }
+    }
 }
 
 pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
@@ -191,13 +267,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     let device = Device::Cpu;
     let base: LoadedModel = load(&ModelSource::parse(&base_source)?, &device)?;
     recipe.validate(&base.model.config)?;
-    if recipe.task.name.is_generation() {
-        bail!(
-            "{}: training on generation tasks ({}) is not supported yet",
-            recipe.path().display(),
-            recipe.task.name
-        );
-    }
     std::fs::create_dir_all(&req.out)
         .with_context(|| format!("{}: cannot create", req.out.display()))?;
     let base_sha = BaseModel::weights_sha256(&base.weight_files)?;
@@ -214,19 +283,40 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     };
 
     let dataset = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?;
-    let encode = |split: Split| -> Result<Vec<Encoded>> {
-        let rows = dataset.split(split, recipe.task.split_seed, &recipe.task.ratios);
-        encode_examples(
-            &base.tokenizer,
-            recipe.model.format,
-            &rows,
-            recipe.task.max_len,
-        )
-    };
-    let rows = Rows {
-        train: encode(Split::Train)?,
-        validation: encode(Split::Validation)?,
-        test: encode(Split::Test)?,
+    let split = |split: Split| dataset.split(split, recipe.task.split_seed, &recipe.task.ratios);
+    let (format, max_len) = (recipe.model.format, recipe.task.max_len);
+    let in_recipe = || recipe.path().display().to_string();
+    let task_rows = if recipe.task.name.is_generation() {
+        let train = encode_completions(&base.tokenizer, format, &split(Split::Train), max_len)
+            .with_context(in_recipe)?;
+        // Room to write the longest training answer and its end token, no more: what follows
+        // an answer can only spoil its final number.
+        let max_new_tokens = train
+            .iter()
+            .map(|c| c.ids.len() - c.prompt_len)
+            .max()
+            .unwrap_or(1);
+        let owned = |s: Split| split(s).into_iter().cloned().collect::<Vec<Example>>();
+        TaskRows::Generation(GenerationRows {
+            train,
+            validation: owned(Split::Validation),
+            test: owned(Split::Test),
+            decoding: Decoding {
+                tokenizer: &base.tokenizer,
+                format,
+                max_len,
+                max_new_tokens,
+            },
+        })
+    } else {
+        let encode = |s: Split| -> Result<Vec<Encoded>> {
+            encode_examples(&base.tokenizer, format, &split(s), max_len)
+        };
+        TaskRows::Choice(Rows {
+            train: encode(Split::Train)?,
+            validation: encode(Split::Validation)?,
+            test: encode(Split::Test)?,
+        })
     };
     let mut report = TrainReport {
         recipe: recipe.path().display().to_string(),
@@ -253,7 +343,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
             }
             _ => make_all_trainable(&mut teacher_model)?,
         };
-        let data = rows.with_inputs(&teacher_model, 0)?;
         let loss = LossWeights {
             ce: 1.0,
             kl: 0.0,
@@ -269,7 +358,7 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
             first_layer: 0,
         };
         let (outcome, test_accuracy) =
-            run_stage(&stage, &TEACHER_SECTIONS, &data, None, &cfg, req)?;
+            run_stage(&stage, &TEACHER_SECTIONS, &task_rows, None, &cfg, req)?;
         let metrics = serde_json::json!({"best_val_accuracy": outcome.best_val_accuracy, "test_accuracy": test_accuracy});
         let targets = teacher_lora
             .as_ref()
@@ -309,16 +398,8 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
         softmax: s.approximations.softmax,
     };
     let d = &s.distill;
-    let teacher_data = rows.with_inputs(&teacher_model, 0)?;
     let keep_hidden = (d.w_hidden > 0.0).then_some(arch.public_layers);
-    let teacher_out = teacher_outputs(
-        &teacher_model,
-        &teacher_data[0].examples,
-        &teacher_data[0].inputs,
-        s.batch,
-        keep_hidden,
-    )?;
-    drop(teacher_data);
+    let teacher_out = task_rows.teacher_cache(&teacher_model, d, s.batch, keep_hidden)?;
     drop(teacher_model);
 
     let mut rng = stage_rng(recipe.optimizer.seed, STUDENT_STREAM);
@@ -326,7 +407,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     arch.apply(&mut student)?;
     let private = arch.private_layers(&student);
     let vars = attach_lora(&mut student, private, &lora_spec(&s.lora), &init, &mut rng)?;
-    let data = rows.with_inputs(&student, arch.public_layers)?;
     let loss = LossWeights {
         ce: d.w_ce,
         kl: d.w_logits,
@@ -343,7 +423,7 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     let (outcome, test_accuracy) = run_stage(
         &stage,
         &STUDENT_SECTIONS,
-        &data,
+        &task_rows,
         Some(&teacher_out),
         &cfg,
         req,

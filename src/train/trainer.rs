@@ -1,8 +1,8 @@
 //! One training stage: AdamW over the trainable variables, with warm-up and decay, clipping,
-//! accumulation, periodic validation (the best variables are kept) and resumable state.
+//! accumulation, periodic validation (the best variables are kept) and resumable state. What
+//! the loss and the validation accuracy are is the stage's [`Objective`]: choices
+//! ([`super::choice`]) or generated answers ([`super::completion`]).
 
-use super::batch::{Batch, Encoded, forward_batch};
-use super::loss::{choice_cross_entropy, correct_choices, distillation_kl, hidden_mse};
 use super::optimizer::{AdamW, AdamWConfig, clip_grad_norm, learning_rate};
 use super::state::{Progress, StatePaths, log_metrics};
 use crate::model::Llama;
@@ -43,23 +43,6 @@ pub struct StageConfig {
     pub loss: LossWeights,
 }
 
-/// What the teacher said about each training example, computed once.
-pub struct TeacherOutputs {
-    /// Per example, the logits of its choices.
-    pub choice_logits: Vec<Tensor>,
-    /// Per example, the teacher's output of each of the student's trainable layers (only when
-    /// the hidden-state loss is on).
-    pub hidden_states: Vec<Vec<Tensor>>,
-}
-
-pub struct StageData<'a> {
-    pub train: &'a [Encoded],
-    pub train_inputs: &'a [Tensor],
-    pub validation: &'a [Encoded],
-    pub validation_inputs: &'a [Tensor],
-    pub teacher: Option<&'a TeacherOutputs>,
-}
-
 /// A model and the variables one stage trains; layers `first..L` run on cached inputs.
 pub struct Stage<'a> {
     pub name: &'a str,
@@ -82,137 +65,31 @@ const LENGTH_WINDOW: usize = 16;
 
 /// One epoch's micro-batches: a seeded shuffle, length-sorted windows, shuffled batches.
 /// Depends only on `(seed, epoch)`, so a resumed run replays the same order.
-fn epoch_batches(examples: &[Encoded], batch: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+fn epoch_batches(lengths: &[usize], batch: usize, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
     let mut rng =
         ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let mut order: Vec<usize> = (0..examples.len()).collect();
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.shuffle(&mut rng);
     let mut batches = Vec::new();
     for window in order.chunks(batch * LENGTH_WINDOW) {
         let mut window = window.to_vec();
-        window.sort_by_key(|&i| examples[i].ids.len());
+        window.sort_by_key(|&i| lengths[i]);
         batches.extend(window.chunks(batch).map(<[usize]>::to_vec));
     }
     batches.shuffle(&mut rng);
     batches
 }
 
-/// Validation accuracy of the model on cached inputs.
-pub fn choice_accuracy(
-    model: &Llama,
-    examples: &[Encoded],
-    inputs: &[Tensor],
-    first: usize,
-    batch: usize,
-) -> Result<f64> {
-    let mut correct = 0;
-    let rows: Vec<usize> = (0..examples.len()).collect();
-    for chunk in rows.chunks(batch) {
-        let parts = map_parts(chunk, |_, part| {
-            let b = Batch::new(part, examples, inputs)?;
-            let out = forward_batch(model, &b, first, false)?;
-            correct_choices(&out.choice_logits, &b.choice_mask, &b.targets)
-        })?;
-        correct += parts.iter().sum::<usize>();
-    }
-    Ok(correct as f64 / examples.len().max(1) as f64)
-}
-
-/// Teacher outputs for `examples`, from layers `first..L` on cached inputs; keeps hidden states
-/// of layers `keep_from..L` when asked.
-pub fn teacher_outputs(
-    model: &Llama,
-    examples: &[Encoded],
-    inputs: &[Tensor],
-    batch: usize,
-    keep_hidden_from: Option<usize>,
-) -> Result<TeacherOutputs> {
-    let mut out = TeacherOutputs {
-        choice_logits: Vec::new(),
-        hidden_states: Vec::new(),
-    };
-    let rows: Vec<usize> = (0..examples.len()).collect();
-    let bar = progress_bar(examples.len(), "teacher outputs");
-    for chunk in rows.chunks(batch) {
-        let parts = map_parts(chunk, |_, part| {
-            let b = Batch::new(part, examples, inputs)?;
-            let o = forward_batch(model, &b, 0, keep_hidden_from.is_some())?;
-            part.iter()
-                .enumerate()
-                .map(|(row, &i)| {
-                    let n = examples[i].choices.len();
-                    let logits = o.choice_logits.get(row)?.narrow(0, 0, n)?.detach();
-                    let len = examples[i].ids.len();
-                    let states = match keep_hidden_from {
-                        Some(from) => o.hidden_states[from..]
-                            .iter()
-                            .map(|h| Ok(h.get(row)?.narrow(0, 0, len)?.detach()))
-                            .collect::<Result<Vec<_>>>()?,
-                        None => Vec::new(),
-                    };
-                    Ok((logits, states))
-                })
-                .collect::<Result<Vec<_>>>()
-        })?;
-        for (logits, states) in parts.into_iter().flatten() {
-            out.choice_logits.push(logits);
-            if keep_hidden_from.is_some() {
-                out.hidden_states.push(states);
-            }
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
-    Ok(out)
-}
-
-/// The stage's loss on one batch.
-fn batch_loss(
-    stage: &Stage,
-    data: &StageData,
-    rows: &[usize],
-    w: &LossWeights,
-) -> Result<(Tensor, Batch)> {
-    let batch = Batch::new(rows, data.train, data.train_inputs)?;
-    let out = forward_batch(stage.model, &batch, stage.first_layer, w.hidden > 0.0)?;
-    let mut loss =
-        (choice_cross_entropy(&out.choice_logits, &batch.choice_mask, &batch.targets)? * w.ce)?;
-    if let Some(teacher) = data.teacher {
-        let c = batch.choice_mask.dims()[1];
-        let t_logits = rows
-            .iter()
-            .map(|&i| {
-                let l = &teacher.choice_logits[i];
-                Ok(l.pad_with_zeros(0, 0, c - l.dims()[0])?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let t_logits = Tensor::stack(&t_logits, 0)?;
-        if w.kl > 0.0 {
-            let kl = distillation_kl(
-                &out.choice_logits,
-                &t_logits,
-                &batch.choice_mask,
-                w.temperature,
-            )?;
-            loss = (loss + (kl * w.kl)?)?;
-        }
-        if w.hidden > 0.0 {
-            let t = batch.hidden.dims()[1];
-            let layers = out.hidden_states.len();
-            for (layer, student) in out.hidden_states.iter().enumerate() {
-                let target = rows
-                    .iter()
-                    .map(|&i| {
-                        let h = &teacher.hidden_states[i][layer];
-                        Ok(h.pad_with_zeros(0, 0, t - h.dims()[0])?)
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                let mse = hidden_mse(student, &Tensor::stack(&target, 0)?, &batch.token_mask)?;
-                loss = (loss + (mse * (w.hidden / layers as f64))?)?;
-            }
-        }
-    }
-    Ok((loss, batch))
+/// What a stage learns from: its training rows (their token counts order the batches), the
+/// loss on some of them, and the validation accuracy that picks the best variables.
+pub trait Objective: Sync {
+    /// The token count of every training example, in order.
+    fn train_lengths(&self) -> Vec<usize>;
+    /// The loss on training rows `rows` (a mean over them) and the tokens it processed.
+    fn loss(&self, stage: &Stage, rows: &[usize], weights: &LossWeights)
+    -> Result<(Tensor, usize)>;
+    /// The accuracy of the stage's model on the validation split.
+    fn validation_accuracy(&self, stage: &Stage, batch: usize) -> Result<f64>;
 }
 
 /// Gradients of one optimizer step's mean loss over the micro-batches `group`, each split
@@ -220,7 +97,7 @@ fn batch_loss(
 /// for the dropout seeds.
 pub fn step_gradients(
     stage: &Stage,
-    data: &StageData,
+    data: &impl Objective,
     group: &[Vec<usize>],
     cfg: &StageConfig,
     first_micro: u64,
@@ -235,12 +112,12 @@ pub fn step_gradients(
             seed_dropout(
                 cfg.seed ^ (micro * 64 + part_index as u64).wrapping_mul(0xA24B_AED4_963E_E407),
             );
-            let (loss, batch) = batch_loss(stage, data, part, &cfg.loss)?;
+            let (loss, part_tokens) = data.loss(stage, part, &cfg.loss)?;
             let share = part.len() as f64 / rows.len() as f64 / group.len() as f64;
             let grads = (&loss * share)?.backward()?;
             Ok((
                 f64::from(loss.to_scalar::<f32>()?) * share,
-                batch.tokens(),
+                part_tokens,
                 grads,
             ))
         })?;
@@ -281,7 +158,7 @@ fn snapshot(vars: &[(String, Var)]) -> Result<HashMap<String, Tensor>> {
 /// the state to resume from.
 pub fn train_stage(
     stage: &Stage,
-    data: &StageData,
+    data: &impl Objective,
     cfg: &StageConfig,
     run_dir: &Path,
     resume: bool,
@@ -291,8 +168,9 @@ pub fn train_stage(
         cfg.batch > 0 && cfg.accumulation > 0 && cfg.epochs > 0,
         "batch, accumulation and epochs must be positive"
     );
-    ensure!(!data.train.is_empty(), "no training examples");
-    let micro_per_epoch = data.train.len().div_ceil(cfg.batch);
+    let lengths = data.train_lengths();
+    ensure!(!lengths.is_empty(), "no training examples");
+    let micro_per_epoch = lengths.len().div_ceil(cfg.batch);
     let steps_per_epoch = micro_per_epoch.div_ceil(cfg.accumulation);
     let total_steps = steps_per_epoch * cfg.epochs;
     let warmup = (cfg.warmup_ratio * total_steps as f64).round() as usize;
@@ -339,7 +217,7 @@ pub fn train_stage(
     let mut tokens = 0usize;
     while progress.step < total_steps && !progress.done {
         let epoch = progress.step / steps_per_epoch;
-        let micro = epoch_batches(data.train, cfg.batch, cfg.seed, epoch);
+        let micro = epoch_batches(&lengths, cfg.batch, cfg.seed, epoch);
         let first_micro = (progress.step % steps_per_epoch) * cfg.accumulation;
         for group in micro[first_micro..].chunks(cfg.accumulation) {
             let first = (progress.step * cfg.accumulation) as u64;
@@ -363,13 +241,7 @@ pub fn train_stage(
                 &serde_json::json!({"stage": stage.name, "step": progress.step, "epoch": epoch, "loss": loss, "lr": lr, "grad_norm": grad_norm, "tok_s": tok_s}),
             )?;
             if progress.step % eval_every == 0 || progress.step == total_steps {
-                let acc = choice_accuracy(
-                    stage.model,
-                    data.validation,
-                    data.validation_inputs,
-                    stage.first_layer,
-                    cfg.batch,
-                )?;
+                let acc = data.validation_accuracy(stage, cfg.batch)?;
                 log_metrics(
                     &metrics,
                     &serde_json::json!({"stage": stage.name, "step": progress.step, "val_accuracy": acc}),
