@@ -20,8 +20,8 @@
 //! equal and keep either, so the chosen value is within `levels · 2^-resolution_bits` of the
 //! maximum (in practice within one resolution step), and of exact ties any may win.
 
-use super::ops::{less_than_zero, mul_many};
-use super::protocol::{Comparison, Protocol, Role};
+use super::ops::less_than_zero;
+use super::protocol::{Bilinear, Comparison, Protocol, Role};
 use super::ring::RingTensor;
 use super::share::Share;
 use anyhow::{Result, ensure};
@@ -93,7 +93,9 @@ pub fn argmax_packed(
         let h = len / 2;
         let (a, b) = (y.narrow(axis, 0, h)?, y.narrow(axis, h, h)?);
         let take_b = less_than_zero(p, &a.sub(&b)?, cmp)?;
-        let moved = mul_many(p, &[(&take_b, &b.sub(&a)?)])?.remove(0);
+        // The selecting bit is masked as a bit in the difference's round.
+        let (d, bit) = p.mask_with_bits(&[&b.sub(&a)?], &[&take_b])?;
+        let moved = p.product(&bit[0], &d[0], Bilinear::Mul)?;
         let winners = a.add(&moved)?;
         y = if len % 2 == 1 {
             Share::concat(&[&winners, &y.narrow(axis, len - 1, 1)?], axis)?
