@@ -482,7 +482,10 @@ fn generate_refuses_bad_input_in_one_line() {
         assert_one_line_error(&args, needles);
     };
     check(generate(&base, " ", "3"), &["--prompt is empty"]);
-    check(generate(&base, "a b", "0"), &["--max-new-tokens must be at least 1"]);
+    check(
+        generate(&base, "a b", "0"),
+        &["--max-new-tokens must be at least 1"],
+    );
     check(
         generate(&base, "a b", "1023"),
         &["new ones exceed the model's 1024 positions"],
@@ -493,7 +496,14 @@ fn generate_refuses_bad_input_in_one_line() {
     );
     assert_one_line_error(
         &[
-            "eval", "--model", &student, "--task", "arithmetic-gen", "--mode", "mpc", "--limit",
+            "eval",
+            "--model",
+            &student,
+            "--task",
+            "arithmetic-gen",
+            "--mode",
+            "mpc",
+            "--limit",
             "1",
         ],
         &["serves sst2, a choice task, not generation"],

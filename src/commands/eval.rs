@@ -13,6 +13,8 @@ use crate::eval::{EvalRequest, Rows, evaluate_plaintext};
 use crate::mpc::network::Network;
 use crate::mpc::protocol::{ProtocolKind, Role};
 use crate::mpc::tls::PartyTls;
+use crate::secure::eval_generate::{SecureGenerationRequest, evaluate_secure_generation};
+use crate::secure::generation_report::SecureGenerationReport;
 use crate::secure::policy::DEFAULT_MAX_BATCH;
 use crate::secure::remote::TcpClient;
 use crate::secure::served::DEFAULT_MAX_LEN;
@@ -20,8 +22,6 @@ use crate::secure::{
     Holder, SecureEvalReport, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions,
     Served, evaluate_secure,
 };
-use crate::secure::eval_generate::{SecureGenerationRequest, evaluate_secure_generation};
-use crate::secure::generation_report::SecureGenerationReport;
 use anyhow::{Result, bail, ensure};
 use candle_core::Device;
 use serde::Serialize;
@@ -106,7 +106,10 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
     let holder = if tcp { Holder::Public } else { Holder::Server };
     let mut served = Served::load(&cmd.model, holder, device)?;
     if let Some(k) = cmd.student_shape {
-        ensure!(!tcp, "--student-shape runs with every party in this process");
+        ensure!(
+            !tcp,
+            "--student-shape runs with every party in this process"
+        );
         served = served.student_shaped(k)?;
     }
     let trained = served.manifest.as_ref().map(|m| &m.task);

@@ -4,8 +4,8 @@
 
 use super::forward::SecureModel;
 use super::generate::{ClientGeneration, GenerationRun, run_generation};
-use super::policy::GenerationPolicy;
 use super::generation_report::{GeneratedRow, SecureGenerationReport, token_matches};
+use super::policy::GenerationPolicy;
 use super::report::PhaseCost;
 use super::split::SecureSplit;
 use crate::data::{Example, Prediction};
@@ -46,7 +46,10 @@ pub fn evaluate_secure_generation(
         "{} is a choice task, not generation",
         req.task
     );
-    ensure!(req.max_new_tokens > 0, "--max-new-tokens must be at least 1");
+    ensure!(
+        req.max_new_tokens > 0,
+        "--max-new-tokens must be at least 1"
+    );
     let (model, tokenizer) = (&client.model, &client.tokenizer);
     let (rows, rows_name) = &req.rows;
     ensure!(!rows.is_empty(), "no rows to evaluate under MPC");
@@ -83,7 +86,10 @@ pub fn evaluate_secure_generation(
         max_new_tokens: req.max_new_tokens,
         stop: &stop,
     };
-    let bar = progress_bar(prompts.len(), &format!("mpc generate {}", secure_req.protocol));
+    let bar = progress_bar(
+        prompts.len(),
+        &format!("mpc generate {}", secure_req.protocol),
+    );
     let run: GenerationRun = run_generation(
         secure_req.protocol,
         &RunOptions::default(),

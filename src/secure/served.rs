@@ -6,19 +6,19 @@
 use super::policy::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, GenerationPolicy, MAX_EXAMPLES, ServePolicy,
 };
+use super::projection::Secrecy;
 use super::split::SecureSplit;
 use crate::checkpoint::{Manifest, is_checkpoint, load_checkpoint, load_checkpoint_public};
 use crate::data::{PromptFormat, TaskKind};
 use crate::fetch::resolve_model;
-use crate::model::{LoadedModel, load};
-use super::projection::Secrecy;
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{LoraSpec, MarillArch, attach_lora};
+use crate::model::{LoadedModel, load};
 use anyhow::{Context, Result, bail, ensure};
+use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
-use candle_core::Device;
 use std::path::Path;
 
 /// Whose copy of the model is loaded.
