@@ -137,6 +137,15 @@ impl Served {
         Ok(self)
     }
 
+    /// Whether this model serves generation: a checkpoint trained for a generation task, or
+    /// a bare base model serving one (`options.task`).
+    pub fn serves_generation(&self, options: &ServeOptions) -> bool {
+        match &self.manifest {
+            Some(m) => m.task.name.is_generation(),
+            None => options.task.is_some_and(|t| t.is_generation()),
+        }
+    }
+
     /// The policy generation is served under: a checkpoint must have been trained for a
     /// generation task (a bare base model serves any); a prompt and its new tokens fit the
     /// model's positions.
