@@ -169,6 +169,9 @@ struct PartyArgs {
     /// --model: the most examples one secure forward may pack.
     #[arg(long, default_value_t = DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// --model serving a generation task: the most new tokens a prompt may ask for.
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    max_new_tokens: usize,
     /// --model, server, debugging only: reveal every example's choice scores to the client
     /// (normally it learns only the chosen label). Reports say when this was on.
     #[arg(long)]
@@ -419,7 +422,7 @@ fn party_command(args: PartyArgs) -> PartyCommand {
                 max_len: args.max_len,
                 max_batch: args.max_batch,
                 reveal_scores: args.reveal_scores,
-                max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
+                max_new_tokens: args.max_new_tokens,
             },
         },
         None => PartyJob::Case(args.case),

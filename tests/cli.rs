@@ -482,7 +482,10 @@ fn generate_refuses_bad_input_in_one_line() {
         assert_one_line_error(&args, needles);
     };
     check(generate(&base, " ", "3"), &["--prompt is empty"]);
-    check(generate(&base, "a b", "0"), &["--max-new-tokens must be at least 1"]);
+    check(
+        generate(&base, "a b", "0"),
+        &["--max-new-tokens must be at least 1"],
+    );
     check(
         generate(&base, "a b", "1023"),
         &["new ones exceed the model's 1024 positions"],
@@ -493,7 +496,14 @@ fn generate_refuses_bad_input_in_one_line() {
     );
     assert_one_line_error(
         &[
-            "eval", "--model", &student, "--task", "arithmetic-gen", "--mode", "mpc", "--limit",
+            "eval",
+            "--model",
+            &student,
+            "--task",
+            "arithmetic-gen",
+            "--mode",
+            "mpc",
+            "--limit",
             "1",
         ],
         &["serves sst2, a choice task, not generation"],
@@ -506,4 +516,56 @@ fn generate_refuses_bad_input_in_one_line() {
         stderr.contains("prefill:") && stderr.contains("per token:"),
         "{stderr}"
     );
+}
+
+/// A generation task under MPC over TCP (parties started on loopback) reports what the memory
+/// transport does: the same plaintext answers, agreement with them, prefill and per-token
+/// costs.
+#[test]
+fn generation_under_mpc_over_tcp_reports_as_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_model(&dir.path().join("base"));
+    let report = |transport: &str| {
+        let json = dir.path().join(format!("{transport}.json"));
+        let (ok, stdout, stderr) = marill(&[
+            "eval",
+            "--model",
+            &base,
+            "--task",
+            "arithmetic-gen",
+            "--mode",
+            "mpc",
+            "--limit",
+            "3",
+            "--max-new-tokens",
+            "3",
+            "--batch",
+            "2",
+            "--reference",
+            "--transport",
+            transport,
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(ok, "{transport}: {stderr}");
+        assert!(stdout.contains("per token"), "{stdout}");
+        let text = std::fs::read_to_string(&json).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let (memory, tcp) = (report("memory"), report("tcp"));
+    for r in [&memory, &tcp] {
+        assert_eq!(r["n"], 3);
+        assert!(r["token_agreement"].as_f64().unwrap() > 0.5, "{r}");
+        assert!(r["per_token"]["rounds"].as_f64().unwrap() > 0.0);
+        assert!(r["prefill"]["online_bytes"].as_f64().unwrap() > 0.0);
+    }
+    let answers = |r: &serde_json::Value| -> Vec<String> {
+        r["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["plaintext"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(answers(&memory), answers(&tcp));
 }

@@ -6,6 +6,7 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
+use marill::model::generate::generate_greedy;
 use marill::model::marill::MarillArch;
 use marill::model::tiny::tiny_student;
 use marill::model::variants::{Activation, SoftmaxKind};
@@ -14,13 +15,12 @@ use marill::mpc::cost::CostClass;
 use marill::mpc::latency::{Basis, QueryLatency};
 use marill::mpc::local::RunOptions;
 use marill::mpc::protocol::ProtocolKind;
+use marill::secure::generate::{ClientGeneration, run_generation};
+use marill::secure::policy::GenerationPolicy;
 use marill::secure::report::latency_one_query;
 use marill::secure::{
     ClientJob, Secrecy, SecureInput, SecureModel, SecureRun, ServePolicy, run_secure,
 };
-use marill::model::generate::generate_greedy;
-use marill::secure::generate::{ClientGeneration, run_generation};
-use marill::secure::policy::GenerationPolicy;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -382,7 +382,9 @@ fn secure_decoding_gives_the_plaintext_greedy_tokens() -> Result<()> {
     ] {
         let mut chosen: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
         for seed in 0..40u32 {
-            let prompt: Vec<u32> = (0..3 + seed % 6).map(|i| (seed * 31 + i * 7) % 320).collect();
+            let prompt: Vec<u32> = (0..3 + seed % 6)
+                .map(|i| (seed * 31 + i * 7) % 320)
+                .collect();
             let tokens = generate_greedy(&model, &prompt, NEW, &[])?;
             if greedy_margin(&model, &prompt, &tokens)? > 0.15 {
                 chosen.push((prompt, tokens));
@@ -420,7 +422,10 @@ fn secure_decoding_gives_the_plaintext_greedy_tokens() -> Result<()> {
             assert_eq!(run.tokens, want, "{kind} {secrecy:?}");
             assert_eq!(run.prefills, 2, "{kind}: batches of 2 and 1");
             let decoded: usize = want.iter().map(|t| t.len().min(NEW - 1)).sum();
-            assert_eq!(run.decoded, decoded, "{kind}: a step per token after the first");
+            assert_eq!(
+                run.decoded, decoded,
+                "{kind}: a step per token after the first"
+            );
             assert!(run.decode.rounds > 0 && run.prefill.rounds > 0);
         }
     }
@@ -443,7 +448,10 @@ fn the_server_bounds_a_generation_job() -> Result<()> {
     };
     for (max_new, want) in [
         (5, "5 new tokens (this server generates 1 to 4)"),
-        (3, "prompt 0: 10 tokens and 3 new ones exceed the model's 12 positions"),
+        (
+            3,
+            "prompt 0: 10 tokens and 3 new ones exceed the model's 12 positions",
+        ),
     ] {
         let job = ClientGeneration {
             model: &model,

@@ -193,8 +193,8 @@ fn secure_decoding_of_the_student_shape_matches_plaintext() -> Result<()> {
     use marill::secure::generate::{ClientGeneration, run_generation};
     use marill::secure::{Holder, SecureModel, ServeOptions, Served};
     let path = base_model();
-    let served = Served::load(&path.to_string_lossy(), Holder::Server, &Device::Cpu)?
-        .student_shaped(15)?;
+    let served =
+        Served::load(&path.to_string_lossy(), Holder::Server, &Device::Cpu)?.student_shaped(15)?;
     let policy = served.generation_policy(&ServeOptions::default())?;
     let (model, tok) = (&served.loaded.model, &served.loaded.tokenizer);
     let prompts = [tokenizer::encode(tok, "Calculate 5 + 91 =")?];

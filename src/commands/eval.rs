@@ -5,7 +5,7 @@
 //! A checkpoint says which layers are public and what is secret (a bare model runs every layer
 //! privately with secret weights), and how its task was prompted: its `max_len` and prompt
 //! format are the defaults. An MPC client over TCP holds only public data: it never reads
-//! `private.safetensors`. Generation tasks run under MPC with every party in this process.
+//! `private.safetensors`. Generation tasks decode under MPC, choice tasks score the choices.
 
 use crate::data::{PromptFormat, TaskKind};
 use crate::eval::report::EvalReport;
@@ -13,6 +13,8 @@ use crate::eval::{EvalRequest, Rows, evaluate_plaintext};
 use crate::mpc::network::Network;
 use crate::mpc::protocol::{ProtocolKind, Role};
 use crate::mpc::tls::PartyTls;
+use crate::secure::eval_generate::{SecureGenerationRequest, evaluate_secure_generation};
+use crate::secure::generation_report::SecureGenerationReport;
 use crate::secure::policy::DEFAULT_MAX_BATCH;
 use crate::secure::remote::TcpClient;
 use crate::secure::served::DEFAULT_MAX_LEN;
@@ -20,9 +22,7 @@ use crate::secure::{
     Holder, SecureEvalReport, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions,
     Served, evaluate_secure,
 };
-use crate::secure::eval_generate::{SecureGenerationRequest, evaluate_secure_generation};
-use crate::secure::generation_report::SecureGenerationReport;
-use anyhow::{Result, bail, ensure};
+use anyhow::{Result, ensure};
 use candle_core::Device;
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -106,7 +106,10 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
     let holder = if tcp { Holder::Public } else { Holder::Server };
     let mut served = Served::load(&cmd.model, holder, device)?;
     if let Some(k) = cmd.student_shape {
-        ensure!(!tcp, "--student-shape runs with every party in this process");
+        ensure!(
+            !tcp,
+            "--student-shape runs with every party in this process"
+        );
         served = served.student_shaped(k)?;
     }
     let trained = served.manifest.as_ref().map(|m| &m.task);
@@ -136,24 +139,6 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
         reveal_scores: false,
         max_new_tokens: cmd.max_new_tokens,
     };
-    if cmd.task.is_generation() {
-        if !matches!(mpc.transport, MpcTransport::Memory) {
-            bail!("secure generation runs with every party in this process (--transport memory)");
-        }
-        let policy = served.generation_policy(&serve)?;
-        let split = served.split?;
-        let server = SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
-        let request = SecureGenerationRequest {
-            eval: request,
-            protocol: mpc.protocol,
-            network: mpc.network,
-            server: &server,
-            policy: &policy,
-            reference: mpc.reference.then_some(&served.loaded),
-        };
-        let report = evaluate_secure_generation(&served.loaded, split, &request)?;
-        return Ok(EvalOutcome::MpcGeneration(Box::new(report)));
-    }
     let report = match mpc.transport {
         MpcTransport::Tcp {
             listen,
@@ -170,7 +155,7 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
             let tls = tls_dir
                 .map(|dir| PartyTls::load(&dir, Role::Client, &peer_roles))
                 .transpose()?;
-            let transport = SecureTransport::Tcp(TcpClient {
+            let tcp = TcpClient {
                 listen,
                 peers,
                 model: cmd.model.clone(),
@@ -178,15 +163,45 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
                 timeout,
                 deadline,
                 tls,
-            });
+            };
+            let reference = reference.as_ref().map(|r| &r.loaded);
+            if cmd.task.is_generation() {
+                let request = SecureGenerationRequest {
+                    eval: request,
+                    protocol: mpc.protocol,
+                    network: mpc.network,
+                    transport: SecureTransport::Tcp(tcp),
+                    reference,
+                };
+                let report = evaluate_secure_generation(&served.loaded, served.split?, &request)?;
+                return Ok(EvalOutcome::MpcGeneration(Box::new(report)));
+            }
             let request = SecureEvalRequest {
                 eval: request,
                 protocol: mpc.protocol,
                 network: mpc.network,
-                transport,
-                reference: reference.as_ref().map(|r| &r.loaded),
+                transport: SecureTransport::Tcp(tcp),
+                reference,
             };
             evaluate_secure(&served.loaded, served.split?, &request)?
+        }
+        MpcTransport::Memory if cmd.task.is_generation() => {
+            let policy = served.generation_policy(&serve)?;
+            let split = served.split?;
+            let server =
+                SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
+            let request = SecureGenerationRequest {
+                eval: request,
+                protocol: mpc.protocol,
+                network: mpc.network,
+                transport: SecureTransport::Memory {
+                    server: &server,
+                    policy: &policy,
+                },
+                reference: mpc.reference.then_some(&served.loaded),
+            };
+            let report = evaluate_secure_generation(&served.loaded, split, &request)?;
+            return Ok(EvalOutcome::MpcGeneration(Box::new(report)));
         }
         MpcTransport::Memory => {
             let policy = served.policy(&serve)?;

@@ -118,7 +118,10 @@ pub fn run_generate(cmd: &GenerateCommand, device: &Device) -> Result<Generated>
                 line("prefill", &prefill),
                 line("per token", &per_token)
             );
-            (run.tokens.into_iter().next().unwrap_or_default(), Some(cost))
+            (
+                run.tokens.into_iter().next().unwrap_or_default(),
+                Some(cost),
+            )
         }
     };
     let text = tokenizer

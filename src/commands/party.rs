@@ -6,7 +6,7 @@ use crate::bench::mpc::run_case_as_party;
 use crate::mpc::party::PartyConfig;
 use crate::mpc::protocol::{ProtocolKind, Role};
 use crate::mpc::tls::PartyTls;
-use crate::secure::remote::serve_secure;
+use crate::secure::remote::{serve_generation, serve_secure};
 use crate::secure::{Holder, SecureModel, ServeOptions, Served};
 use anyhow::Result;
 use candle_core::Device;
@@ -32,7 +32,8 @@ pub struct PartyCommand {
 pub enum PartyJob {
     /// A `bench mpc` case, by name.
     Case(String),
-    /// Secure evaluation of a checkpoint or base model, under the policy `options` make.
+    /// Secure evaluation of a checkpoint or base model, under the policy `options` make: of
+    /// its generation task by decoding, else of its choice task.
     Serve {
         model: String,
         options: ServeOptions,
@@ -63,6 +64,14 @@ pub fn run_party_command(cmd: PartyCommand, device: &Device) -> Result<Option<se
                 Holder::Public
             };
             let served = Served::load(&model, holder, device)?;
+            if served.serves_generation(&options) {
+                let policy = served.generation_policy(&options)?;
+                let split = served.split?;
+                let secure =
+                    SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
+                serve_generation(&config, &secure, &policy)?;
+                return Ok(None);
+            }
             let policy = served.policy(&options)?;
             let split = served.split?;
             let secure =

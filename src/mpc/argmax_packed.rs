@@ -84,10 +84,7 @@ pub fn argmax_packed(
     let k = PackedArgmax::index_bits(n);
     let rows = x.len() / n;
     let reversed: Vec<u64> = (0..rows).flat_map(|_| (0..n as u64).rev()).collect();
-    let mut y = p.add_public(
-        &x.scale(1 << k),
-        &RingTensor::new(x.shape(), reversed)?,
-    )?;
+    let mut y = p.add_public(&x.scale(1 << k), &RingTensor::new(x.shape(), reversed)?)?;
     while y.shape()[axis] > 1 {
         let len = y.shape()[axis];
         let h = len / 2;
@@ -134,7 +131,11 @@ mod tests {
         }
         let want: Vec<usize> = x
             .chunks(n)
-            .map(|row| (0..n).max_by(|&a, &b| row[a].total_cmp(&row[b])).expect("a value"))
+            .map(|row| {
+                (0..n)
+                    .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                    .expect("a value")
+            })
             .collect();
         let tied = [7, 1007, 2007, 3000];
         x.extend((0..n).map(|j| if tied.contains(&j) { 3.0 } else { -1.0 }));
@@ -156,7 +157,11 @@ mod tests {
                 })?;
                 let got = run.output(Role::Client).as_ref().expect("revealed");
                 assert_eq!(got[..rows], want, "{kind}");
-                assert!(tied.contains(&got[rows]), "{kind}: {} is not tied", got[rows]);
+                assert!(
+                    tied.contains(&got[rows]),
+                    "{kind}: {} is not tied",
+                    got[rows]
+                );
                 assert!(run.output(Role::Server).is_none(), "{kind}");
             }
         }

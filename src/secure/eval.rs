@@ -18,13 +18,14 @@ use crate::mpc::protocol::ProtocolKind;
 use crate::progress::progress_bar;
 use anyhow::{Context, Result, bail, ensure};
 
-/// How the parties of a secure evaluation talk.
-pub enum SecureTransport<'a> {
+/// How the parties of a secure evaluation talk (`P`: the server's policy, of a choice task
+/// or of generation).
+pub enum SecureTransport<'a, P = ServePolicy> {
     /// Every party a thread of this process: the server's model (with its private tensors)
     /// and the policy it serves under are here too.
     Memory {
         server: &'a SecureModel,
-        policy: &'a ServePolicy,
+        policy: &'a P,
     },
     /// Every party its own process over TCP: this process is the client and holds only public
     /// data; the others are started on loopback by the command, or by hand (`marill party`)

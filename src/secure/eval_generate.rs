@@ -1,11 +1,14 @@
 //! `marill eval --mode mpc` on a generation task (`arithmetic-gen`, `gsm8k`): every row's
 //! prompt decoded greedily under MPC, graded like plaintext generation, next to plaintext
-//! greedy decoding of the same model.
+//! greedy decoding of the same model; the parties threads of this process or processes over
+//! TCP, as for choice tasks.
 
+use super::eval::SecureTransport;
 use super::forward::SecureModel;
 use super::generate::{ClientGeneration, GenerationRun, run_generation};
-use super::policy::GenerationPolicy;
 use super::generation_report::{GeneratedRow, SecureGenerationReport, token_matches};
+use super::policy::GenerationPolicy;
+use super::remote::run_generation_tcp;
 use super::report::PhaseCost;
 use super::split::SecureSplit;
 use crate::data::{Example, Prediction};
@@ -19,15 +22,13 @@ use crate::mpc::protocol::ProtocolKind;
 use crate::progress::progress_bar;
 use anyhow::{Result, anyhow, ensure};
 
-/// A generation task's rows under `protocol`, every party a thread of this process.
+/// A generation task's rows under `protocol`.
 pub struct SecureGenerationRequest<'a> {
     pub eval: EvalRequest,
     pub protocol: ProtocolKind,
     /// The network whose estimate the report leads with.
     pub network: Network,
-    /// The server's model (with its private tensors) and the policy it serves under.
-    pub server: &'a SecureModel,
-    pub policy: &'a GenerationPolicy,
+    pub transport: SecureTransport<'a, GenerationPolicy>,
     /// The same model in plaintext, private tensors included, to compare with (the
     /// operator's check: a client does not hold them).
     pub reference: Option<&'a LoadedModel>,
@@ -46,7 +47,10 @@ pub fn evaluate_secure_generation(
         "{} is a choice task, not generation",
         req.task
     );
-    ensure!(req.max_new_tokens > 0, "--max-new-tokens must be at least 1");
+    ensure!(
+        req.max_new_tokens > 0,
+        "--max-new-tokens must be at least 1"
+    );
     let (model, tokenizer) = (&client.model, &client.tokenizer);
     let (rows, rows_name) = &req.rows;
     ensure!(!rows.is_empty(), "no rows to evaluate under MPC");
@@ -83,15 +87,25 @@ pub fn evaluate_secure_generation(
         max_new_tokens: req.max_new_tokens,
         stop: &stop,
     };
-    let bar = progress_bar(prompts.len(), &format!("mpc generate {}", secure_req.protocol));
-    let run: GenerationRun = run_generation(
-        secure_req.protocol,
-        &RunOptions::default(),
-        secure_req.server,
-        &job,
-        secure_req.policy,
-        |k| bar.inc(k as u64),
-    )?;
+    let bar = progress_bar(
+        prompts.len(),
+        &format!("mpc generate {}", secure_req.protocol),
+    );
+    let done = |k: usize| bar.inc(k as u64);
+    let run: GenerationRun = match &secure_req.transport {
+        SecureTransport::Memory { server, policy } => run_generation(
+            secure_req.protocol,
+            &RunOptions::default(),
+            server,
+            &job,
+            policy,
+            done,
+        )?,
+        SecureTransport::Tcp(tcp) => {
+            let secure = SecureModel::new(model, split.public_layers, split.secrecy)?;
+            run_generation_tcp(secure_req.protocol, tcp, &secure, &job, done)?
+        }
+    };
     bar.finish_and_clear();
 
     let text = |ids: &[u32]| {

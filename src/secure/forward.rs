@@ -104,7 +104,8 @@ impl SecureModel {
             };
             let l = layer.layout();
             let positions = packing.row_positions(queries);
-            let tables = RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
+            let tables =
+                RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             x = layer.forward(p, w, &x, packing, &tables, queries, layer_cache)?;
         }
@@ -212,8 +213,7 @@ pub(super) fn agree<T>(
             Verdict::Refused { reason } => bail!("the server refused the job: {reason}"),
         };
     }
-    let admission =
-        admission.context("the server, dealer and helper serve under a policy")?;
+    let admission = admission.context("the server, dealer and helper serve under a policy")?;
     let words = p
         .comm()
         .recv_at_most(client, admission.max_words, Phase::Online)?;

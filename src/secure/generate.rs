@@ -149,12 +149,22 @@ pub fn generation_party(
     ensure!(shape.batch > 0, "a generation batch of no prompts");
     let shared = ops::labelled(p, CostClass::Weights, |p| model.share(p))?;
     let mut result = GenerationPartyResult {
-        tokens: vec![Vec::new(); if client.is_some() { shape.prompt_lens.len() } else { 0 }],
+        tokens: vec![
+            Vec::new();
+            if client.is_some() {
+                shape.prompt_lens.len()
+            } else {
+                0
+            }
+        ],
         ..Default::default()
     };
     take_cost(p, &mut result.setup);
     let d = model.hidden_size();
-    for (first, lens) in (0..).step_by(shape.batch).zip(shape.prompt_lens.chunks(shape.batch)) {
+    for (first, lens) in (0..)
+        .step_by(shape.batch)
+        .zip(shape.prompt_lens.chunks(shape.batch))
+    {
         let mut active: Vec<usize> = (first..first + lens.len()).collect();
         let mut decoders: Vec<PublicDecoder> = client
             .map(|c| {
@@ -176,7 +186,8 @@ pub fn generation_party(
         let packing = Packing::new(lens.to_vec())?;
         let x = ops::share_f64(p, Role::Client, hidden.as_deref(), &[packing.rows(), d])?;
         let mut cache = SharedKvCache::new(model.layer_count());
-        let last = model.private_layers(p, &shared, x, &packing, Queries::Last, Some(&mut cache))?;
+        let last =
+            model.private_layers(p, &shared, x, &packing, Queries::Last, Some(&mut cache))?;
         let mut next = head.next_tokens(p, &last)?;
         #[cfg(test)]
         result.caches.extend(cache.snapshot());
@@ -207,7 +218,11 @@ pub fn generation_party(
             }
             cache.retain(&keep)?;
             let kept = |v: &[usize]| -> Vec<usize> {
-                v.iter().zip(&keep).filter(|(_, k)| **k).map(|(&i, _)| i).collect()
+                v.iter()
+                    .zip(&keep)
+                    .filter(|(_, k)| **k)
+                    .map(|(&i, _)| i)
+                    .collect()
             };
             let mut flags = keep.iter();
             decoders.retain(|_| *flags.next().unwrap_or(&false));

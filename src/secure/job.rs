@@ -217,12 +217,18 @@ mod tests {
             max_new_tokens: 8,
             prompt_lens: vec![24, 3],
         };
-        assert_eq!(GenerationShape::decode(&job.encode(), &policy).unwrap(), job);
+        assert_eq!(
+            GenerationShape::decode(&job.encode(), &policy).unwrap(),
+            job
+        );
         let cases: Vec<(Vec<u64>, &str)> = vec![
             (vec![2, 8], "ends before its prompt count"),
             (vec![3, 8, 1, 4], "a batch of 3 prompts"),
             (vec![2, 0, 1, 4], "0 new tokens"),
-            (vec![2, 9, 1, 4], "9 new tokens (this server generates 1 to 8)"),
+            (
+                vec![2, 9, 1, 4],
+                "9 new tokens (this server generates 1 to 8)",
+            ),
             (vec![2, 8, u64::MAX, 4], "18446744073709551615 prompts"),
             (vec![2, 8, 2, 4], "holds 1 prompt lengths for 2 prompts"),
             (vec![2, 8, 1, 0], "prompt 0: 0 tokens"),

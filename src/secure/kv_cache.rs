@@ -32,10 +32,7 @@ impl LayerKv {
         let merged = match (queries, self.kv.take()) {
             (Queries::Next, Some((ck, cv))) => {
                 let cached: Vec<usize> = packing.lens().iter().map(|&l| l - 1).collect();
-                (
-                    interleave(&ck, &k, &cached)?,
-                    interleave(&cv, &v, &cached)?,
-                )
+                (interleave(&ck, &k, &cached)?, interleave(&cv, &v, &cached)?)
             }
             (Queries::Next, None) => anyhow::bail!("a decoding step before the prefill"),
             (_, Some(_)) => anyhow::bail!("a prompt's keys into a filled cache"),
@@ -93,7 +90,10 @@ impl SharedKvCache {
     /// opened).
     #[cfg(test)]
     pub fn snapshot(&self) -> Vec<(Share, Share)> {
-        self.layers.iter().filter_map(|l| l.shares().cloned()).collect()
+        self.layers
+            .iter()
+            .filter_map(|l| l.shares().cloned())
+            .collect()
     }
 
     /// Drops the sequences whose `keep` is not set (they stopped generating).
@@ -166,7 +166,8 @@ mod tests {
         cache.advance(&prompt);
         let step = cache.next_packing()?;
         assert_eq!(step.lens(), [3, 4]);
-        let (k, _) = cache.layers[0].append(rows(&[12, 23]), rows(&[0; 2]), &step, Queries::Next)?;
+        let (k, _) =
+            cache.layers[0].append(rows(&[12, 23]), rows(&[0; 2]), &step, Queries::Next)?;
         assert_eq!(values(&k), [10, 11, 12, 20, 21, 22, 23]);
         cache.advance(&step);
         cache.retain(&[false, true])?;

@@ -33,9 +33,9 @@ pub mod remote;
 pub mod report;
 pub mod served;
 pub mod split;
-pub mod vocab_head;
 #[cfg(test)]
 mod views;
+pub mod vocab_head;
 
 pub use client::SecureInput;
 pub use eval::{SecureEvalRequest, SecureTransport, evaluate_secure};

@@ -1,22 +1,25 @@
 //! Secure evaluation with every party its own process over TCP. The evaluating process is the
 //! client; the server and the dealer (2pc-dealer) or helper (3pc) run `marill party --model …`,
 //! started here on loopback or by hand on other machines. When the job is done, each of them
-//! sends the client its costs, so that the report covers every party as in memory.
+//! sends the client its costs, so that the report covers every party as in memory. Choice
+//! tasks and generation (`super::generate`) alike.
 //!
 //! Every connection is mutually authenticated TLS (`crate::mpc::tls`). Parties started here get
 //! fresh identities, written for them into a private temporary directory and removed after
 //! the run; parties started by hand bring their own (`marill keygen`).
 
-use super::forward::{ClientJob, PartyResult, SecureModel, SecureRun, secure_party};
-use super::policy::ServePolicy;
+use super::forward::{ClientJob, SecureModel, SecureRun, secure_party};
+use super::generate::{ClientGeneration, GenerationPartyResult, GenerationRun, generation_party};
+use super::policy::{GenerationPolicy, ServePolicy};
 use super::served::ServeOptions;
 use crate::mpc::comm::Phase;
 use crate::mpc::cost::PartyCost;
 use crate::mpc::party::{PartyConfig, run_party, run_party_on};
-use crate::mpc::protocol::{ProtocolKind, Role};
+use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
 use crate::mpc::tls::{PartyTls, write_ephemeral};
 use crate::mpc::transport::Expect;
 use anyhow::{Context, Result, bail};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
@@ -65,10 +68,7 @@ pub fn serve_secure(cfg: &PartyConfig, model: &SecureModel, policy: &ServePolicy
             examples: p.comm().cost(),
             query_rounds: result.query_rounds,
         };
-        let bytes = serde_json::to_vec(&costs)?;
-        p.comm()
-            .send_bytes(Role::Client.index(), &bytes, Phase::Offline)?;
-        Ok(())
+        send_report(p, &costs)
     })?;
     Ok(())
 }
@@ -190,7 +190,8 @@ fn spawn_local(kind: ProtocolKind, client: &TcpClient) -> Result<Parties> {
         .args(["--deadline", &client.deadline.as_secs().max(1).to_string()])
         .arg("--tls-dir")
         .arg(dir)
-        .args(["--max-batch", &client.serve.max_batch.to_string()]);
+        .args(["--max-batch", &client.serve.max_batch.to_string()])
+        .args(["--max-new-tokens", &client.serve.max_new_tokens.to_string()]);
         let serve = &client.serve;
         if let Some(task) = serve.task {
             cmd.args(["--task", task.name()]);
@@ -232,15 +233,14 @@ fn spawn_local(kind: ProtocolKind, client: &TcpClient) -> Result<Parties> {
     })
 }
 
-/// Runs `job` as the client over TCP, with the other parties at `client.peers` or, when none
-/// are given, started here on loopback.
-pub fn run_secure_tcp(
+/// Runs `program` as the client over TCP, with the other parties at `client.peers` or, when
+/// none are given, started here on loopback; a started party's own error is reported over the
+/// client's echo of it.
+fn run_as_client<T>(
     kind: ProtocolKind,
     client: &TcpClient,
-    model: &SecureModel,
-    job: &ClientJob,
-    done: impl Fn(usize),
-) -> Result<SecureRun> {
+    program: impl FnOnce(&mut dyn Protocol) -> Result<T>,
+) -> Result<T> {
     let Parties {
         listener,
         peers,
@@ -273,21 +273,7 @@ pub fn run_secure_tcp(
         tls,
         seed: None,
     };
-    type Outcome = (PartyResult, PartyCost, Vec<ReportedCosts>);
-    let outcome: Result<Outcome> = run_party_on(&cfg, listener, |p| {
-        let result = secure_party(p, model, Some(job), None, &done)?;
-        let examples = p.comm().cost();
-        let reported = kind.roles()[1..]
-            .iter()
-            .map(|role| {
-                let max = Expect::AtMost(MAX_COST_REPORT_BYTES);
-                let bytes = p.comm().recv_bytes(role.index(), max, Phase::Offline)?;
-                serde_json::from_slice(&bytes).with_context(|| format!("the {role}'s cost report"))
-            })
-            .collect::<Result<Vec<ReportedCosts>>>()?;
-        Ok((result, examples, reported))
-    })
-    .map(|(outcome, _)| outcome);
+    let outcome = run_party_on(&cfg, listener, program).map(|(outcome, _)| outcome);
     let grace = if outcome.is_ok() {
         client.timeout
     } else {
@@ -297,12 +283,49 @@ pub fn run_secure_tcp(
         .into_iter()
         .filter_map(|s| s.finish(grace))
         .collect();
-    let (result, examples, reported) = match (outcome, failures.first()) {
-        (Ok(o), None) => o,
+    match (outcome, failures.first()) {
+        (Ok(o), None) => Ok(o),
         // A party process's own error is the cause; the client's is its echo.
         (_, Some(failure)) => bail!("{failure}"),
-        (Err(e), None) => return Err(e),
-    };
+        (Err(e), None) => Err(e),
+    }
+}
+
+/// Receives the cost report of every other party of `kind`.
+fn recv_reports<R: DeserializeOwned>(p: &mut dyn Protocol, kind: ProtocolKind) -> Result<Vec<R>> {
+    kind.roles()[1..]
+        .iter()
+        .map(|role| {
+            let max = Expect::AtMost(MAX_COST_REPORT_BYTES);
+            let bytes = p.comm().recv_bytes(role.index(), max, Phase::Offline)?;
+            serde_json::from_slice(&bytes).with_context(|| format!("the {role}'s cost report"))
+        })
+        .collect()
+}
+
+/// Sends this party's cost report to the client.
+fn send_report(p: &mut dyn Protocol, report: &impl Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec(report)?;
+    p.comm()
+        .send_bytes(Role::Client.index(), &bytes, Phase::Offline)?;
+    Ok(())
+}
+
+/// Runs `job` as the client over TCP, with the other parties at `client.peers` or, when none
+/// are given, started here on loopback.
+pub fn run_secure_tcp(
+    kind: ProtocolKind,
+    client: &TcpClient,
+    model: &SecureModel,
+    job: &ClientJob,
+    done: impl Fn(usize),
+) -> Result<SecureRun> {
+    let (result, examples, reported) = run_as_client(kind, client, |p| {
+        let result = secure_party(p, model, Some(job), None, &done)?;
+        let examples = p.comm().cost();
+        let reported: Vec<ReportedCosts> = recv_reports(p, kind)?;
+        Ok((result, examples, reported))
+    })?;
     let mut setups = vec![result.setup.clone()];
     let mut costs = vec![examples];
     let mut query_rounds = vec![result.query_rounds];
@@ -312,4 +335,58 @@ pub fn run_secure_tcp(
         query_rounds.push(r.query_rounds);
     }
     SecureRun::collect(result, &setups, &costs, &query_rounds)
+}
+
+/// What a server / dealer / helper of a generation job reports to the client at the end.
+#[derive(Serialize, Deserialize)]
+struct ReportedGeneration {
+    setup: PartyCost,
+    prefill: PartyCost,
+    decode: PartyCost,
+}
+
+/// A server, dealer or helper: serve one client's generation job on `model` under `policy`,
+/// then report the costs.
+pub fn serve_generation(
+    cfg: &PartyConfig,
+    model: &SecureModel,
+    policy: &GenerationPolicy,
+) -> Result<()> {
+    let head = model.vocab_head()?;
+    run_party(cfg, |p| {
+        let r = generation_party(p, model, &head, None, Some(policy), |_| {})?;
+        send_report(
+            p,
+            &ReportedGeneration {
+                setup: r.setup,
+                prefill: r.prefill,
+                decode: r.decode,
+            },
+        )
+    })?;
+    Ok(())
+}
+
+/// Runs generation `job` as the client over TCP (the parties as for [`run_secure_tcp`]).
+pub fn run_generation_tcp(
+    kind: ProtocolKind,
+    client: &TcpClient,
+    model: &SecureModel,
+    job: &ClientGeneration,
+    done: impl Fn(usize),
+) -> Result<GenerationRun> {
+    let head = model.vocab_head()?;
+    let (mine, reported) = run_as_client(kind, client, |p| {
+        let mine = generation_party(p, model, &head, Some(job), None, &done)?;
+        let reported: Vec<ReportedGeneration> = recv_reports(p, kind)?;
+        Ok((mine, reported))
+    })?;
+    let mut parties = vec![mine];
+    parties.extend(reported.into_iter().map(|r| GenerationPartyResult {
+        setup: r.setup,
+        prefill: r.prefill,
+        decode: r.decode,
+        ..Default::default()
+    }));
+    GenerationRun::collect(parties)
 }

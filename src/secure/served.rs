@@ -6,19 +6,19 @@
 use super::policy::{
     DEFAULT_MAX_BATCH, DEFAULT_MAX_NEW_TOKENS, GenerationPolicy, MAX_EXAMPLES, ServePolicy,
 };
+use super::projection::Secrecy;
 use super::split::SecureSplit;
 use crate::checkpoint::{Manifest, is_checkpoint, load_checkpoint, load_checkpoint_public};
 use crate::data::{PromptFormat, TaskKind};
 use crate::fetch::resolve_model;
-use crate::model::{LoadedModel, load};
-use super::projection::Secrecy;
 use crate::model::lora_target::LoraTarget;
 use crate::model::marill::{LoraSpec, MarillArch, attach_lora};
+use crate::model::{LoadedModel, load};
 use anyhow::{Context, Result, bail, ensure};
+use candle_core::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
-use candle_core::Device;
 use std::path::Path;
 
 /// Whose copy of the model is loaded.
@@ -135,6 +135,15 @@ impl Served {
             secrecy: Secrecy::LoraOnly,
         });
         Ok(self)
+    }
+
+    /// Whether this model serves generation: a checkpoint trained for a generation task, or
+    /// a bare base model serving one (`options.task`).
+    pub fn serves_generation(&self, options: &ServeOptions) -> bool {
+        match &self.manifest {
+            Some(m) => m.task.name.is_generation(),
+            None => options.task.is_some_and(|t| t.is_generation()),
+        }
     }
 
     /// The policy generation is served under: a checkpoint must have been trained for a

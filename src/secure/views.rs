@@ -277,7 +277,13 @@ fn the_shared_kv_cache_is_never_opened() {
                 let shares: Vec<&Share> = run
                     .outputs
                     .iter()
-                    .map(|o| if kv == 0 { &o.caches[i].0 } else { &o.caches[i].1 })
+                    .map(|o| {
+                        if kv == 0 {
+                            &o.caches[i].0
+                        } else {
+                            &o.caches[i].1
+                        }
+                    })
                     .collect();
                 // Small values could meet a job message or a flag by chance.
                 secret.extend(
@@ -287,7 +293,11 @@ fn the_shared_kv_cache_is_never_opened() {
                 );
             }
         }
-        assert!(secret.len() > 1000, "{kind}: {} distinctive values", secret.len());
+        assert!(
+            secret.len() > 1000,
+            "{kind}: {} distinctive values",
+            secret.len()
+        );
         for (party, view) in run.views.iter().enumerate() {
             let found = words_among(&view.received, &secret) + words_among(&view.opened, &secret);
             assert_eq!(found, 0, "{kind}: party {party} saw cached keys or values");
@@ -295,7 +305,11 @@ fn the_shared_kv_cache_is_never_opened() {
         let planted = Received {
             from: 0,
             stamp: 1,
-            bytes: secret.iter().take(5).flat_map(|v| v.to_le_bytes()).collect(),
+            bytes: secret
+                .iter()
+                .take(5)
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
         };
         assert_eq!(words_among(&[planted], &secret), 5);
     }
