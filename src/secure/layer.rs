@@ -202,15 +202,17 @@ impl LayerWeights {
         let gu = ops::labelled(p, CostClass::Matmul, |p| w.gate_up.apply(p, &h2))?; // scale 2f
         let ffn = self.gate_up.out_features() / 2;
         let (gate, up) = (gu.narrow(1, 0, ffn)?, gu.narrow(1, ffn, ffn)?);
-        let gated = ops::labelled(p, CostClass::Activation, |p| match self.activation {
-            // The PUMA form's cut-off is approx::silu's; exact SiLU gets it too.
-            Activation::Silu | Activation::Puma => approx::swiglu(p, &gate, &up, f),
-            Activation::Quad => {
-                let g = p.truncate(&gate, f)?;
-                let act = approx::quad(p, &g)?;
-                // act (f) x up (2f) -> 3f, truncated to f in the product's round.
-                p.bilinear_truncate(&act, &up, Bilinear::Mul, 2 * f)
-            }
+        let gated = ops::labelled(p, CostClass::Activation, |p| {
+            let act = match self.activation {
+                // The PUMA form is what approx::silu evaluates; exact SiLU gets it too.
+                Activation::Silu | Activation::Puma => approx::silu_wide(p, &gate, f)?,
+                Activation::Quad => {
+                    let g = p.truncate(&gate, f)?;
+                    approx::quad(p, &g)?
+                }
+            };
+            // act (f) x up (2f) -> 3f, truncated to f in the product's round.
+            p.bilinear_truncate(&act, &up, Bilinear::Mul, 2 * f)
         })?;
         let down = ops::labelled(p, CostClass::Matmul, |p| {
             let d = w.down.apply(p, &gated)?;

@@ -232,8 +232,8 @@ mod tests {
     fn the_smollm2_layer_costs_what_the_docs_say() -> Result<()> {
         let spec = case_spec("llama_layer_64")?;
         for (kind, bytes, rounds) in [
-            (ProtocolKind::TwoPartyDealer, 17_032_560, 46),
-            (ProtocolKind::ThreeParty, 42_497_024, 74),
+            (ProtocolKind::TwoPartyDealer, 19_711_344, 48),
+            (ProtocolKind::ThreeParty, 48_002_048, 76),
         ] {
             let r = run_spec(kind, &spec, 1)?;
             assert_eq!((r.online_bytes, r.rounds), (bytes, rounds), "{kind}");

@@ -1,12 +1,11 @@
 //! Activations: SiLU / GeLU as `relu(x) + g(|x|)` (PUMA-style, one comparison round and a
 //! fused polynomial), sigmoid, MPCFormer's Quad; and their f64 references.
 
-use super::lines::Lines;
 use super::{fit_polynomial, polynomial};
 use crate::mpc::ops::{self, add_const};
-use crate::mpc::protocol::{Bilinear, Comparison, Protocol};
+use crate::mpc::protocol::{Bilinear, Comparison, Masked, Protocol};
 use crate::mpc::share::Share;
-use anyhow::Result;
+use anyhow::{Result, ensure};
 
 /// MPCFormer's Quad GeLU replacement `0.125 x^2 + 0.25 x + 0.5`. Exact up to one output unit.
 /// Cost: 2pc-dealer `14n` bytes, 2 rounds, offline `24n`; 3pc `22n`, helper `8n`, 3 rounds,
@@ -17,6 +16,89 @@ pub fn quad(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     // 0.125 x^2 + 0.25 x as (x^2 + 2^(f+1) x) at scale 2f+3, one truncation.
     let t = p.truncate(&sq.add(&x.scale(1u64 << (f + 1)))?, f + 3)?;
     add_const(p, &t, 0.5)
+}
+
+/// Fractional bits of the centred input of [`relu_plus_even`]'s polynomial: the powers up to
+/// degree 5 of a value below 4 (2^(2 + 9) raw) stay under 2^55, untruncated.
+const EVEN_POLY_INPUT_BITS: u32 = 9;
+/// Scale of the polynomial's accumulator before its one truncation.
+/// Scale of the polynomial's accumulator before its one truncation (`|g| < 0.45` keeps it
+/// under the truncation's 2^61).
+const EVEN_POLY_ACC_BITS: u32 = 62;
+
+/// A function written as `relu(x) + g(|x|)` with `g(t) -> 0` beyond `cutoff`
+/// (SiLU: `g(t) = silu(-t)`, GeLU: `g(t) = gelu(-t)`), PUMA-style: one comparison round for
+/// `x < -cutoff, x < 0, x < cutoff`, one product `[x<0] x` giving ReLU and `|x|`, a
+/// degree-`degree` polynomial for `g` on `[0, cutoff]`, and one product selecting it.
+/// The polynomial runs in `s = |x| - cutoff/2` at 9 fractional bits: one truncation yields
+/// every power of `s` at once, the coefficients at 62 bits sum them, and one more truncation
+/// brings the result to `f` bits (`truncate_polynomial`): 2 rounds for the polynomial, not 6.
+/// Outside the cut-off the powers overflow, harmlessly: the selecting product is exactly 0.
+/// `x` comes at `f + extra_bits` fractional bits; with `extra_bits > 0` (an untruncated
+/// product) its truncation shares the comparison's opening.
+fn relu_plus_even(
+    p: &mut dyn Protocol,
+    x: &Share,
+    extra_bits: u32,
+    g: impl Fn(f64) -> f64,
+    cutoff: f64,
+    degree: usize,
+    resolution_bits: u32,
+) -> Result<Share> {
+    let fp = p.fixed_point();
+    let f = fp.frac_bits;
+    ensure!(
+        f > EVEN_POLY_INPUT_BITS,
+        "this approximation needs more than {EVEN_POLY_INPUT_BITS} fractional bits"
+    );
+    // A wrong sign near 0 is harmless: x + g(x) = f(x) for the even g as well; a wrong side
+    // within 2^-resolution_bits of the cut-off costs g there, or the fit's extrapolation.
+    // Fewer bits compared are fewer DCF levels.
+    let base = Comparison::fuzzy(fp, 12, resolution_bits);
+    let cmp = Comparison {
+        bits: base.bits + extra_bits,
+        ignored_low_bits: base.ignored_low_bits + extra_bits,
+    };
+    let raw: Vec<u64> = [-cutoff, 0.0, cutoff]
+        .iter()
+        .map(|&t| fp.encode(t) << extra_bits)
+        .collect();
+    // x ready for products: its truncation's opening, when there is one, serves as its mask.
+    // The selector of the polynomial's range is masked in the same round as the sign.
+    // The sign and the range selector are bits: masked as such, a bit each.
+    let (x, negative, inside) = if extra_bits == 0 {
+        let bits = p.less_than(x, &raw, cmp)?;
+        let inside = bits[2].sub(&bits[0])?;
+        let (mut x, sel) = p.mask_with_bits(&[x], &[&bits[1], &inside])?;
+        let [negative, inside]: [Masked; 2] = sel.try_into().expect("two masked");
+        (x.remove(0), negative, inside)
+    } else {
+        let (x, bits) = p.truncate_less_than(x, extra_bits, &raw, cmp)?;
+        let inside = bits[2].sub(&bits[0])?;
+        let (_, sel) = p.mask_with_bits(&[], &[&bits[1], &inside])?;
+        let [negative, inside]: [Masked; 2] = sel.try_into().expect("two masked");
+        (x, negative, inside)
+    };
+    let neg_x = p.product(&negative, &x, Bilinear::Mul)?;
+    let relu = x.share().sub(&neg_x)?;
+    let half = cutoff / 2.0;
+    let centred = add_const(p, &relu.sub(&neg_x)?, -half)?;
+    let coef: Vec<u64> = fit_polynomial(|s| g(s + half), -half, half, degree)
+        .iter()
+        .enumerate()
+        .map(|(k, &c)| {
+            let shift = EVEN_POLY_ACC_BITS - k as u32 * EVEN_POLY_INPUT_BITS;
+            (c * (shift as f64).exp2()).round() as i64 as u64
+        })
+        .collect();
+    let poly = p.truncate_polynomial(
+        &centred,
+        f - EVEN_POLY_INPUT_BITS,
+        &coef,
+        EVEN_POLY_ACC_BITS - f,
+    )?;
+    let corr = p.product(&inside, &poly, Bilinear::Mul)?;
+    relu.add(&corr)
 }
 
 pub fn sigmoid_f64(x: f64) -> f64 {
@@ -49,95 +131,36 @@ fn erf(x: f64) -> f64 {
     if x >= 0.0 { 1.0 - r } else { r - 1.0 }
 }
 
-/// Beyond this `|x|`, [`silu`] is 0 (left) or `x` (right): SiLU's tail `silu(-|x|)` is at most
-/// 4.1e-3 there (the PUMA form trains on the same cut-off).
+/// Beyond this `|x|`, [`silu`] drops SiLU's tail `silu(-|x|)` (at most 4.1e-3).
 pub const SILU_CUTOFF: f64 = 7.5;
-/// GeLU's cut-off (its tail is below 1.3e-4).
-const GELU_CUTOFF: f64 = 4.0;
-/// Largest error of a piece's line inside the cut-off.
-const LINE_ERROR: f64 = 2e-3;
-/// The comparisons' resolution: a point within `2^-8` of a break may take the next line.
-const RESOLUTION_BITS: u32 = 8;
 
-fn silu_lines() -> Lines {
-    Lines::fit(silu_f64, SILU_CUTOFF, LINE_ERROR, RESOLUTION_BITS)
-}
-
-fn gelu_lines() -> Lines {
-    Lines::fit(gelu_f64, GELU_CUTOFF, LINE_ERROR, RESOLUTION_BITS)
-}
-
-/// SiLU `x sigmoid(x)` piecewise-linear: 20 lines on `[-7.5, 7.5]` ([`Lines`]), 0 below, `x`
-/// above. Max error 4.1e-3 (the cut-off; lines 2e-3).
-/// Cost (29-bit comparison ignoring 8 bits, `cw = 63`, `K = 21` thresholds): 2pc-dealer
-/// `4 + 8 + K/8 + 6` bytes (the comparison, `x` masked, the bits, the line's truncation), 3
-/// rounds, offline client `8 cw n`, server `(8 cw + 24 K + 24) n`; 3pc `42n`, helper `8n`,
-/// 5 rounds.
+/// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-5 fit on `[0, 7.5]`.
+/// Max error 5e-3 (cut-off 4.1e-3, fit, 2^-9 input steps).
+/// Cost (29-bit comparison ignoring 13 bits, `cw = 48`): 2pc-dealer `42n` bytes (4 opened by
+/// the comparison, `24n` masking `x`, the sign and the range, 8 and 6 for the polynomial's two
+/// truncations), 4 rounds, offline client `8 cw n`, server `(8 cw + 128) n`; 3pc `66n` (three
+/// bits reshared), helper `16n`, 7 rounds, offline server `(8 cw + 104) n`.
 pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     silu_wide(p, x, 0)
 }
 
 /// [`silu`] of `x` given at `f + extra_bits` fractional bits (e.g. an untruncated product);
-/// the truncation rides on the comparison's opening, saving its round and the masking of `x`.
-/// Cost for `extra_bits >= 16`: 2pc-dealer `6 + K/8 + 6` bytes (234 bits per element, both
-/// parties), 3 rounds, offline server `(8 cw + 40 K + 40) n`; 3pc `52n`, 5 rounds.
+/// the truncation rides on the comparison's opening, saving its round.
+/// Cost for `extra_bits >= 16` (the layer's): 2pc-dealer `36n` bytes (the opening drops 2
+/// bytes), 4 rounds, offline server `(8 cw + 152) n`; 3pc `76n`, helper `16n`, 7 rounds.
 pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
-    Ok(silu_lines()
-        .apply(p, x, extra_bits, None)?
-        .0
-        .share()
-        .clone())
+    relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), SILU_CUTOFF, 5, 3)
 }
 
-/// SwiGLU's gated product `silu(gate) up`, both at `f + extra_bits` fractional bits (a
-/// projection's untruncated output): `up` is masked in the comparison bits' round and SiLU's
-/// truncation masks it, so the product needs no round of its own, only its truncation.
-/// Cost: [`silu_wide`]'s, `up` masked (2pc-dealer `8n`), the product's truncation by
-/// `f + extra`: 2pc-dealer `6 + K/8 + 6 + 8 + 6` bytes, 4 rounds; 3pc 7 rounds.
-pub fn swiglu(p: &mut dyn Protocol, gate: &Share, up: &Share, extra_bits: u32) -> Result<Share> {
-    let f = p.fixed_point().frac_bits;
-    let (act, up) = silu_lines().apply(p, gate, extra_bits, Some(up))?;
-    let up = up.expect("masked with the bits");
-    Ok(
-        p.product_truncate(&[(&act, &up)], Bilinear::Mul, f + extra_bits)?
-            .remove(0),
-    )
-}
-
-/// GeLU (erf form) piecewise-linear: 17 lines on `[-4, 4]`, 0 below, `x` above. Max error
-/// 2e-3. Cost: as [`silu`], with `K = 18`.
+/// GeLU (erf form) as `relu(x) + gelu(-|x|)` with a degree-5 fit on `[0, 4]`.
+/// Max error 4e-3. Cost: as [`silu`], with a 29-bit comparison ignoring 10 bits (`cw = 57`).
 pub fn gelu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     gelu_wide(p, x, 0)
 }
 
 /// [`gelu`] of `x` given at `f + extra_bits` fractional bits; see [`silu_wide`].
 pub fn gelu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
-    Ok(gelu_lines()
-        .apply(p, x, extra_bits, None)?
-        .0
-        .share()
-        .clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The fits the engine evaluates are within their stated error, cut-offs included.
-    #[test]
-    fn fitted_lines_are_within_their_error() {
-        for (name, lines, f, k, tol) in [
-            ("silu", silu_lines(), silu_f64 as fn(f64) -> f64, 21, 4.2e-3),
-            ("gelu", gelu_lines(), gelu_f64, 18, 2.01e-3),
-        ] {
-            assert_eq!(lines.thresholds(), k, "{name}");
-            let worst = (0..=4000)
-                .map(|i| -10.0 + i as f64 * 0.005)
-                .map(|x| (lines.eval(x) - f(x)).abs())
-                .fold(0.0, f64::max);
-            assert!(worst <= tol, "{name}: {worst}");
-        }
-    }
+    relu_plus_even(p, x, extra_bits, |t| gelu_f64(-t), 4.0, 5, 6)
 }
 
 /// Sigmoid as `1 - s(|x|)` for `x >= 0` and `s(|x|)` below, `s(t) = sigmoid(-t)` fitted on

@@ -14,14 +14,12 @@
 mod activation;
 mod exp;
 mod inverse;
-mod lines;
 mod norm;
 mod polynomial;
 mod softmax;
 
 pub use activation::{
     SILU_CUTOFF, gelu, gelu_f64, gelu_wide, quad, sigmoid, sigmoid_f64, silu, silu_f64, silu_wide,
-    swiglu,
 };
 pub use exp::exp;
 pub use inverse::{reciprocal, rsqrt};

@@ -137,45 +137,30 @@ pub(super) fn polynomial_degree_6(m: &mut Model, n: u64) {
     m.truncate(n, F + 16);
 }
 
-/// `Lines::apply` (SiLU, GeLU) with `k` thresholds on `n` elements at `f + extra` bits, and
-/// `with` elements masked alongside: the fuzzy comparison (2^-8, with the input's truncation
-/// when `extra > 0`); 2pc-dealer every bit masked as a bit (and `x` when `extra = 0`), one
-/// product a bit (`x` a truncation's output when `extra > 0`); 3pc 2 combinations reshared,
-/// one product; the line's truncation by 30.
-pub(super) fn lines(m: &mut Model, n: u64, extra: u32, k: u64, with: u64) {
-    let base = fuzzy(8);
-    let cmp = Cmp::of(Comparison {
+/// `relu_plus_even` (SiLU, GeLU) of degree 5, input at `f + extra` bits: three thresholds
+/// (with the input's truncation when `extra > 0`), the sign and range selector masked as
+/// bits (and `x`) in one round, `[x < 0] x`, the polynomial in `|x| - cutoff/2` at 9 bits (fused powers,
+/// one truncation of the sum by `62 - f`), the selecting product.
+pub(super) fn relu_plus_even(m: &mut Model, n: u64, extra: u32, resolution_bits: u32) {
+    let base = fuzzy(resolution_bits);
+    let cmp = Comparison {
         bits: base.bits + extra,
         ignored_low_bits: base.ignored_low_bits + extra,
-    });
-    let reshared = if m.three_party() { 2 } else { k };
-    if extra == 0 {
-        m.less_than(n, cmp, reshared);
+    };
+    // 2pc-dealer: x as a truncation's output takes its product material in parts.
+    let x_truncated = if extra == 0 {
+        m.less_than(n, Cmp::of(cmp), 3);
+        m.mask_with_bits(n, 2 * n);
+        false
     } else {
-        m.truncate_less_than(n, extra, cmp, reshared);
-    }
-    if m.three_party() {
-        m.product(n, 0);
-    } else {
-        let x_masked = if extra == 0 { n } else { 0 };
-        m.mask_with_bits(x_masked + with, k * n);
-        for _ in 0..k {
-            m.product_bit(n, extra > 0);
-        }
-    }
-    m.truncate(n, 30);
+        m.truncate_less_than(n, extra, Cmp::of(cmp), 3);
+        m.mask_with_bits(0, 2 * n);
+        true
+    };
+    m.product_bit(n, x_truncated);
+    m.truncate_polynomial(n, F - 9, 5, 62 - F);
+    m.product_bit(n, true);
 }
-
-/// `swiglu` at `f + extra` bits: SiLU's lines with `up` masked alongside, the product with
-/// SiLU's (truncated) output and its truncation by `f + extra`.
-pub(super) fn swiglu(m: &mut Model, n: u64, extra: u32) {
-    lines(m, n, extra, SILU_THRESHOLDS, n);
-    m.product_truncate_of(n, F + extra, 1);
-}
-
-/// Thresholds of SiLU's and GeLU's fits.
-pub(super) const SILU_THRESHOLDS: u64 = 21;
-pub(super) const GELU_THRESHOLDS: u64 = 18;
 
 /// `sigmoid`: three thresholds, `[x < 0] x`, the degree-6 polynomial, the range selection and
 /// the sign's flip (two products, their fresh factors masked).
@@ -295,34 +280,25 @@ fn activations() {
         "silu",
         &SHAPES,
         |p, x| approx::silu(p, x).map(drop),
-        |m, s| lines(m, numel(s), 0, SILU_THRESHOLDS, 0),
+        |m, s| relu_plus_even(m, numel(s), 0, 3),
     );
     pin(
         "gelu",
         &SHAPES,
         |p, x| approx::gelu(p, x).map(drop),
-        |m, s| lines(m, numel(s), 0, GELU_THRESHOLDS, 0),
+        |m, s| relu_plus_even(m, numel(s), 0, 6),
     );
     pin(
         "silu_wide",
         &SHAPES,
         |p, x| approx::silu_wide(p, &x.scale(1 << F), F).map(drop),
-        |m, s| lines(m, numel(s), F, SILU_THRESHOLDS, 0),
+        |m, s| relu_plus_even(m, numel(s), F, 3),
     );
     pin(
         "gelu_wide",
         &SHAPES,
         |p, x| approx::gelu_wide(p, &x.scale(1 << 8), 8).map(drop),
-        |m, s| lines(m, numel(s), 8, GELU_THRESHOLDS, 0),
-    );
-    pin(
-        "swiglu",
-        &SHAPES,
-        |p, x| {
-            let z = x.scale(1 << F);
-            approx::swiglu(p, &z, &z, F).map(drop)
-        },
-        |m, s| swiglu(m, numel(s), F),
+        |m, s| relu_plus_even(m, numel(s), 8, 6),
     );
     pin(
         "polynomial of degree 6",

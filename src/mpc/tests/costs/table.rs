@@ -100,25 +100,19 @@ fn rows() -> Vec<Row> {
             "silu",
             "element",
             n,
-            Box::new(move |m| ap::lines(m, n, 0, ap::SILU_THRESHOLDS, 0)),
+            Box::new(move |m| ap::relu_plus_even(m, n, 0, 3)),
         ),
         (
             "gelu",
             "element",
             n,
-            Box::new(move |m| ap::lines(m, n, 0, ap::GELU_THRESHOLDS, 0)),
+            Box::new(move |m| ap::relu_plus_even(m, n, 0, 6)),
         ),
         (
             "silu_wide (input at 2f)",
             "element",
             n,
-            Box::new(move |m| ap::lines(m, n, F, ap::SILU_THRESHOLDS, 0)),
-        ),
-        (
-            "swiglu (silu(gate) · up, inputs at 2f)",
-            "element",
-            n,
-            Box::new(move |m| ap::swiglu(m, n, F)),
+            Box::new(move |m| ap::relu_plus_even(m, n, F, 3)),
         ),
         ("sigmoid", "element", n, unary(ap::sigmoid)),
         ("quad", "element", n, unary(ap::quad)),
@@ -180,8 +174,8 @@ fn table() -> String {
         }
     }
     let dealer = ProtocolKind::TwoPartyDealer;
-    let gelu = cost(dealer, &|m| ap::lines(m, 4096, 0, ap::GELU_THRESHOLDS, 0));
-    let gelu_wide = cost(dealer, &|m| ap::lines(m, 4096, F, ap::GELU_THRESHOLDS, 0));
+    let gelu = cost(dealer, &|m| ap::relu_plus_even(m, 4096, 0, 6));
+    let gelu_wide = cost(dealer, &|m| ap::relu_plus_even(m, 4096, F, 6));
     let softmax = cost(dealer, &|m| ap::softmax(m, &[64, 64]));
     out += &format!(
         "\n| online, 2pc-dealer, both parties | marill | SIGMA |\n|---|---|---|\n\
