@@ -271,14 +271,16 @@ fn one_query_latency_derived_from_a_batch_matches_a_batch_1_run() -> Result<()> 
             let lone_bytes: f64 = lone.iter().map(|(l, _)| l.online_bytes).sum();
             let padded = 4.0 * lone[longest].0.online_bytes;
             let batch_bytes = 4.0 * batched.online_bytes;
+            // Bits masked as bits open packed, a byte per 8: a batch packs its rows' bits
+            // together and may round up fewer bytes than its lone queries did (1e-4 here).
             assert!(
-                lone_bytes <= batch_bytes && batch_bytes <= padded,
+                lone_bytes * (1.0 - 1e-4) <= batch_bytes && batch_bytes <= padded,
                 "{kind} {lens:?}: {lone_bytes} <= {batch_bytes} <= {padded}"
             );
             if lens.iter().all(|&l| l == lens[0]) {
-                assert_eq!(
-                    batch_bytes, lone_bytes,
-                    "{kind}: no padding, no extra bytes"
+                assert!(
+                    batch_bytes <= lone_bytes && batch_bytes >= lone_bytes * (1.0 - 1e-4),
+                    "{kind}: no padding, no extra bytes ({batch_bytes} vs {lone_bytes})"
                 );
             }
         }

@@ -150,6 +150,29 @@ impl Masked {
         &self.share
     }
 
+    /// The same masked value in another shape of as many elements (local).
+    pub fn reshape(&self, shape: &[usize]) -> Result<Masked> {
+        let re = |t: &Option<RingTensor>| t.as_ref().map(|t| t.reshape(shape)).transpose();
+        let truncation = match &self.truncation {
+            Some(TruncationMask::Parts { high, msb, cross }) => Some(TruncationMask::Parts {
+                high: high.reshape(shape)?,
+                msb: msb.reshape(shape)?,
+                cross: *cross,
+            }),
+            Some(TruncationMask::Coef { coef, cross }) => Some(TruncationMask::Coef {
+                coef: coef.reshape(shape)?,
+                cross: *cross,
+            }),
+            None => None,
+        };
+        Ok(Masked {
+            share: self.share.reshape(shape)?,
+            opened: re(&self.opened)?,
+            mask: re(&self.mask)?,
+            truncation,
+        })
+    }
+
     /// `x * c` for a public tensor `c` of `x`'s shape, still masked: the share, the opened
     /// value and the mask (or a truncation mask's dealer parts; its public coefficient is
     /// unchanged) all scale alike, so products with it stay consistent. Local.

@@ -233,7 +233,7 @@ mod tests {
         let spec = case_spec("llama_layer_64")?;
         for (kind, bytes, rounds) in [
             (ProtocolKind::TwoPartyDealer, 19_711_344, 48),
-            (ProtocolKind::ThreeParty, 48_002_048, 76),
+            (ProtocolKind::ThreeParty, 44_662_784, 76),
         ] {
             let r = run_spec(kind, &spec, 1)?;
             assert_eq!((r.online_bytes, r.rounds), (bytes, rounds), "{kind}");

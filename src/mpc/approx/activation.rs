@@ -66,16 +66,17 @@ fn relu_plus_even(
     // x ready for products: its truncation's opening, when there is one, serves as its mask.
     // The selector of the polynomial's range is masked in the same round as the sign.
     // The sign and the range selector are bits: masked as such, a bit each.
+    // Of the three bits only the sign and the range `[x < c] - [x < -c]` are used: 3pc
+    // reshares those two.
+    let selectors = [vec![0, 1, 0], vec![u64::MAX, 0, 1]];
     let (x, negative, inside) = if extra_bits == 0 {
-        let bits = p.less_than(x, &raw, cmp)?;
-        let inside = bits[2].sub(&bits[0])?;
-        let (mut x, sel) = p.mask_with_bits(&[x], &[&bits[1], &inside])?;
+        let sel = p.less_than_combined(x, &raw, cmp, &selectors)?;
+        let (mut x, sel) = p.mask_with_bits(&[x], &[&sel[0], &sel[1]])?;
         let [negative, inside]: [Masked; 2] = sel.try_into().expect("two masked");
         (x.remove(0), negative, inside)
     } else {
-        let (x, bits) = p.truncate_less_than(x, extra_bits, &raw, cmp)?;
-        let inside = bits[2].sub(&bits[0])?;
-        let (_, sel) = p.mask_with_bits(&[], &[&bits[1], &inside])?;
+        let (x, sel) = p.truncate_less_than_combined(x, extra_bits, &raw, cmp, &selectors)?;
+        let (_, sel) = p.mask_with_bits(&[], &[&sel[0], &sel[1]])?;
         let [negative, inside]: [Masked; 2] = sel.try_into().expect("two masked");
         (x, negative, inside)
     };
@@ -136,18 +137,19 @@ pub const SILU_CUTOFF: f64 = 7.5;
 
 /// SiLU `x sigmoid(x)` as `relu(x) + silu(-|x|)` with a degree-5 fit on `[0, 7.5]`.
 /// Max error 5e-3 (cut-off 4.1e-3, fit, 2^-9 input steps).
-/// Cost (29-bit comparison ignoring 13 bits, `cw = 48`): 2pc-dealer `42n` bytes (4 opened by
-/// the comparison, `24n` masking `x`, the sign and the range, 8 and 6 for the polynomial's two
-/// truncations), 4 rounds, offline client `8 cw n`, server `(8 cw + 128) n`; 3pc `66n` (three
-/// bits reshared), helper `16n`, 7 rounds, offline server `(8 cw + 104) n`.
+/// Cost (29-bit comparison ignoring 13 bits, `cw = 48`): 2pc-dealer `26.25n` bytes (4 opened
+/// by the comparison, `8n` masking `x`, a bit each for the sign and the range, 8 and 6 for the
+/// polynomial's two truncations), 4 rounds, offline client `8 cw n`, server `(8 cw + 168) n`;
+/// 3pc `58n` (the sign and the range reshared), helper `16n`, 7 rounds.
 pub fn silu(p: &mut dyn Protocol, x: &Share) -> Result<Share> {
     silu_wide(p, x, 0)
 }
 
 /// [`silu`] of `x` given at `f + extra_bits` fractional bits (e.g. an untruncated product);
 /// the truncation rides on the comparison's opening, saving its round.
-/// Cost for `extra_bits >= 16` (the layer's): 2pc-dealer `36n` bytes (the opening drops 2
-/// bytes), 4 rounds, offline server `(8 cw + 152) n`; 3pc `76n`, helper `16n`, 7 rounds.
+/// Cost for `extra_bits >= 16` (the layer's): 2pc-dealer `20.25n` bytes (the opening drops 2
+/// bytes and `x` needs no masking: 324 bits per element, both parties), 4 rounds, offline
+/// server `(8 cw + 200) n`; 3pc `68n`, helper `16n`, 7 rounds.
 pub fn silu_wide(p: &mut dyn Protocol, x: &Share, extra_bits: u32) -> Result<Share> {
     relu_plus_even(p, x, extra_bits, |t| silu_f64(-t), SILU_CUTOFF, 5, 3)
 }

@@ -41,7 +41,8 @@ fn pieces() -> Vec<(f64, f64, f64)> {
 /// `e^x` for `x in [-4096, 2^-8]`, ready for products. Error <= 5e-4 plus one output unit.
 /// Cost: one fuzzy comparison (29 bits ignoring 8, `cw = 63`) against 24 thresholds, `x` and
 /// the slope masked, the line's truncation by 32: 2pc-dealer `26n` bytes, 3 rounds, offline
-/// client `8 cw n`, server `(8 cw + 24) n`; 3pc `(4 + 16 + 8 + 6 + 8) n`, 6 rounds.
+/// client `8 cw n`, server `(8 cw + 32) n`; 3pc `42n` (the comparison, its 2 combinations
+/// reshared, the product reshared, the truncation with its resharing), 5 rounds.
 pub(super) fn exp_masked(p: &mut dyn Protocol, x: &Share) -> Result<Masked> {
     let fp = p.fixed_point();
     let f = fp.frac_bits;

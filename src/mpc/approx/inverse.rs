@@ -148,7 +148,7 @@ const SUM_BITS: u32 = 17;
 /// bits), `x` and the two combinations masked (`x` not for [`InverseInput::MeanSquare`], whose
 /// truncation is fused into the comparison), `u`'s truncation by `60 - U`, the result's by
 /// `U + halving` where `U = min(30, 61 - ceil(log2 c) - ceil(log2 max g) - result bits)`:
-/// 2pc-dealer 4 rounds, 3pc 7.
+/// 2pc-dealer 4 rounds, 3pc 8.
 pub(super) fn inverse_masked(
     p: &mut dyn Protocol,
     inverse: Inverse,
@@ -222,7 +222,7 @@ pub(super) fn inverse_masked(
 /// Relative error <= 1e-4 plus the input's quantisation.
 /// Cost: [`inverse_masked`]'s, its last truncation also by the result's extra bits:
 /// 2pc-dealer `(ceil(bits / 8) + 24 + o(60 - U) + o(U + e)) n` bytes, 4 rounds, offline
-/// client `8 cw n`, server `(8 cw + 48) n`; 3pc 7 rounds.
+/// client `8 cw n`, server `(8 cw + 64) n`; 3pc 8 rounds.
 pub fn reciprocal(p: &mut dyn Protocol, x: &Share, lo: f64, hi: f64) -> Result<Share> {
     let f = p.fixed_point().frac_bits;
     plain(p, Inverse::Reciprocal, x, f, lo, hi)

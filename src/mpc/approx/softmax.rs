@@ -55,8 +55,10 @@ fn row_reciprocal(p: &mut dyn Protocol, sum: &Share, lo: f64, hi: f64) -> Result
 /// truncation masks it for the last product), row sums, their reciprocal over `[0.5, m + 1]`,
 /// product. Max error 3e-3 (tested 5e-3 on N(0, 3) scores) for a row range < 2048.
 /// Cost per row of `m` (the mask changes nothing), `b = 18 + ceil(log2(m + 1))` the
-/// reciprocal's comparison bits: 2pc-dealer `20(m - 1) + 32m + ceil(b / 8) + 48` bytes,
-/// `2 ceil(log2 m) + 8` rounds; 3pc `3 ceil(log2 m) + 15` rounds.
+/// reciprocal's comparison bits: 2pc-dealer `12.125 (m - 1) + 32m + ceil(b / 8) + 36` bytes
+/// (the max's comparisons, exp, the final truncation, the row's reciprocal),
+/// `2 ceil(log2 m) + 8` rounds; 3pc `3 ceil(log2 m) + 14` rounds. `m = 64`: 713 bits per score,
+/// both parties, 20 rounds.
 pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
     let axis = x.last_axis()?;
     let n = x.shape()[axis];
@@ -79,8 +81,8 @@ pub fn softmax(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Res
 
 /// MPCFormer's 2Quad: `(x + c)^2 / sum (x + c)^2` with `c = 5`, masked entries 0.
 /// Exact up to fixed-point error (2e-3).
-/// Cost per row of `m`, `b = 18 + ceil(log2(1e4 m))`: 2pc-dealer `28m + ceil(b / 8) + 96`
-/// bytes, 13 rounds; 3pc `28m + ceil(b / 8) + 8K + 56`, helper `32m + 64`, 13 rounds.
+/// Cost per row of `m`, `b = 18 + ceil(log2(1e4 m))`: 2pc-dealer `28m + ceil(b / 8) + 36`
+/// bytes, 8 rounds; 3pc 11 rounds.
 pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) -> Result<Share> {
     let axis = x.last_axis()?;
     let n = x.shape()[axis];

@@ -138,9 +138,10 @@ pub(super) fn polynomial_degree_6(m: &mut Model, n: u64) {
 }
 
 /// `relu_plus_even` (SiLU, GeLU) of degree 5, input at `f + extra` bits: three thresholds
-/// (with the input's truncation when `extra > 0`), the sign and range selector masked as
-/// bits (and `x`) in one round, `[x < 0] x`, the polynomial in `|x| - cutoff/2` at 9 bits (fused powers,
-/// one truncation of the sum by `62 - f`), the selecting product.
+/// (with the input's truncation when `extra > 0`; 3pc reshares the 2 selectors), the sign and
+/// range selector masked as bits (and `x`) in one round, `[x < 0] x`, the polynomial in
+/// `|x| - cutoff/2` at 9 bits (fused powers, one truncation of the sum by `62 - f`), the
+/// selecting product.
 pub(super) fn relu_plus_even(m: &mut Model, n: u64, extra: u32, resolution_bits: u32) {
     let base = fuzzy(resolution_bits);
     let cmp = Comparison {
@@ -149,11 +150,11 @@ pub(super) fn relu_plus_even(m: &mut Model, n: u64, extra: u32, resolution_bits:
     };
     // 2pc-dealer: x as a truncation's output takes its product material in parts.
     let x_truncated = if extra == 0 {
-        m.less_than(n, Cmp::of(cmp), 3);
+        m.less_than(n, Cmp::of(cmp), 2);
         m.mask_with_bits(n, 2 * n);
         false
     } else {
-        m.truncate_less_than(n, extra, Cmp::of(cmp), 3);
+        m.truncate_less_than(n, extra, Cmp::of(cmp), 2);
         m.mask_with_bits(0, 2 * n);
         true
     };
@@ -201,11 +202,12 @@ fn normalise(m: &mut Model, shape: &[usize], gamma: bool) {
     }
 }
 
-/// `rms_norm`: `x` masked once for its square and the final product, then [`normalise`].
+/// `rms_norm`: `x` masked once for its square and the final product, the row sums of squares
+/// as one batched product (a word a row), then [`normalise`].
 pub(super) fn rms_norm(m: &mut Model, shape: &[usize], gamma: bool) {
-    let n = numel(shape);
-    m.mask(n);
-    m.product(n, 0);
+    let (rows, _) = rows(shape);
+    m.mask(numel(shape));
+    m.product(rows, 0);
     normalise(m, shape, gamma);
 }
 
