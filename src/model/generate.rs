@@ -140,7 +140,10 @@ mod tests {
             .map(|p| generate_greedy(&model, p, 6, &[stop]))
             .collect::<Result<_>>()?;
         assert!(with_stop[1].len() <= 2);
-        assert_eq!(generate_greedy_batch(&model, &prompts, 6, &[stop])?, with_stop);
+        assert_eq!(
+            generate_greedy_batch(&model, &prompts, 6, &[stop])?,
+            with_stop
+        );
         Ok(())
     }
 }
