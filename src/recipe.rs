@@ -1033,7 +1033,9 @@ batch = 8
             names,
             [
                 "arithmetic",
+                "arithmetic-gen",
                 "boolq",
+                "gsm8k",
                 "quickstart",
                 "sst2",
                 "sst2-mpcformer"

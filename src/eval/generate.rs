@@ -5,7 +5,7 @@ use super::report::Outcome;
 use crate::data::PromptFormat;
 use crate::data::{Example, Prediction};
 use crate::model::Llama;
-use crate::model::generate::generate_greedy;
+use crate::model::generate::{generate_greedy, generate_greedy_batch};
 use crate::model::tokenizer::encode;
 use crate::progress::progress_bar;
 use anyhow::{Context, Result, anyhow};
@@ -70,6 +70,32 @@ pub fn generate_answer(
         .decode(&ids, true)
         .map_err(|e| anyhow!("cannot decode: {e}"))?;
     Ok((text, prompt.len() + ids.len()))
+}
+
+/// What the model generates (decoded) for each of `examples`, decoded together as one batch;
+/// prompts are cut to `max_len − max_new_tokens` as in [`generate_answer`].
+pub fn generate_batch(
+    model: &Llama,
+    tokenizer: &Tokenizer,
+    format: PromptFormat,
+    examples: &[&Example],
+    max_len: usize,
+    max_new_tokens: usize,
+    stop: &[u32],
+) -> Result<Vec<String>> {
+    let budget = max_len.saturating_sub(max_new_tokens);
+    let prompts = examples
+        .iter()
+        .map(|ex| prompt_ids(tokenizer, format, ex, budget))
+        .collect::<Result<Vec<_>>>()?;
+    generate_greedy_batch(model, &prompts, max_new_tokens, stop)?
+        .iter()
+        .map(|ids| {
+            tokenizer
+                .decode(ids, true)
+                .map_err(|e| anyhow!("cannot decode: {e}"))
+        })
+        .collect()
 }
 
 /// Generates an answer for every example, one at a time, and grades it.

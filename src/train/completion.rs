@@ -12,7 +12,7 @@ use super::batch::TokenSequence;
 use super::token_distill::{completion_cross_entropy, top_k_buckets, top_k_distillation_kl};
 use super::trainer::{LossWeights, Objective, Stage};
 use crate::data::{Answer, Example, Prediction, PromptFormat};
-use crate::eval::generate::{end_token, generate_answer, stop_tokens};
+use crate::eval::generate::{end_token, generate_batch, stop_tokens};
 use crate::eval::prompt::prompt_ids;
 use crate::model::Llama;
 use crate::model::tokenizer::encode;
@@ -230,34 +230,42 @@ pub struct Decoding<'a> {
     pub max_new_tokens: usize,
 }
 
+/// Rows decoded together: long enough that a step's products are matrix products, short enough
+/// that padding to the longest prompt wastes little.
+const DECODE_BATCH: usize = 16;
+
 impl Decoding<'_> {
-    /// The share of `examples` whose greedy answer has the right final number, rows split
-    /// across cores.
+    /// The share of `examples` whose greedy answer has the right final number, decoded in
+    /// batches split across cores.
     pub fn exact_match(&self, model: &Llama, examples: &[Example]) -> Result<f64> {
         let stop = stop_tokens(self.tokenizer)?;
         let bar = progress_bar(examples.len(), "generate");
         let rows: Vec<usize> = (0..examples.len()).collect();
-        let correct = map_parts(&rows, |_, part| {
-            let mut correct = 0usize;
-            for &i in part {
-                let ex = &examples[i];
+        let mut correct = 0usize;
+        for chunk in rows.chunks(DECODE_BATCH * crate::parallel::workers()) {
+            let parts = map_parts(chunk, |_, part| {
+                let batch: Vec<&Example> = part.iter().map(|&i| &examples[i]).collect();
                 // The prompt keeps its training budget; the answer comes on top.
-                let (text, _) = generate_answer(
+                let texts = generate_batch(
                     model,
                     self.tokenizer,
                     self.format,
-                    ex,
+                    &batch,
                     self.max_len + self.max_new_tokens,
                     self.max_new_tokens,
                     &stop,
                 )?;
-                correct += usize::from(ex.grade(Prediction::Generated(&text))?);
-                bar.inc(1);
-            }
-            Ok(correct)
-        })?;
+                let mut right = 0usize;
+                for (ex, text) in batch.iter().zip(&texts) {
+                    right += usize::from(ex.grade(Prediction::Generated(text))?);
+                }
+                bar.inc(part.len() as u64);
+                Ok(right)
+            })?;
+            correct += parts.iter().sum::<usize>();
+        }
         bar.finish_and_clear();
-        Ok(correct.iter().sum::<usize>() as f64 / examples.len().max(1) as f64)
+        Ok(correct as f64 / examples.len().max(1) as f64)
     }
 }
 
