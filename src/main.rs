@@ -218,9 +218,10 @@ struct EvalArgs {
     /// checkpoint's own format, else plain.
     #[arg(long, value_enum)]
     format: Option<PromptFormat>,
-    /// Generation tasks (gsm8k): the longest answer, in tokens.
-    #[arg(long, default_value_t = 256)]
-    max_new_tokens: usize,
+    /// Generation tasks: the longest answer, in tokens. Default: a generation checkpoint's own
+    /// (its longest training answer with the end token), else 256.
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -278,8 +279,10 @@ struct GenerateArgs {
     /// MPC protocol: 2pc-dealer or 3pc.
     #[arg(long, default_value = "2pc-dealer")]
     protocol: ProtocolKind,
-    #[arg(long, default_value_t = 32)]
-    max_new_tokens: usize,
+    /// Default: a generation checkpoint's own (its longest training answer with the end
+    /// token), else 32.
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
     /// Plain, or inside the model's chat template. Default: a checkpoint's own, else plain.
     #[arg(long, value_enum)]
     format: Option<PromptFormat>,
@@ -489,7 +492,7 @@ fn run(cli: Cli) -> Result<()> {
                 batch,
                 resume,
             })?;
-            println!("{}", marill::report::table::markdown(&report));
+            println!("{}", report.markdown());
             println!("wrote {0}/report.json and {0}/report.md", out.display());
         }
         Command::Export { run, out } => {

@@ -195,6 +195,7 @@ fn tiny_student(dir: &Path, base_sha256: &str) -> String {
             name: marill::data::TaskKind::Sst2,
             format: Default::default(),
             max_len: 512,
+            max_new_tokens: None,
         },
         recipe_sha256: "0",
     };

@@ -1,7 +1,8 @@
 //! `marill train` on a generation task (arithmetic-gen) with a tiny random model: teacher and
 //! student train, validate by greedy decoding and report test exact match; bad input (a row
 //! without its answer, a prompt that does not fit with its answer, `top_k` 0 or over the
-//! vocabulary) is one error line and a non-zero exit.
+//! vocabulary) is one error line and a non-zero exit. `marill run` on the same recipe decodes
+//! both checkpoints under both protocols and reports prefill and per-token costs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,8 +69,13 @@ impl Project {
     }
 
     fn train(&self) -> (bool, String) {
+        self.marill(&["train"])
+    }
+
+    /// `marill COMMAND… RECIPE`: whether it succeeded, and its stderr.
+    fn marill(&self, command: &[&str]) -> (bool, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_marill"))
-            .arg("train")
+            .args(command)
             .arg(&self.recipe)
             .output()
             .expect("runs");
@@ -153,4 +159,56 @@ fn bad_generation_input_is_one_error_line() {
         message.contains("data.jsonl") && message.contains("answer"),
         "{message}"
     );
+}
+
+/// `marill run` on a generation recipe: both checkpoints decoded under both protocols, the
+/// decoding budget the longest training answer as the manifest records it, MPC decoding equal
+/// to plaintext greedy decoding, and the student cheaper than the teacher per token and for
+/// the prefill (one of its four layers is public, its LoRA unmerged).
+#[test]
+fn run_on_a_generation_recipe_reports_prefill_and_per_token_costs() {
+    let p = Project::new(60, RECIPE);
+    let (ok, stderr) = p.marill(&["run", "--mpc-rows", "3", "--batch", "2"]);
+    assert!(ok, "{stderr}");
+    let run = p.root.join("runs/tiny-gen");
+    let (manifest, _) = marill::checkpoint::read_checkpoint(&run.join("student")).unwrap();
+    // Room for the longest training answer and its end token: a few digits on the tiny
+    // tokenizer's bytes, not the 256 of a checkpoint that does not say.
+    let budget = manifest.task.max_new_tokens.expect("recorded");
+    assert!((2..=8).contains(&budget), "{budget}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["mpc_rows"], 3);
+    let cost = |stage: &str, i: usize, phase: &str| {
+        report[stage]["mpc"][i][phase]["online_bytes"]
+            .as_f64()
+            .unwrap()
+    };
+    for stage in ["teacher", "student"] {
+        let evals = report[stage]["mpc"].as_array().unwrap();
+        let protocols: Vec<&str> = evals
+            .iter()
+            .map(|e| e["protocol"].as_str().unwrap())
+            .collect();
+        assert_eq!(protocols, ["2pc-dealer", "3pc"], "{stage}");
+        for e in evals {
+            assert_eq!(e["n"], 3);
+            assert_eq!(e["max_new_tokens"].as_u64().unwrap() as usize, budget);
+            assert_eq!(e["token_agreement"], 1.0, "{stage}: {e}");
+            assert_eq!(e["accuracy"], e["plaintext_accuracy"], "{stage}");
+        }
+    }
+    for i in 0..2 {
+        for phase in ["prefill", "per_token"] {
+            assert!(
+                cost("teacher", i, phase) > cost("student", i, phase),
+                "{phase} {i}: {} vs {}",
+                cost("teacher", i, phase),
+                cost("student", i, phase)
+            );
+        }
+    }
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("per token: communication ×"), "{md}");
+    assert!(md.contains("| student | 3pc |"), "{md}");
 }

@@ -43,6 +43,7 @@ pub fn student() -> Manifest {
             name: TaskKind::Sst2,
             format: PromptFormat::Plain,
             max_len: 64,
+            max_new_tokens: None,
         },
         training: Provenance {
             recipe_sha256: "ab".repeat(32),

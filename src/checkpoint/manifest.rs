@@ -149,6 +149,11 @@ pub struct TaskInfo {
     pub name: TaskKind,
     pub format: PromptFormat,
     pub max_len: usize,
+    /// Generation tasks: the longest training answer with its end token, in tokens — the
+    /// decoding budget `eval` and `generate` default to (what follows an answer can only spoil
+    /// its final number). Absent for choice tasks and in checkpoints written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
 }
 
 impl TaskInfo {
@@ -235,6 +240,18 @@ impl Manifest {
             "task.max_len {max_len} must be in 1..={} (the model's positions)",
             config.max_position_embeddings
         );
+        if let Some(new) = self.task.max_new_tokens {
+            ensure!(
+                self.task.name.is_generation(),
+                "task.max_new_tokens is set for {}, a choice task",
+                self.task.name
+            );
+            ensure!(
+                (1..config.max_position_embeddings).contains(&new),
+                "task.max_new_tokens {new} must be in 1..{} (the model's positions)",
+                config.max_position_embeddings
+            );
+        }
         Ok(())
     }
 
@@ -320,6 +337,7 @@ mod tests {
             name,
             format: PromptFormat::Plain,
             max_len: 64,
+            max_new_tokens: None,
         };
         let classifier = trained(TaskKind::Sst2);
         classifier.check_serves(TaskKind::Rte).unwrap();
@@ -334,5 +352,24 @@ mod tests {
         let generator = trained(TaskKind::ArithmeticGen);
         generator.check_serves(TaskKind::Gsm8k).unwrap();
         assert!(generator.check_serves(TaskKind::Arithmetic).is_err());
+    }
+
+    #[test]
+    fn a_decoding_budget_belongs_to_a_generation_task_and_fits_the_positions() {
+        let mut m = crate::checkpoint::fixtures::student();
+        m.task.max_new_tokens = Some(4);
+        let message = m.validate().unwrap_err().to_string();
+        assert!(message.contains("a choice task"), "{message}");
+        m.task.name = TaskKind::ArithmeticGen;
+        m.validate().unwrap();
+        for bad in [0, m.base.config.max_position_embeddings] {
+            m.task.max_new_tokens = Some(bad);
+            let message = m.validate().unwrap_err().to_string();
+            assert!(message.contains("task.max_new_tokens"), "{message}");
+        }
+        // Absent (a choice task, or a checkpoint written before the field): not in the JSON.
+        m.task.max_new_tokens = None;
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("max_new_tokens"), "{json}");
     }
 }

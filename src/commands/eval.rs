@@ -29,6 +29,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// New tokens a generation task's answer may take when neither `--max-new-tokens` nor the
+/// checkpoint says (gsm8k's worked solutions need room).
+pub const DEFAULT_EVAL_NEW_TOKENS: usize = 256;
+
 pub struct EvalCommand {
     /// A model or a split checkpoint (`--model`), also how reports name it.
     pub model: String,
@@ -40,7 +44,9 @@ pub struct EvalCommand {
     pub max_len: Option<usize>,
     /// Default: a checkpoint's own, else plain.
     pub format: Option<PromptFormat>,
-    pub max_new_tokens: usize,
+    /// Generation tasks. Default: a generation checkpoint's own (its longest training answer),
+    /// else [`DEFAULT_EVAL_NEW_TOKENS`].
+    pub max_new_tokens: Option<usize>,
     /// `None`: plaintext.
     pub mpc: Option<MpcEval>,
     /// A bare base model shaped as a student with this many public layers
@@ -122,7 +128,10 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
             .max_len
             .or(trained.map(|t| t.max_len))
             .unwrap_or(DEFAULT_MAX_LEN),
-        max_new_tokens: cmd.max_new_tokens,
+        max_new_tokens: cmd
+            .max_new_tokens
+            .or(trained.and_then(|t| t.max_new_tokens))
+            .unwrap_or(DEFAULT_EVAL_NEW_TOKENS),
         format: cmd.format.or(trained.map(|t| t.format)).unwrap_or_default(),
     };
     let Some(mpc) = cmd.mpc else {
@@ -137,7 +146,7 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
         max_len: cmd.max_len,
         max_batch: cmd.batch.max(DEFAULT_MAX_BATCH),
         reveal_scores: false,
-        max_new_tokens: cmd.max_new_tokens,
+        max_new_tokens: request.max_new_tokens,
     };
     let report = match mpc.transport {
         MpcTransport::Tcp {

@@ -24,12 +24,17 @@ pub enum GenerateMode {
     Mpc(ProtocolKind),
 }
 
+/// New tokens `generate` writes when neither `--max-new-tokens` nor the checkpoint says.
+pub const DEFAULT_GENERATE_TOKENS: usize = 32;
+
 pub struct GenerateCommand {
     /// A model or a split checkpoint.
     pub model: String,
     pub prompt: String,
     pub mode: GenerateMode,
-    pub max_new_tokens: usize,
+    /// Default: a generation checkpoint's own (its longest training answer), else
+    /// [`DEFAULT_GENERATE_TOKENS`].
+    pub max_new_tokens: Option<usize>,
     /// Default: a checkpoint's own, else plain.
     pub format: Option<PromptFormat>,
     /// A bare base model shaped as a student with this many public layers
@@ -47,15 +52,19 @@ pub struct Generated {
 pub fn run_generate(cmd: &GenerateCommand, device: &Device) -> Result<Generated> {
     ensure!(!cmd.prompt.trim().is_empty(), "--prompt is empty");
     ensure!(
-        cmd.max_new_tokens > 0,
+        cmd.max_new_tokens != Some(0),
         "--max-new-tokens must be at least 1"
     );
     let mut served = Served::load(&cmd.model, Holder::Server, device)?;
     if let Some(k) = cmd.student_shape {
         served = served.student_shaped(k)?;
     }
+    let max_new_tokens = cmd
+        .max_new_tokens
+        .or(served.manifest.as_ref().and_then(|m| m.task.max_new_tokens))
+        .unwrap_or(DEFAULT_GENERATE_TOKENS);
     let options = ServeOptions {
-        max_new_tokens: cmd.max_new_tokens,
+        max_new_tokens,
         ..Default::default()
     };
     let policy = served
@@ -68,18 +77,15 @@ pub fn run_generate(cmd: &GenerateCommand, device: &Device) -> Result<Generated>
         .unwrap_or_default();
     let ids = encode(tokenizer, &format.wrap(&cmd.prompt))?;
     ensure!(
-        ids.len() + cmd.max_new_tokens <= policy.positions,
+        ids.len() + max_new_tokens <= policy.positions,
         "the prompt's {} tokens and {} new ones exceed the model's {} positions",
         ids.len(),
-        cmd.max_new_tokens,
+        max_new_tokens,
         policy.positions
     );
     let stop = stop_tokens(tokenizer)?;
     let (tokens, cost) = match cmd.mode {
-        GenerateMode::Plaintext => (
-            generate_greedy(model, &ids, cmd.max_new_tokens, &stop)?,
-            None,
-        ),
+        GenerateMode::Plaintext => (generate_greedy(model, &ids, max_new_tokens, &stop)?, None),
         GenerateMode::Mpc(protocol) => {
             let split = served.split?;
             let server = SecureModel::new(model, split.public_layers, split.secrecy)?;
@@ -89,7 +95,7 @@ pub fn run_generate(cmd: &GenerateCommand, device: &Device) -> Result<Generated>
                 public_layers: split.public_layers,
                 prompts: &prompts,
                 batch: 1,
-                max_new_tokens: cmd.max_new_tokens,
+                max_new_tokens,
                 stop: &stop,
             };
             let run = run_generation(

@@ -1,19 +1,23 @@
 //! `marill run`: a recipe end to end. Train the teacher and the student, then evaluate both in
 //! plaintext (the whole test split) and under MPC (its first rows, on each protocol, every party
-//! a thread of this process), and write the side-by-side report (`report.json`, and the table
-//! as `report.md`).
+//! a thread of this process): choices scored, or for a generation task answers decoded greedily
+//! up to the longest training answer; and write the side-by-side report (`report.json`, and the
+//! tables as `report.md`).
 
-use crate::data::{Dataset, Split};
+use crate::checkpoint::TaskInfo;
+use crate::data::{Dataset, Example, Split};
 use crate::eval::EvalRequest;
 use crate::mpc::network::Network;
 use crate::mpc::protocol::ProtocolKind;
 use crate::recipe::Recipe;
-use crate::report::table::markdown;
-use crate::report::{ModelReport, RunReport};
+use crate::report::{ModelReport, RunOutcome, RunReport};
+use crate::secure::eval_generate::{SecureGenerationRequest, evaluate_secure_generation};
+use crate::secure::generation_report::SecureGenerationReport;
 use crate::secure::{
-    Holder, SecureEvalRequest, SecureModel, SecureTransport, ServeOptions, Served, evaluate_secure,
+    Holder, SecureEvalReport, SecureEvalRequest, SecureModel, SecureSplit, SecureTransport,
+    ServeOptions, Served, evaluate_secure,
 };
-use crate::train::pipeline::{StageSelect, TrainReport, TrainRequest, run_training};
+use crate::train::pipeline::{StageReport, StageSelect, TrainReport, TrainRequest, run_training};
 use anyhow::{Context, Result};
 use candle_core::Device;
 use std::path::{Path, PathBuf};
@@ -28,102 +32,172 @@ pub struct RunRequest {
     pub resume: bool,
 }
 
-fn evaluate(
-    dir: &Path,
-    recipe: &Recipe,
-    plaintext_accuracy: f64,
-    mpc_rows: usize,
-    batch: usize,
-) -> Result<ModelReport> {
-    // Every party is a thread of this process, so one copy of the checkpoint, private tensors
-    // included, serves them all and the plaintext reference.
-    let served = Served::load(&dir.to_string_lossy(), Holder::Server, &Device::Cpu)?;
-    let policy = served.policy(&ServeOptions {
-        max_batch: batch,
-        ..Default::default()
-    })?;
-    let split = served.split?;
-    let manifest = served
-        .manifest
-        .context("a run's checkpoint has a manifest")?;
-    let loaded = &served.loaded;
-    let server = SecureModel::new(&loaded.model, split.public_layers, split.secrecy)?;
-    let dataset = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?;
-    let rows: Vec<_> = dataset
-        .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
-        .into_iter()
-        .take(mpc_rows)
-        .cloned()
-        .collect();
-    let mpc = ProtocolKind::ALL
-        .iter()
-        .map(|&protocol| {
-            let eval = EvalRequest {
-                model_name: dir.display().to_string(),
-                task: recipe.task.name,
-                rows: (rows.clone(), "test".to_string()),
-                batch,
-                max_len: manifest.task.max_len,
-                format: manifest.task.format,
-                max_new_tokens: 0,
-            };
-            let request = SecureEvalRequest {
-                eval,
-                protocol,
-                network: Network::Lan,
-                transport: SecureTransport::Memory {
-                    server: &server,
-                    policy: &policy,
-                },
-                reference: Some(loaded),
-            };
-            evaluate_secure(loaded, split, &request)
-                .with_context(|| format!("{} under {protocol}", dir.display()))
+/// A checkpoint of a run, loaded once for every protocol, and the test rows evaluated under
+/// MPC. Every party is a thread of this process, so one copy of the checkpoint, private
+/// tensors included, serves them all and the plaintext reference.
+struct Loaded {
+    served: Served,
+    split: SecureSplit,
+    task: TaskInfo,
+    server: SecureModel,
+    rows: Vec<Example>,
+}
+
+impl Loaded {
+    fn new(dir: &Path, recipe: &Recipe, mpc_rows: usize) -> Result<Self> {
+        let served = Served::load(&dir.to_string_lossy(), Holder::Server, &Device::Cpu)?;
+        let split = *served
+            .split
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", dir.display()))?;
+        let task = served
+            .manifest
+            .as_ref()
+            .context("a run's checkpoint has a manifest")?
+            .task
+            .clone();
+        let server = SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
+        let rows = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?
+            .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
+            .into_iter()
+            .take(mpc_rows)
+            .cloned()
+            .collect();
+        Ok(Loaded {
+            served,
+            split,
+            task,
+            server,
+            rows,
         })
-        .collect::<Result<_>>()?;
-    Ok(ModelReport {
-        checkpoint: dir.to_path_buf(),
-        plaintext_accuracy,
-        mpc,
+    }
+
+    /// The rows as `eval` requests them (`max_new_tokens`: the checkpoint's, for generation).
+    fn request(&self, dir: &Path, batch: usize) -> EvalRequest {
+        EvalRequest {
+            model_name: dir.display().to_string(),
+            task: self.task.name,
+            rows: (self.rows.clone(), "test".to_string()),
+            batch,
+            max_len: self.task.max_len,
+            format: self.task.format,
+            max_new_tokens: self.task.max_new_tokens.unwrap_or(0),
+        }
+    }
+
+    /// Choice scoring under each protocol.
+    fn choice(&self, dir: &Path, batch: usize) -> Result<Vec<SecureEvalReport>> {
+        let policy = self.served.policy(&ServeOptions {
+            max_batch: batch,
+            ..Default::default()
+        })?;
+        let loaded = &self.served.loaded;
+        ProtocolKind::ALL
+            .iter()
+            .map(|&protocol| {
+                let request = SecureEvalRequest {
+                    eval: self.request(dir, batch),
+                    protocol,
+                    network: Network::Lan,
+                    transport: SecureTransport::Memory {
+                        server: &self.server,
+                        policy: &policy,
+                    },
+                    reference: Some(loaded),
+                };
+                evaluate_secure(loaded, self.split, &request)
+                    .with_context(|| format!("{} under {protocol}", dir.display()))
+            })
+            .collect()
+    }
+
+    /// Greedy decoding under each protocol, up to the checkpoint's longest training answer.
+    fn generation(&self, dir: &Path, batch: usize) -> Result<Vec<SecureGenerationReport>> {
+        let max_new_tokens = self.task.max_new_tokens.with_context(|| {
+            format!(
+                "{}: manifest.json has no task.max_new_tokens",
+                dir.display()
+            )
+        })?;
+        let policy = self.served.generation_policy(&ServeOptions {
+            max_batch: batch,
+            max_new_tokens,
+            ..Default::default()
+        })?;
+        let loaded = &self.served.loaded;
+        ProtocolKind::ALL
+            .iter()
+            .map(|&protocol| {
+                let request = SecureGenerationRequest {
+                    eval: self.request(dir, batch),
+                    protocol,
+                    network: Network::Lan,
+                    transport: SecureTransport::Memory {
+                        server: &self.server,
+                        policy: &policy,
+                    },
+                    reference: Some(loaded),
+                };
+                evaluate_secure_generation(loaded, self.split, &request)
+                    .with_context(|| format!("{} under {protocol}", dir.display()))
+            })
+            .collect()
+    }
+}
+
+/// Both checkpoints' plaintext accuracy and secure evaluations (`secure`: choice scoring or
+/// decoding of a loaded checkpoint).
+fn evaluate_both<R>(
+    req: &RunRequest,
+    train: &TrainReport,
+    test_rows: usize,
+    secure: impl Fn(&Loaded, &Path) -> Result<Vec<R>>,
+) -> Result<RunReport<R>> {
+    let (Some(teacher), Some(student)) = (&train.teacher, &train.student) else {
+        anyhow::bail!("training did not produce both checkpoints");
+    };
+    let model = |stage: &StageReport| -> Result<ModelReport<R>> {
+        let dir = &stage.checkpoint;
+        let loaded = Loaded::new(dir, &req.recipe, req.mpc_rows)?;
+        Ok(ModelReport {
+            checkpoint: dir.clone(),
+            plaintext_accuracy: stage.test_accuracy,
+            mpc: secure(&loaded, dir)?,
+        })
+    };
+    Ok(RunReport {
+        recipe: req.recipe.path().display().to_string(),
+        task: req.recipe.task.name.to_string(),
+        test_rows,
+        mpc_rows: req.mpc_rows.min(test_rows),
+        batch: req.batch,
+        teacher: model(teacher)?,
+        student: model(student)?,
     })
 }
 
-pub fn run_recipe(req: &RunRequest) -> Result<RunReport> {
+pub fn run_recipe(req: &RunRequest) -> Result<RunOutcome> {
     let train: TrainReport = run_training(&TrainRequest {
         recipe: req.recipe.clone(),
         out: req.out.clone(),
         stage: StageSelect::All,
         resume: req.resume,
     })?;
-    let (Some(teacher), Some(student)) = (&train.teacher, &train.student) else {
-        anyhow::bail!("training did not produce both checkpoints");
-    };
     let recipe = &req.recipe;
     let test_rows = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?
         .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
         .len();
-    let report = RunReport {
-        recipe: recipe.path().display().to_string(),
-        task: recipe.task.name.to_string(),
-        test_rows,
-        mpc_rows: req.mpc_rows.min(test_rows),
-        batch: req.batch,
-        teacher: evaluate(
-            &teacher.checkpoint,
-            recipe,
-            teacher.test_accuracy,
-            req.mpc_rows,
-            req.batch,
-        )?,
-        student: evaluate(
-            &student.checkpoint,
-            recipe,
-            student.test_accuracy,
-            req.mpc_rows,
-            req.batch,
-        )?,
+    let batch = req.batch;
+    let report = if recipe.task.name.is_generation() {
+        RunOutcome::Generation(evaluate_both(req, &train, test_rows, |l, dir| {
+            l.generation(dir, batch)
+        })?)
+    } else {
+        RunOutcome::Choice(evaluate_both(req, &train, test_rows, |l, dir| {
+            l.choice(dir, batch)
+        })?)
     };
     crate::atomic::write_json_atomic(&req.out.join("report.json"), &report)?;
-    crate::atomic::write_atomic(&req.out.join("report.md"), markdown(&report).as_bytes())?;
+    crate::atomic::write_atomic(&req.out.join("report.md"), report.markdown().as_bytes())?;
     Ok(report)
 }

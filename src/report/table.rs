@@ -1,17 +1,19 @@
-//! The MARILL-vs-standard table: accuracy, online communication, rounds and estimated time of
-//! the teacher and the student, per example (amortised over a batch) and for one query alone
-//! (its latency at batch 1), with the ratios of both.
+//! The MARILL-vs-standard table of a choice task: accuracy, online communication, rounds and
+//! estimated time of the teacher and the student, per example (amortised over a batch) and
+//! for one query alone (its latency at batch 1), with the ratios of both.
 
 use super::run::{ModelReport, RunReport};
 use crate::mpc::cost::CostClass;
 use crate::mpc::latency::Basis;
+use crate::secure::SecureEvalReport;
+use crate::secure::report::ExampleCost;
 use std::fmt::Write;
 
-fn mb(bytes: f64) -> f64 {
+pub(super) fn mb(bytes: f64) -> f64 {
     bytes / 1e6
 }
 
-fn row(out: &mut String, name: &str, m: &ModelReport) {
+fn row(out: &mut String, name: &str, m: &ModelReport<SecureEvalReport>) {
     for r in &m.mpc {
         let (c, q) = (&r.cost_per_example, &r.latency_one_query);
         let _ = writeln!(
@@ -32,21 +34,13 @@ fn row(out: &mut String, name: &str, m: &ModelReport) {
 }
 
 /// The report as Markdown.
-pub fn markdown(r: &RunReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# {} ({}): standard fine-tuning (teacher) vs MARILL (student)\n\n\
-         Plaintext accuracy on the {} test rows; MPC accuracy and costs on the first {} of them: \
-         per example, amortised over secure forwards of up to {} rows, and for one query alone at \
-         batch 1, its latency ({}).\n",
-        r.recipe,
-        r.task,
-        r.test_rows,
-        r.mpc_rows,
+pub fn markdown(r: &RunReport<SecureEvalReport>) -> String {
+    let mut out = r.header(&format!(
+        "per example, amortised over secure forwards of up to {} rows, and for one query alone \
+         at batch 1, its latency ({}).",
         r.batch,
         latency_basis(r)
-    );
+    ));
     out.push_str("| model | protocol | accuracy (plaintext) | accuracy (MPC) | online | rounds | est. lan | est. wan | one query: rounds | one query: lan | one query: wan |\n");
     out.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     row(&mut out, "teacher", &r.teacher);
@@ -72,38 +66,53 @@ pub fn markdown(r: &RunReport) -> String {
     }
     out.push_str(
         "\nWhere the savings land (online MB per example by operation class; offline MB; the \
-         server weights' one-time masking):\n\n| protocol | model | matmul | softmax | norm | \
-         activation | other | offline | weight setup |\n|---|---|---|---|---|---|---|---|---|\n",
+         server weights' one-time masking):\n\n",
     );
+    out.push_str(CLASS_HEADER);
     for (t, s) in r.teacher.mpc.iter().zip(&r.student.mpc) {
         for (name, m) in [("teacher", t), ("student", s)] {
-            let c = &m.cost_per_example;
-            let class = |k: CostClass| c.by_class.get(&k).map_or(0.0, |x| mb(x.online_bytes));
-            let _ = writeln!(
-                out,
-                "| {} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                m.protocol,
-                class(CostClass::Matmul),
-                class(CostClass::Softmax),
-                class(CostClass::Norm),
-                class(CostClass::Activation),
-                class(CostClass::Other),
-                mb(c.offline_bytes),
-                mb(m.weight_setup.online_bytes as f64)
+            class_row(
+                &mut out,
+                &m.protocol,
+                name,
+                &m.cost_per_example,
+                m.weight_setup.online_bytes,
             );
         }
     }
+    out.push_str(&r.accuracy_kept());
+    out
+}
+
+/// The by-class table's head.
+pub(super) const CLASS_HEADER: &str = "| protocol | model | matmul | softmax | norm | activation | \
+     other | offline | weight setup |\n|---|---|---|---|---|---|---|---|---|\n";
+
+/// A by-class row: `c`'s online MB in each class, its offline MB, the weight setup's MB.
+pub(super) fn class_row(
+    out: &mut String,
+    protocol: &str,
+    name: &str,
+    c: &ExampleCost,
+    weight_setup_bytes: u64,
+) {
+    let class = |k: CostClass| c.by_class.get(&k).map_or(0.0, |x| mb(x.online_bytes));
     let _ = writeln!(
         out,
-        "\nAccuracy kept (student / teacher, plaintext): {:.1}%",
-        100.0 * r.student.plaintext_accuracy / r.teacher.plaintext_accuracy.max(1e-9)
+        "| {protocol} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        class(CostClass::Matmul),
+        class(CostClass::Softmax),
+        class(CostClass::Norm),
+        class(CostClass::Activation),
+        class(CostClass::Other),
+        mb(c.offline_bytes),
+        mb(weight_setup_bytes as f64)
     );
-    out
 }
 
 /// How the reports' latencies were obtained: `measured` (every forward one query), else
 /// `derived from the batched run`.
-fn latency_basis(r: &RunReport) -> &'static str {
+fn latency_basis(r: &RunReport<SecureEvalReport>) -> &'static str {
     let mut all = r.teacher.mpc.iter().chain(&r.student.mpc);
     if all.all(|m| m.latency_one_query.basis == Basis::Measured) {
         "measured: every forward held one query"
@@ -113,6 +122,6 @@ fn latency_basis(r: &RunReport) -> &'static str {
 }
 
 /// A fraction to three places, or `n/a` where it was not measured.
-fn fraction(value: Option<f64>) -> String {
+pub(super) fn fraction(value: Option<f64>) -> String {
     value.map_or_else(|| "n/a".to_string(), |v| format!("{v:.3}"))
 }

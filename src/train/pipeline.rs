@@ -270,17 +270,6 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
     std::fs::create_dir_all(&req.out)
         .with_context(|| format!("{}: cannot create", req.out.display()))?;
     let base_sha = BaseModel::weights_sha256(&base.weight_files)?;
-    let task = TaskInfo {
-        name: recipe.task.name,
-        format: recipe.model.format,
-        max_len: recipe.task.max_len,
-    };
-    let ctx = ExportContext {
-        base_source: &base_source,
-        base_sha256: &base_sha,
-        task: task.clone(),
-        recipe_sha256: recipe.sha256(),
-    };
 
     let dataset = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?;
     let split = |split: Split| dataset.split(split, recipe.task.split_seed, &recipe.task.ratios);
@@ -317,6 +306,20 @@ pub fn run_training(req: &TrainRequest) -> Result<TrainReport> {
             validation: encode(Split::Validation)?,
             test: encode(Split::Test)?,
         })
+    };
+    let ctx = ExportContext {
+        base_source: &base_source,
+        base_sha256: &base_sha,
+        task: TaskInfo {
+            name: recipe.task.name,
+            format: recipe.model.format,
+            max_len: recipe.task.max_len,
+            max_new_tokens: match &task_rows {
+                TaskRows::Generation(g) => Some(g.decoding.max_new_tokens),
+                TaskRows::Choice(_) => None,
+            },
+        },
+        recipe_sha256: recipe.sha256(),
     };
     let mut report = TrainReport {
         recipe: recipe.path().display().to_string(),
