@@ -28,6 +28,25 @@ impl TokenSequence for Encoded {
     }
 }
 
+/// The cached prefix activations of `rows` as one `(batch, seq, hidden)` tensor, each
+/// right-padded with zeros to the longest row's `seq` (returned too).
+pub fn stack_padded(
+    rows: &[usize],
+    examples: &[impl TokenSequence],
+    prefix: &[Tensor],
+) -> Result<(Tensor, usize)> {
+    let t = rows
+        .iter()
+        .map(|&i| examples[i].ids().len())
+        .max()
+        .unwrap_or(0);
+    let hidden = rows
+        .iter()
+        .map(|&i| prefix[i].pad_with_zeros(0, 0, t - examples[i].ids().len()))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok((Tensor::stack(&hidden, 0)?, t))
+}
+
 pub fn encode_examples(
     tokenizer: &Tokenizer,
     format: PromptFormat,
@@ -93,27 +112,17 @@ pub struct Batch {
 impl Batch {
     pub fn new(rows: &[usize], examples: &[Encoded], prefix: &[Tensor]) -> Result<Batch> {
         let device = prefix[rows[0]].device();
-        let t = rows
-            .iter()
-            .map(|&i| examples[i].ids.len())
-            .max()
-            .unwrap_or(0);
+        let (hidden, t) = stack_padded(rows, examples, prefix)?;
         let c = rows
             .iter()
             .map(|&i| examples[i].choices.len())
             .max()
             .unwrap_or(0);
-        let mut hidden = Vec::with_capacity(rows.len());
         let (mut choice_ids, mut choice_mask, mut token_mask) =
             (Vec::new(), Vec::new(), Vec::new());
         for &i in rows {
-            let (ex, h) = (&examples[i], &prefix[i]);
+            let ex = &examples[i];
             let len = ex.ids.len();
-            hidden.push(if len < t {
-                h.pad_with_zeros(0, 0, t - len)?
-            } else {
-                h.clone()
-            });
             let mut ids = ex.choices.clone();
             ids.resize(c, ex.choices[0]);
             choice_ids.push(ids);
@@ -122,7 +131,7 @@ impl Batch {
         }
         let b = rows.len();
         Ok(Batch {
-            hidden: Tensor::stack(&hidden, 0)?,
+            hidden,
             answer_pos: rows.iter().map(|&i| examples[i].ids.len() - 1).collect(),
             choice_ids,
             choice_mask: Tensor::from_vec(choice_mask, (b, c), device)?,

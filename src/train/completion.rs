@@ -8,7 +8,7 @@
 //! top-k buckets, see [`super::token_distill`], and, for the hidden-state loss, its private
 //! layers' outputs there).
 
-use super::batch::TokenSequence;
+use super::batch::{TokenSequence, stack_padded};
 use super::token_distill::{completion_cross_entropy, top_k_buckets, top_k_distillation_kl};
 use super::trainer::{LossWeights, Objective, Stage};
 use crate::data::{Answer, Example, Prediction, PromptFormat};
@@ -97,26 +97,19 @@ pub struct CompletionBatch {
 impl CompletionBatch {
     pub fn new(rows: &[usize], examples: &[Completion], prefix: &[Tensor]) -> Result<Self> {
         let device = prefix[rows[0]].device();
-        let t = rows
-            .iter()
-            .map(|&i| examples[i].ids.len())
-            .max()
-            .unwrap_or(0);
-        let (mut hidden, mut positions, mut targets, mut counts) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (hidden, t) = stack_padded(rows, examples, prefix)?;
+        let (mut positions, mut targets, mut counts) = (Vec::new(), Vec::new(), Vec::new());
         for (row, &i) in rows.iter().enumerate() {
-            let (ex, h) = (&examples[i], &prefix[i]);
-            hidden.push(h.pad_with_zeros(0, 0, t - ex.ids.len())?);
-            let predicting = ex.predicting();
+            let predicting = examples[i].predicting();
             counts.push(predicting.len());
             for p in predicting {
                 positions.push((row * t + p) as u32);
-                targets.push(ex.ids[p + 1]);
+                targets.push(examples[i].ids[p + 1]);
             }
         }
         let n = positions.len();
         Ok(CompletionBatch {
-            hidden: Tensor::stack(&hidden, 0)?,
+            hidden,
             positions: Tensor::from_vec(positions, n, device)?,
             targets: Tensor::from_vec(targets, n, device)?,
             counts,
