@@ -37,17 +37,21 @@ fn ratio_cells(t: &ExampleCost, s: &ExampleCost) -> String {
 
 fn row(out: &mut String, name: &str, m: &ModelReport<SecureGenerationReport>) {
     for r in &m.mpc {
+        let step = &r.per_step;
         let _ = writeln!(
             out,
-            "| {name} | {} | {:.3} | {:.3} | {} / {} | {} | {} | {:.3} s |",
+            "| {name} | {} | {:.3} | {} | {:.3} | {} / {} | {} | {} | {:.0} | {:.2} s | {:.3} s |",
             r.protocol,
             m.plaintext_accuracy,
+            fraction(r.plaintext_accuracy),
             r.accuracy,
             fraction(r.token_agreement),
             fraction(r.sequence_agreement),
             cost_cells(&r.prefill),
             cost_cells(&r.per_token),
-            r.per_step.wall_seconds
+            step.rounds,
+            step.est_seconds.wan,
+            step.wall_seconds
         );
     }
 }
@@ -58,27 +62,30 @@ pub fn markdown(r: &RunReport<SecureGenerationReport>) -> String {
     let mut out = r.header(&format!(
         "greedy decoding of up to {new_tokens} tokens, {} prompts a step; the prefill per \
          prompt (to its first token), each further token amortised over a step's prompts, and \
-         one step measured in-process (the time a token takes at this batch).",
+         one step of the batch: its rounds and estimated wan time, and its time measured \
+         in-process (what each prompt waits for a token at this batch; its rounds are a lone \
+         query's).",
         r.batch
     ));
     out.push_str(
-        "| model | protocol | exact match (plaintext) | exact match (MPC) | agreement with plaintext: tokens / sequences | prefill: online | prefill: rounds | prefill: est. lan | prefill: est. wan | per token: online | per token: rounds | per token: est. lan | per token: est. wan | step: measured |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| model | protocol | exact match (plaintext, test) | exact match (plaintext, these rows) | exact match (MPC) | agreement with plaintext: tokens / sequences | prefill: online | prefill: rounds | prefill: est. lan | prefill: est. wan | per token: online | per token: rounds | per token: est. lan | per token: est. wan | step: rounds | step: est. wan | step: measured |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     row(&mut out, "teacher", &r.teacher);
     row(&mut out, "student", &r.student);
     out.push_str(
         "\nTeacher / student, for the prefill and per generated token:\n\n\
-         | protocol | prefill: communication × | prefill: rounds × | prefill: runtime × (lan) | prefill: runtime × (wan) | per token: communication × | per token: rounds × | per token: runtime × (lan) | per token: runtime × (wan) | step: measured × |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+         | protocol | prefill: communication × | prefill: rounds × | prefill: runtime × (lan) | prefill: runtime × (wan) | per token: communication × | per token: rounds × | per token: runtime × (lan) | per token: runtime × (wan) | step: latency × (wan) | step: measured × |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (t, s) in r.teacher.mpc.iter().zip(&r.student.mpc) {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.2}× |",
+            "| {} | {} | {} | {:.2}× | {:.2}× |",
             t.protocol,
             ratio_cells(&t.prefill, &s.prefill),
             ratio_cells(&t.per_token, &s.per_token),
+            t.per_step.est_seconds.wan / s.per_step.est_seconds.wan,
             t.per_step.wall_seconds / s.per_step.wall_seconds
         );
     }
