@@ -12,7 +12,7 @@ use super::share::Share;
 use super::views::stats::{CHI_LIMIT, chi_square_bytes};
 use anyhow::Result;
 
-mod costs;
+pub(crate) mod costs;
 
 const SEED: u64 = 20261125;
 

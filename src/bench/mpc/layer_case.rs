@@ -121,7 +121,7 @@ impl LayerShape {
 
 /// Random parameters of a layer of `shape` and `arch`, with biases, from the streams of tags
 /// `tag..`.
-fn random_params(shape: LayerShape, arch: &LayerArchitecture, tag: u64) -> Result<LayerParams> {
+pub(super) fn random_params(shape: LayerShape, arch: &LayerArchitecture, tag: u64) -> Result<LayerParams> {
     let LayerShape { hidden: d, heads, ffn } = shape;
     let mut tag = tag;
     let mut stream = |n: usize, sd: f64| {
@@ -207,4 +207,36 @@ fn layer_spec(
         residual,
         per: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Relative L2 distance of `a` from `b`.
+    fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
+        let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+        let den: f64 = b.iter().map(|y| y * y).sum();
+        (num / den).sqrt()
+    }
+
+    /// The f64 reference, given a Llama layer, is candle's forward of it: what it computes for
+    /// BERT and GPT-2 is written the same way.
+    #[test]
+    fn the_f64_reference_is_the_plaintext_llama_layer() -> Result<()> {
+        let config = LlamaConfig {
+            num_hidden_layers: 1,
+            ..LlamaConfig::tiny()
+        };
+        let model = random_layer(&config, SEED)?;
+        let tokens = 7;
+        let x = random_input(tokens, config.hidden_size);
+        let want = plaintext_layer(&model, &x, tokens)?;
+        let (params, arch) = LayerParams::llama(&model.layers[0], config.rope_theta)?;
+        let got = reference_layer(&params, &arch, &x, tokens)?;
+        let update = |y: &[f64]| -> Vec<f64> { y.iter().zip(&x).map(|(a, b)| a - b).collect() };
+        let err = rel_l2(&update(&got), &update(&want));
+        assert!(err < 1e-5, "{err}");
+        Ok(())
+    }
 }

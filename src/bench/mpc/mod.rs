@@ -5,6 +5,8 @@
 
 pub mod case;
 pub mod layer_case;
+#[cfg(test)]
+mod layer_costs;
 pub mod op_cases;
 pub mod reference_layer;
 
@@ -43,7 +45,8 @@ pub struct CaseResult {
     /// For layers: relative L2 error of the layer's update `out - x` (the residual excluded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rel_l2_error_update: Option<f64>,
-    /// For ops: online bits (all parties) per element, score or output.
+    /// For ops: online bits (all parties) per element, score or output, the op alone: the
+    /// result's reveal to the client (8 bytes an output, in `online_bytes`) excluded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online_bits_per: Option<OnlineBits>,
 }
@@ -99,6 +102,9 @@ pub fn case_spec(name: &str) -> Result<CaseSpec> {
     })
 }
 
+/// What revealing one result element to the client costs online (either protocol).
+const REVEAL_BYTES: u64 = 8;
+
 /// Relative L2 and largest absolute error of `got` against `want`.
 fn errors(got: &[f64], want: &[f64]) -> (f64, f64) {
     let num: f64 = got.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum();
@@ -144,7 +150,8 @@ fn score(
         rel_l2_error_update: update,
         online_bits_per: spec.per.map(|per| OnlineBits {
             unit: per.unit,
-            bits: 8.0 * report.online_bytes as f64 / per.count as f64,
+            bits: 8.0 * report.online_bytes.saturating_sub(REVEAL_BYTES * got.len() as u64) as f64
+                / per.count as f64,
         }),
     })
 }
@@ -300,6 +307,43 @@ mod tests {
                 "{kind}"
             );
         }
+        Ok(())
+    }
+
+    /// BERT's and GPT-2's layers at a tiny shape of the same structure.
+    fn tiny_literature_case(arch: LayerArchitecture) -> Result<CaseSpec> {
+        let shape = LayerShape {
+            hidden: 32,
+            heads: 2,
+            ffn: 64,
+        };
+        layer_case::literature_layer(shape, arch, 8)
+    }
+
+    #[test]
+    fn the_secure_bert_and_gpt2_layers_match_their_reference_on_every_protocol() -> Result<()> {
+        for arch in [LayerArchitecture::bert(), LayerArchitecture::gpt2()] {
+            let spec = tiny_literature_case(arch)?;
+            for kind in ProtocolKind::ALL {
+                let r = run_spec(kind, &spec, 1)?;
+                let place = arch.norm_placement;
+                assert!(r.rel_l2_error < 1e-2, "{place:?} {kind}: {}", r.rel_l2_error);
+                let update = r.rel_l2_error_update.expect("a layer reports its update");
+                assert!(update < 2e-2, "{place:?} {kind}: update {update}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Ops report their online bits per unit, the reveal excluded: a truncation by `f` opens
+    /// 6 bytes at each of the two parties in 2pc-dealer (`docs/costs.md`).
+    #[test]
+    fn op_cases_report_bits_per_unit_without_the_reveal() -> Result<()> {
+        let r = run_case(ProtocolKind::TwoPartyDealer, "truncate_64x576", 1)?;
+        let bits = r.online_bits_per.expect("an op case");
+        assert_eq!(bits.unit, Unit::Element);
+        assert_eq!(bits.bits, 96.0);
+        assert!(run_case(ProtocolKind::TwoPartyDealer, "rsqrt", 1)?.online_bits_per.is_some());
         Ok(())
     }
 
