@@ -119,7 +119,10 @@ impl Dense {
         if let Some(lora) = &mut linear.lora {
             lora.b = (&lora.b * s)?;
         }
-        let bias = self.bias.as_ref().map(|b| b.iter().map(|v| v * s).collect());
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| b.iter().map(|v| v * s).collect());
         Ok(Dense { linear, bias })
     }
 }

@@ -3,11 +3,11 @@
 //! [`secure_party`] is one party's whole program, the same whether the parties are threads of
 //! this process ([`run_secure`]) or processes over TCP (`super::remote`).
 
+use super::architecture::reals;
 use super::client::SecureInput;
 use super::head::{choice_scores, reveal_choice};
 use super::job::{ExampleShape, JobShape};
 use super::kv_cache::SharedKvCache;
-use super::architecture::reals;
 use super::layer::{LayerWeights, SharedLayer};
 use super::packing::{Packing, Queries};
 use super::policy::{MAX_VERDICT_BYTES, ServePolicy, Verdict};

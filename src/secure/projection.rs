@@ -292,9 +292,14 @@ mod tests {
         // Expected: the norm's gain and shift applied to x, then each linear as candle runs
         // it, plus the bias.
         let vector = |v: &[f64]| {
-            Tensor::new(v.iter().map(|&v| v as f32).collect::<Vec<_>>(), &Device::Cpu)
+            Tensor::new(
+                v.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                &Device::Cpu,
+            )
         };
-        let xg = x.broadcast_mul(&vector(&gain)?)?.broadcast_add(&vector(&shift)?)?;
+        let xg = x
+            .broadcast_mul(&vector(&gain)?)?
+            .broadcast_add(&vector(&shift)?)?;
         let biased = plain.forward(&xg)?.broadcast_add(&vector(&bias)?)?;
         let want = Tensor::cat(&[with_lora.forward(&xg)?, biased], 1)?;
         let want: Vec<f32> = want.flatten_all()?.to_vec1()?;
@@ -316,7 +321,10 @@ mod tests {
                 })?;
                 let got = run.output(Role::Client).as_ref().expect("revealed");
                 for (a, b) in got.iter().zip(&want) {
-                    assert!((a - *b as f64).abs() < 1e-3, "{secrecy:?} {kind}: {a} vs {b}");
+                    assert!(
+                        (a - *b as f64).abs() < 1e-3,
+                        "{secrecy:?} {kind}: {a} vs {b}"
+                    );
                 }
             }
         }

@@ -121,8 +121,16 @@ impl LayerShape {
 
 /// Random parameters of a layer of `shape` and `arch`, with biases, from the streams of tags
 /// `tag..`.
-pub(super) fn random_params(shape: LayerShape, arch: &LayerArchitecture, tag: u64) -> Result<LayerParams> {
-    let LayerShape { hidden: d, heads, ffn } = shape;
+pub(super) fn random_params(
+    shape: LayerShape,
+    arch: &LayerArchitecture,
+    tag: u64,
+) -> Result<LayerParams> {
+    let LayerShape {
+        hidden: d,
+        heads,
+        ffn,
+    } = shape;
     let mut tag = tag;
     let mut stream = |n: usize, sd: f64| {
         tag += 1;
@@ -184,12 +192,7 @@ pub fn literature_layer(
 
 /// `layer` on the client's `x` `[tokens, d]`, revealed to the client. Setup (not measured):
 /// the server's weights shared with their masks opened, the client's input shared.
-fn layer_spec(
-    layer: LayerWeights,
-    x: Vec<f64>,
-    tokens: usize,
-    want: Vec<f64>,
-) -> Result<CaseSpec> {
+fn layer_spec(layer: LayerWeights, x: Vec<f64>, tokens: usize, want: Vec<f64>) -> Result<CaseSpec> {
     let packing = Packing::new(vec![tokens])?;
     let d = x.len() / tokens;
     let residual = Some(x.clone());

@@ -15,8 +15,8 @@ use crate::mpc::latency::QueryLatency;
 use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::party::{PartyConfig, run_party};
 use crate::mpc::protocol::{ProtocolKind, Role};
-use anyhow::{Result, ensure};
 use crate::secure::architecture::LayerArchitecture;
+use anyhow::{Result, ensure};
 use case::{CaseSpec, Unit};
 use layer_case::LayerShape;
 use serde::Serialize;
@@ -150,7 +150,10 @@ fn score(
         rel_l2_error_update: update,
         online_bits_per: spec.per.map(|per| OnlineBits {
             unit: per.unit,
-            bits: 8.0 * report.online_bytes.saturating_sub(REVEAL_BYTES * got.len() as u64) as f64
+            bits: 8.0
+                * report
+                    .online_bytes
+                    .saturating_sub(REVEAL_BYTES * got.len() as u64) as f64
                 / per.count as f64,
         }),
     })
@@ -216,7 +219,14 @@ pub fn bench(protocols: &[ProtocolKind], cases: &[String], runs: usize) -> Resul
 pub fn table(report: &BenchReport) -> String {
     let mut out = format!(
         "{:<11} {:<20} {:>10} {:>6} {:>11} {:>8} {:>9} {:>16}\n",
-        "protocol", "case", "online MB", "rounds", "offline MB", "wall s", "rel L2", "online bits per"
+        "protocol",
+        "case",
+        "online MB",
+        "rounds",
+        "offline MB",
+        "wall s",
+        "rel L2",
+        "online bits per"
     );
     for (protocol, cases) in report {
         for (case, r) in cases {
@@ -327,7 +337,11 @@ mod tests {
             for kind in ProtocolKind::ALL {
                 let r = run_spec(kind, &spec, 1)?;
                 let place = arch.norm_placement;
-                assert!(r.rel_l2_error < 1e-2, "{place:?} {kind}: {}", r.rel_l2_error);
+                assert!(
+                    r.rel_l2_error < 1e-2,
+                    "{place:?} {kind}: {}",
+                    r.rel_l2_error
+                );
                 let update = r.rel_l2_error_update.expect("a layer reports its update");
                 assert!(update < 2e-2, "{place:?} {kind}: update {update}");
             }
@@ -343,7 +357,11 @@ mod tests {
         let bits = r.online_bits_per.expect("an op case");
         assert_eq!(bits.unit, Unit::Element);
         assert_eq!(bits.bits, 96.0);
-        assert!(run_case(ProtocolKind::TwoPartyDealer, "rsqrt", 1)?.online_bits_per.is_some());
+        assert!(
+            run_case(ProtocolKind::TwoPartyDealer, "rsqrt", 1)?
+                .online_bits_per
+                .is_some()
+        );
         Ok(())
     }
 

@@ -37,7 +37,12 @@ impl Rows {
     }
 
     fn add(&self, other: &Rows) -> Rows {
-        let data = self.data.iter().zip(&other.data).map(|(a, b)| a + b).collect();
+        let data = self
+            .data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| a + b)
+            .collect();
         Rows {
             cols: self.cols,
             data,
@@ -178,9 +183,14 @@ fn feed_forward(x: &Rows, p: &LayerParams, arch: &LayerArchitecture) -> Result<R
                 .zip(&up.data)
                 .map(|(&g, &u)| activate(arch.activation, g) * u)
                 .collect();
-            Rows { cols: up.cols, data }
+            Rows {
+                cols: up.cols,
+                data,
+            }
         }
-        FeedForward::Plain => up.map_rows(|r| r.iter().map(|&v| activate(arch.activation, v)).collect()),
+        FeedForward::Plain => {
+            up.map_rows(|r| r.iter().map(|&v| activate(arch.activation, v)).collect())
+        }
     };
     dense(&hidden, &p.down)
 }
