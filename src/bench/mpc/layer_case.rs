@@ -51,7 +51,7 @@ pub fn smollm2_layer() -> LlamaConfig {
 }
 
 /// A one-layer model of `config`'s shape with weights from `seed`.
-fn random_layer(config: &LlamaConfig, seed: u64) -> Result<Llama> {
+pub(super) fn random_layer(config: &LlamaConfig, seed: u64) -> Result<Llama> {
     ensure!(
         config.num_hidden_layers == 1,
         "a layer case has one layer, not {}",
