@@ -154,8 +154,16 @@ fn llama_bert_and_gpt2_layers_cost_their_formula() -> Result<()> {
             llama.hidden_size,
             llama.intermediate_size,
         ),
-        (literature(LayerArchitecture::bert())?, shape.hidden, shape.ffn),
-        (literature(LayerArchitecture::gpt2())?, shape.hidden, shape.ffn),
+        (
+            literature(LayerArchitecture::bert())?,
+            shape.hidden,
+            shape.ffn,
+        ),
+        (
+            literature(LayerArchitecture::gpt2())?,
+            shape.hidden,
+            shape.ffn,
+        ),
     ];
     for (layer, d, ffn) in &layers {
         let dims = Dims::of(layer, *d, *ffn);
@@ -181,13 +189,58 @@ fn llama_bert_and_gpt2_layers_cost_their_formula() -> Result<()> {
                 );
                 let mut want = Model::new(kind);
                 layer_formula(&mut want, &dims, tokens as u64);
-                assert_eq!(
-                    got, want.cost,
-                    "{:?} on {kind}, {tokens} tokens",
-                    dims.arch
-                );
+                assert_eq!(got, want.cost, "{:?} on {kind}, {tokens} tokens", dims.arch);
             }
         }
     }
     Ok(())
+}
+
+/// The formula at the full shapes, with the output's reveal to the client, gives what
+/// `bench mpc` measured and README and `docs/literature.md` quote (2pc-dealer, all parties).
+#[test]
+fn the_formula_gives_the_full_size_cases_measured() {
+    use crate::model::variants::SoftmaxKind;
+    use crate::secure::architecture::AttentionMask;
+    let smollm2 = LayerArchitecture {
+        norm: NormKind::Rms,
+        norm_placement: NormPlacement::Pre,
+        eps: 1e-5,
+        feed_forward: FeedForward::Gated,
+        activation: Activation::Silu,
+        positions: PositionEncoding::Rotary { base: 1e5 },
+        mask: AttentionMask::Causal,
+        softmax: SoftmaxKind::Exact,
+    };
+    let base = |arch| Dims {
+        arch,
+        d: 768,
+        ffn: 3072,
+        heads: 12,
+        kv_heads: 12,
+        head_dim: 64,
+    };
+    let cases = [
+        (
+            Dims {
+                arch: smollm2,
+                d: 576,
+                ffn: 1536,
+                heads: 9,
+                kv_heads: 3,
+                head_dim: 64,
+            },
+            64,
+            (19_711_344, 48),
+        ),
+        (base(LayerArchitecture::bert()), 128, (64_840_320, 52)),
+        (base(LayerArchitecture::gpt2()), 128, (62_481_024, 49)),
+    ];
+    for (dims, t, want) in cases {
+        let mut m = Model::new(ProtocolKind::TwoPartyDealer);
+        layer_formula(&mut m, &dims, t);
+        m.reveal(t * dims.d, Some(C));
+        let got = (m.cost.sent.iter().sum::<u64>(), m.cost.critical_rounds());
+        assert_eq!(got, want, "{:?}", dims.arch);
+    }
 }

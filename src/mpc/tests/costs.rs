@@ -36,7 +36,7 @@ pub(crate) const T: usize = 2;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Cost {
     /// Online bytes each party sends.
-    sent: [u64; 3],
+    pub(crate) sent: [u64; 3],
     /// Online rounds each party counts (its Lamport depth).
     rounds: [u64; 3],
     /// Offline bytes (correlated randomness) each party receives.
@@ -45,7 +45,7 @@ pub(crate) struct Cost {
 
 impl Cost {
     /// The critical path: what `CostReport::rounds` shows.
-    fn critical_rounds(&self) -> u64 {
+    pub(crate) fn critical_rounds(&self) -> u64 {
         self.rounds.into_iter().max().unwrap_or(0)
     }
 }
