@@ -168,23 +168,7 @@ fn norm_rows(rows: usize, d: usize, tag: u64) -> Vec<f64> {
         .collect()
 }
 
-/// Each row of `x` normalised: `(x - mean) / sqrt(var + eps)`, centred only if `centre`.
-fn normalised_f64(x: &[f64], d: usize, centre: bool, eps: f64) -> Vec<f64> {
-    x.chunks(d)
-        .flat_map(|row| {
-            let mean = if centre {
-                row.iter().sum::<f64>() / d as f64
-            } else {
-                0.0
-            };
-            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
-            let inv = 1.0 / (var + eps).sqrt();
-            row.iter().map(move |v| (v - mean) * inv)
-        })
-        .collect()
-}
-
-/// A norm case: `op` on `rows × d`, against [`normalised_f64`].
+/// A norm case: `op` on `rows × d`, against [`approx::normalised_f64`].
 fn norm_spec(
     rows: usize,
     d: usize,
@@ -193,7 +177,7 @@ fn norm_spec(
     op: impl Fn(&mut dyn Protocol, &Share) -> Result<Share> + Sync + 'static,
 ) -> CaseSpec {
     let x = norm_rows(rows, d, tag);
-    let want = normalised_f64(&x, d, centre, 1e-5);
+    let want = approx::normalised_f64(&x, d, centre, 1e-5);
     CaseSpec {
         want,
         ..unary_spec(x, vec![rows, d], op, |v| v)

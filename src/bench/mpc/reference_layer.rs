@@ -7,7 +7,7 @@
 
 use crate::model::linear::Linear;
 use crate::model::variants::{Activation, PUMA_SILU_CUTOFF, SoftmaxKind};
-use crate::mpc::approx::{gelu_f64, silu_f64};
+use crate::mpc::approx::{gelu_f64, normalised_f64, silu_f64};
 use crate::secure::architecture::{
     AttentionMask, Dense, FeedForward, LayerArchitecture, LayerParams, NormKind, NormParams,
     NormPlacement, PositionEncoding,
@@ -77,16 +77,10 @@ fn dense(x: &Rows, d: &Dense) -> Result<Rows> {
 
 fn norm(x: &Rows, kind: NormKind, n: &NormParams, eps: f64) -> Rows {
     x.map_rows(|row| {
-        let d = row.len() as f64;
-        let mean = match kind {
-            NormKind::Rms => 0.0,
-            NormKind::Layer => row.iter().sum::<f64>() / d,
-        };
-        let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d;
-        let inv = 1.0 / (var + eps).sqrt();
-        row.iter()
+        normalised_f64(row, row.len(), kind == NormKind::Layer, eps)
+            .into_iter()
             .enumerate()
-            .map(|(i, v)| (v - mean) * inv * n.gain[i] + n.bias.as_ref().map_or(0.0, |b| b[i]))
+            .map(|(i, v)| v * n.gain[i] + n.bias.as_ref().map_or(0.0, |b| b[i]))
             .collect()
     })
 }
