@@ -306,11 +306,15 @@ enum TransportArg {
 
 #[derive(Subcommand)]
 enum BenchCommand {
-    /// MPC engine costs: softmax, sigmoid, rsqrt, a secret-weight matmul and a SmolLM2-shaped layer.
+    /// MPC engine costs: per-op cases (bits per element) and one layer of SmolLM2, BERT-base and
+    /// GPT-2 small; a table on stderr, the JSON report on stdout.
     Mpc {
         /// 2pc-dealer, 3pc or all.
         #[arg(long, default_value = "all")]
         protocol: String,
+        /// Only this case (repeatable; default: every case). `--case list` names them.
+        #[arg(long = "case")]
+        cases: Vec<String>,
         /// Runs of each case; the reported wall time is their median.
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -534,6 +538,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(BenchCommand::Mpc {
             protocol,
+            cases,
             runs,
             json,
         }) => {
@@ -546,7 +551,11 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?,
                 ]
             };
-            print_and_save(&bench_mpc(&kinds, runs)?, json.as_deref())?;
+            if cases.iter().any(|c| c == "list") {
+                println!("{}", marill::bench::mpc::CASES.join("\n"));
+                return Ok(());
+            }
+            print_and_save(&bench_mpc(&kinds, &cases, runs)?, json.as_deref())?;
         }
         Command::Party(args) => {
             if args.reveal_scores && args.model.is_some() {

@@ -1,15 +1,20 @@
-//! `marill bench mpc`: the engine's cases on each protocol, and the ring matmul's throughput
-//! beside candle's f32 matmul of the same shape.
+//! `marill bench mpc`: the engine's cases on each protocol (a table on stderr), and the ring
+//! matmul's throughput beside candle's f32 matmul of the same shape.
 
 use crate::bench::matmul::{candle_f32_matmul, ring_matmul};
-use crate::bench::mpc::bench;
+use crate::bench::mpc::{bench, table};
 use crate::mpc::protocol::ProtocolKind;
 use anyhow::Result;
 
-/// The report: per protocol and case the costs, plus `ring_matmul`, `candle_f32_matmul` and
-/// their time ratio `ring_over_candle_f32_seconds` (64×576·576×1536).
-pub fn bench_mpc(protocols: &[ProtocolKind], runs: usize) -> Result<serde_json::Value> {
-    let mpc = bench(protocols, runs)?;
+/// The report: per protocol and case (`cases`, or every case) the costs, plus `ring_matmul`,
+/// `candle_f32_matmul` and their time ratio `ring_over_candle_f32_seconds` (64×576·576×1536).
+pub fn bench_mpc(
+    protocols: &[ProtocolKind],
+    cases: &[String],
+    runs: usize,
+) -> Result<serde_json::Value> {
+    let mpc = bench(protocols, cases, runs)?;
+    eprint!("{}", table(&mpc));
     let (m, k, n) = (64, 576, 1536);
     let ring = ring_matmul(m, k, n)?;
     let f32_matmul = candle_f32_matmul(m, k, n)?;

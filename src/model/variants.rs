@@ -5,7 +5,7 @@ use anyhow::Result;
 use candle_core::{D, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// The activation of the SwiGLU MLP gate.
+/// The activation of the MLP: of the SwiGLU gate, or of a plain MLP's hidden layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
@@ -19,6 +19,9 @@ pub enum Activation {
     /// 4.1e-3, and what MPC evaluates with one comparison round and a polynomial for the bounded
     /// part. Needs no retraining.
     Puma,
+    /// GeLU, erf form (BERT's, GPT-2's): in MPC the PUMA-style `relu(x) + gelu(-|x|)` fit,
+    /// within 4e-3.
+    Gelu,
 }
 
 /// Beyond this `|x|`, the PUMA form drops SiLU's tail `silu(-|x|)`: the MPC engine's cut-off
@@ -35,6 +38,7 @@ impl Activation {
                 let inside = neg_abs.ge(-PUMA_SILU_CUTOFF)?.to_dtype(x.dtype())?;
                 (x.relu()? + (neg_abs.silu()? * inside)?)?
             }
+            Activation::Gelu => x.gelu_erf()?,
         })
     }
 }

@@ -54,7 +54,7 @@ pub mod role;
 pub mod share;
 pub mod tcp;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod tls;
 pub mod transport;
 pub mod two_party;

@@ -12,7 +12,7 @@ use super::share::Share;
 use super::views::stats::{CHI_LIMIT, chi_square_bytes};
 use anyhow::Result;
 
-mod costs;
+pub(crate) mod costs;
 
 const SEED: u64 = 20261125;
 
@@ -420,21 +420,6 @@ fn activations() {
     });
 }
 
-fn norm_ref(x: &[f64], d: usize, centre: bool, eps: f64) -> Vec<f64> {
-    x.chunks(d)
-        .flat_map(|row| {
-            let mean = if centre {
-                row.iter().sum::<f64>() / d as f64
-            } else {
-                0.0
-            };
-            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
-            let r = 1.0 / (var + eps).sqrt();
-            row.iter().map(move |v| (v - mean) * r).collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 #[test]
 fn norms_with_tiny_mean_square_and_outliers() {
     each_kind(|kind| {
@@ -449,7 +434,7 @@ fn norms_with_tiny_mean_square_and_outliers() {
         let got = unary(kind, &x, &[4, d], |p, s| {
             approx::rms_norm(p, s, Some(&gamma), 1e-5)
         });
-        let want: Vec<f64> = norm_ref(&x, d, false, 1e-5)
+        let want: Vec<f64> = approx::normalised_f64(&x, d, false, 1e-5)
             .iter()
             .map(|v| v * 1.5)
             .collect();
@@ -462,7 +447,7 @@ fn norms_with_tiny_mean_square_and_outliers() {
         let got = unary(kind, &x, &[4, d], |p, s| {
             approx::layer_norm(p, s, None, Some(&vec![0.5; d]), 1e-5)
         });
-        let want: Vec<f64> = norm_ref(&x, d, true, 1e-5)
+        let want: Vec<f64> = approx::normalised_f64(&x, d, true, 1e-5)
             .iter()
             .map(|v| v + 0.5)
             .collect();

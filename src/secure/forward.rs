@@ -3,11 +3,12 @@
 //! [`secure_party`] is one party's whole program, the same whether the parties are threads of
 //! this process ([`run_secure`]) or processes over TCP (`super::remote`).
 
+use super::architecture::reals;
 use super::client::SecureInput;
 use super::head::{choice_scores, reveal_choice};
 use super::job::{ExampleShape, JobShape};
 use super::kv_cache::SharedKvCache;
-use super::layer::{LayerWeights, RopeTables, SharedLayer, gain};
+use super::layer::{LayerWeights, SharedLayer};
 use super::packing::{Packing, Queries};
 use super::policy::{MAX_VERDICT_BYTES, ServePolicy, Verdict};
 use super::projection::{Matrix, Secrecy};
@@ -28,7 +29,6 @@ use candle_core::Tensor;
 pub struct SecureModel {
     layers: Vec<LayerWeights>,
     hidden_size: usize,
-    rope_theta: f64,
     final_eps: f64,
     /// The tied head `(vocab, d)` and the final norm's gain: public, so every party builds the
     /// choice rows of an example from its choice token ids.
@@ -47,13 +47,12 @@ impl SecureModel {
         Ok(SecureModel {
             layers: model.layers[public_layers..]
                 .iter()
-                .map(|l| LayerWeights::new(l, secrecy))
+                .map(|l| LayerWeights::llama(l, model.config.rope_theta, secrecy))
                 .collect::<Result<_>>()?,
             hidden_size: model.config.hidden_size,
-            rope_theta: model.config.rope_theta,
             final_eps: model.norm.eps,
             lm_head: model.lm_head.weight.clone(),
-            final_gain: gain(&model.norm.weight)?,
+            final_gain: reals(&model.norm.weight)?,
         })
     }
 
@@ -102,12 +101,8 @@ impl SecureModel {
                 _ if i == last => last_queries,
                 _ => Queries::All,
             };
-            let l = layer.layout();
-            let positions = packing.row_positions(queries);
-            let tables =
-                RopeTables::new(p, &positions, l.head_dim, self.rope_theta, l.score_scale)?;
             let layer_cache = cache.as_deref_mut().map(|c| &mut c.layers[i]);
-            x = layer.forward(p, w, &x, packing, &tables, queries, layer_cache)?;
+            x = layer.forward(p, w, &x, packing, queries, layer_cache)?;
         }
         if let Some(cache) = cache {
             cache.advance(packing);

@@ -1,10 +1,19 @@
-//! One private decoder layer on shares, following `DecoderLayer::forward` exactly: RMSNorm,
-//! fused q|k|v, RoPE per original head (public cos / sin), grouped-query attention with merged
-//! heads and a causal softmax (exact or 2Quad), o, RMSNorm, SwiGLU (SiLU / PUMA or Quad), down.
-//! Norm gains are folded into the projections that follow them. For decoding, a prompt's
-//! keys and values stay in a shared cache and each step runs one new position against them
-//! (`super::kv_cache`).
+//! One private transformer layer on shares, the architecture's choices
+//! ([`LayerArchitecture`]) made where they differ. Pre-norm (Llama, GPT-2):
+//! `x₁ = x + attn(N₁(x))`, `y = x₁ + ffn(N₂(x₁))`, the norms' gains and biases folded into the
+//! projections that follow them; post-norm (BERT): `x₁ = N₁(x + attn(x))`, `y = N₂(x₁ + ffn(x₁))`,
+//! gains and biases applied on shares. Attention: fused q|k|v (biases the server's input,
+//! added locally), rotary embeddings per original head (public cos / sin) or none, grouped-query
+//! attention with merged heads and a causal or bidirectional softmax (exact or 2Quad), o. The
+//! feed-forward block: gated (SwiGLU: `act(gate) ⊙ up`) or plain (`act(up)`), the activation
+//! SiLU / GeLU (PUMA-style) or Quad, down. A Llama layer follows `DecoderLayer::forward`
+//! exactly. For decoding, a prompt's keys and values stay in a shared cache and each step runs
+//! one new position against them (`super::kv_cache`).
 
+use super::architecture::{
+    FeedForward, LayerArchitecture, LayerParams, NormKind, NormParams, NormPlacement,
+    PositionEncoding,
+};
 use super::kv_cache::LayerKv;
 use super::kv_sharing::KvSharing;
 use super::packing::{Packing, Queries};
@@ -18,46 +27,63 @@ use crate::mpc::ring::RingTensor;
 use crate::mpc::share::Share;
 use crate::mpc::{approx, ops};
 use anyhow::Result;
-use candle_core::{DType, Tensor};
-
-/// A norm gain as reals.
-pub fn gain(weight: &Tensor) -> Result<Vec<f64>> {
-    Ok(weight.to_dtype(DType::F64)?.to_vec1()?)
-}
 
 /// What the protocol needs of one private layer.
 pub struct LayerWeights {
     qkv: ProjectionWeights,
     o: ProjectionWeights,
-    gate_up: ProjectionWeights,
+    /// gate | up, or up alone.
+    ffn_in: ProjectionWeights,
     down: ProjectionWeights,
     layout: AttentionLayout,
-    softmax: SoftmaxKind,
-    activation: Activation,
-    eps: f64,
+    arch: LayerArchitecture,
+    /// Post-norm: the two norms' gains and biases, applied on shares.
+    post_norms: Option<[NormParams; 2]>,
 }
 
 impl LayerWeights {
-    pub fn new(layer: &DecoderLayer, secrecy: Secrecy) -> Result<Self> {
-        let a = &layer.attention;
-        let m = &layer.mlp;
-        let input_gain = gain(&layer.input_norm.weight)?;
-        let post_gain = gain(&layer.post_attention_norm.weight)?;
-        let ones = vec![1.0; a.o_proj.in_features()];
-        let ffn_ones = vec![1.0; m.down_proj.in_features()];
+    /// A Llama decoder layer of the candle model.
+    pub fn llama(layer: &DecoderLayer, rope_base: f64, secrecy: Secrecy) -> Result<Self> {
+        let (params, arch) = LayerParams::llama(layer, rope_base)?;
+        Self::new(&params, arch, secrecy)
+    }
+
+    /// A layer of architecture `arch` with parameters `params`, the projections' weights (and
+    /// every bias) held as `secrecy` says.
+    pub fn new(params: &LayerParams, arch: LayerArchitecture, secrecy: Secrecy) -> Result<Self> {
+        params.check(&arch)?;
+        let d = params.o.linear.out_features();
+        let ffn = params.down.linear.in_features();
+        let ones = |n: usize| vec![1.0; n];
+        // Pre-norm: each norm's affine part folds into the projections reading it.
+        let fold = |n: &NormParams| -> (Vec<f64>, Option<Vec<f64>>) {
+            match arch.norm_placement {
+                NormPlacement::Pre => (n.gain.clone(), n.bias.clone()),
+                NormPlacement::Post => (ones(d), None),
+            }
+        };
+        // Without rotary tables to carry it, the score scale folds into the queries' weights.
+        let q = match arch.positions {
+            PositionEncoding::Rotary { .. } => params.q.clone(),
+            PositionEncoding::Absolute => params.q.scaled(params.layout.score_scale)?,
+        };
+        let (g1, b1) = fold(&params.attention_norm);
+        let (g2, b2) = fold(&params.ffn_norm);
+        let ffn_in: Vec<_> = params.gate.iter().chain([&params.up]).collect();
         Ok(LayerWeights {
             qkv: ProjectionWeights::fused(
-                &[&a.q_proj, &a.k_proj, &a.v_proj],
-                &input_gain,
+                &[&q, &params.k, &params.v],
+                &g1,
+                b1.as_deref(),
                 secrecy,
             )?,
-            o: ProjectionWeights::fused(&[&a.o_proj], &ones, secrecy)?,
-            gate_up: ProjectionWeights::fused(&[&m.gate_proj, &m.up_proj], &post_gain, secrecy)?,
-            down: ProjectionWeights::fused(&[&m.down_proj], &ffn_ones, secrecy)?,
-            layout: a.layout,
-            softmax: a.softmax,
-            activation: m.activation,
-            eps: layer.input_norm.eps,
+            o: ProjectionWeights::fused(&[&params.o], &ones(d), None, secrecy)?,
+            ffn_in: ProjectionWeights::fused(&ffn_in, &g2, b2.as_deref(), secrecy)?,
+            down: ProjectionWeights::fused(&[&params.down], &ones(ffn), None, secrecy)?,
+            layout: params.layout,
+            arch,
+            post_norms: (arch.norm_placement == NormPlacement::Post)
+                .then(|| [params.attention_norm.clone(), params.ffn_norm.clone()]),
         })
     }
 
@@ -65,7 +91,7 @@ impl LayerWeights {
         Ok(SharedLayer {
             qkv: self.qkv.share(p)?,
             o: self.o.share(p)?,
-            gate_up: self.gate_up.share(p)?,
+            ffn_in: self.ffn_in.share(p)?,
             down: self.down.share(p)?,
         })
     }
@@ -74,13 +100,13 @@ impl LayerWeights {
 pub struct SharedLayer {
     qkv: SharedProjection,
     o: SharedProjection,
-    gate_up: SharedProjection,
+    ffn_in: SharedProjection,
     down: SharedProjection,
 }
 
 /// Public RoPE tables `[1, N, head_dim]` for the packed rows' positions (half-split layout), as
 /// `RotaryEmbedding` builds them.
-pub struct RopeTables {
+struct RopeTables {
     cos: RingTensor,
     sin: RingTensor,
     /// `cos`, `sin` times the layer's score scale: queries absorb it for free.
@@ -89,7 +115,7 @@ pub struct RopeTables {
 }
 
 impl RopeTables {
-    pub fn new(
+    fn new(
         p: &dyn Protocol,
         positions: &[usize],
         head_dim: usize,
@@ -123,19 +149,77 @@ impl LayerWeights {
         self.layout
     }
 
+    pub fn architecture(&self) -> &LayerArchitecture {
+        &self.arch
+    }
+
     /// The layer on a shared residual stream `x` `[N, d]` of sequences packed as `packing`
     /// says: `[N, d]` out, or `[B, d]` (each sequence's last position) under [`Queries::Last`].
     /// Under [`Queries::Next`] `x` is `[B, d]`, each sequence's new position, whose keys and
     /// values join the earlier positions' in `cache`; with a `cache` a prompt's keys and values
-    /// are kept there for the steps that follow. `tables` are for the rows of `x`.
-    #[allow(clippy::too_many_arguments)]
+    /// are kept there for the steps that follow.
     pub fn forward(
         &self,
         p: &mut dyn Protocol,
         w: &SharedLayer,
         x: &Share,
         packing: &Packing,
-        tables: &RopeTables,
+        queries: Queries,
+        cache: Option<&mut LayerKv>,
+    ) -> Result<Share> {
+        let [n1, n2] = match &self.post_norms {
+            Some([a, b]) => [Some(a), Some(b)],
+            None => [None, None],
+        };
+        let h = match self.arch.norm_placement {
+            NormPlacement::Pre => self.norm(p, x, None)?,
+            NormPlacement::Post => x.clone(),
+        };
+        let attn = self.attention(p, w, &h, packing, queries, cache)?;
+        let x = match queries {
+            Queries::All | Queries::Next => x.clone(),
+            Queries::Last => packing.last(x, 0)?,
+        };
+        let x1 = self.post_norm(p, x.add(&attn)?, n1)?;
+        let h2 = match self.arch.norm_placement {
+            NormPlacement::Pre => self.norm(p, &x1, None)?,
+            NormPlacement::Post => x1.clone(),
+        };
+        let ffn = self.feed_forward(p, w, &h2)?;
+        self.post_norm(p, x1.add(&ffn)?, n2)
+    }
+
+    /// The layer's norm of `x`, with `affine`'s gain and bias (or those folded elsewhere).
+    fn norm(&self, p: &mut dyn Protocol, x: &Share, affine: Option<&NormParams>) -> Result<Share> {
+        let gamma = affine.map(|n| n.gain.as_slice());
+        let beta = affine.and_then(|n| n.bias.as_deref());
+        let eps = self.arch.eps;
+        ops::labelled(p, CostClass::Norm, |p| match self.arch.norm {
+            NormKind::Rms => approx::rms_norm(p, x, gamma, eps),
+            NormKind::Layer => approx::layer_norm(p, x, gamma, beta, eps),
+        })
+    }
+
+    /// `x` normalised with `affine` under post-norm (`affine` given), else as it is.
+    fn post_norm(
+        &self,
+        p: &mut dyn Protocol,
+        x: Share,
+        affine: Option<&NormParams>,
+    ) -> Result<Share> {
+        match affine {
+            Some(affine) => self.norm(p, &x, Some(affine)),
+            None => Ok(x),
+        }
+    }
+
+    /// Self-attention of the normalised `h` `[N, d]`, through `o`, truncated to `f` bits.
+    fn attention(
+        &self,
+        p: &mut dyn Protocol,
+        w: &SharedLayer,
+        h: &Share,
+        packing: &Packing,
         queries: Queries,
         cache: Option<&mut LayerKv>,
     ) -> Result<Share> {
@@ -150,23 +234,35 @@ impl LayerWeights {
         };
         // Packed rows [N, n·hd] to padded heads [B·n, T, hd], for attention.
         let padded = |x: &Share| heads(&packing.pad(x)?, batch, 0, x.shape()[1] / hd, hd);
-        let h = ops::labelled(p, CostClass::Norm, |p| {
-            approx::rms_norm(p, x, None, self.eps)
-        })?;
         let (q, k, v) = ops::labelled(p, CostClass::Matmul, |p| {
-            let qkv = w.qkv.apply(p, &h)?; // [N, width] at scale 2f
+            let qkv = w.qkv.apply(p, h)?; // [N, width] at scale 2f
             let columns = |start: usize, n: usize| heads(&qkv, 1, start, n, hd);
-            // RoPE rides on the projection's truncation (3f -> f); v is lifted to 3f to join it.
-            // Both on the packed rows: no work on padding, nor on queries nobody reads.
-            let q = ops::rotary(&columns(0, nq)?, &tables.q_cos, &tables.q_sin)?;
-            let q = match queries {
-                Queries::All | Queries::Next => q,
-                Queries::Last => packing.last(&q, 1)?,
+            let last = |q: Share| match queries {
+                Queries::All | Queries::Next => Ok(q),
+                Queries::Last => packing.last(&q, 1),
             };
-            let k = ops::rotary(&columns(nq * hd, nkv)?, &tables.cos, &tables.sin)?;
-            let v = columns((nq + nkv) * hd, nkv)?.scale(1 << f);
+            // Both on the packed rows: no work on padding, nor on queries nobody reads.
+            let (q, k, v, shift) = match self.arch.positions {
+                // RoPE rides on the projection's truncation (3f -> f); v is lifted to 3f to
+                // join it.
+                PositionEncoding::Rotary { base } => {
+                    let positions = packing.row_positions(queries);
+                    let t = RopeTables::new(p, &positions, hd, base, l.score_scale)?;
+                    let q = last(ops::rotary(&columns(0, nq)?, &t.q_cos, &t.q_sin)?)?;
+                    let k = ops::rotary(&columns(nq * hd, nkv)?, &t.cos, &t.sin)?;
+                    let v = columns((nq + nkv) * hd, nkv)?.scale(1 << f);
+                    (q, k, v, 2 * f)
+                }
+                // The score scale is in the queries' weights.
+                PositionEncoding::Absolute => {
+                    let q = last(columns(0, nq)?)?;
+                    let k = columns(nq * hd, nkv)?;
+                    let v = columns((nq + nkv) * hd, nkv)?;
+                    (q, k, v, f)
+                }
+            };
             let joined = Share::concat_flat(&[q.clone(), k.clone(), v.clone()])?;
-            let parts = p.truncate(&joined, 2 * f)?.split_flat(&[q, k, v])?;
+            let parts = p.truncate(&joined, shift)?.split_flat(&[q, k, v])?;
             let [q, k, v]: [Share; 3] = parts.try_into().expect("three parts");
             let q = match queries {
                 Queries::All => padded(&rows(&q)?)?,
@@ -189,12 +285,12 @@ impl LayerWeights {
             p.bilinear_truncate(&q, &k.transpose()?, Bilinear::MatMul, f)
         })?;
         let scores = sharing.per_head(&scores)?;
-        let visible = packing.attention_mask(l.softmax_heads(), queries);
-        let probs = ops::labelled(p, CostClass::Softmax, |p| match self.softmax {
+        let visible = packing.attention_mask(l.softmax_heads(), queries, self.arch.mask);
+        let probs = ops::labelled(p, CostClass::Softmax, |p| match self.arch.softmax {
             SoftmaxKind::Exact => approx::softmax(p, &scores, Some(&visible)),
             SoftmaxKind::TwoQuad => approx::softmax_2quad(p, &scores, Some(&visible)),
         })?;
-        let attn = ops::labelled(p, CostClass::Matmul, |p| {
+        ops::labelled(p, CostClass::Matmul, |p| {
             let out = ops::matmul(p, &sharing.per_unit(&probs)?, &v)?;
             let out = sharing.output(&out, batch)?; // [B Tq, heads hd]
             let out = match queries {
@@ -203,35 +299,42 @@ impl LayerWeights {
             };
             let o = w.o.apply(p, &out)?;
             p.truncate(&o, f)
+        })
+    }
+
+    /// The feed-forward block of the normalised `h`, truncated to `f` bits.
+    fn feed_forward(&self, p: &mut dyn Protocol, w: &SharedLayer, h: &Share) -> Result<Share> {
+        let f = p.fixed_point().frac_bits;
+        let hidden = ops::labelled(p, CostClass::Matmul, |p| w.ffn_in.apply(p, h))?; // scale 2f
+        let activation = self.arch.activation;
+        let act = ops::labelled(p, CostClass::Activation, |p| match self.arch.feed_forward {
+            FeedForward::Gated => {
+                let ffn = self.ffn_in.out_features() / 2;
+                let (gate, up) = (hidden.narrow(1, 0, ffn)?, hidden.narrow(1, ffn, ffn)?);
+                let act = activate(p, activation, &gate)?;
+                // act (f) x up (2f) -> 3f, truncated to f in the product's round.
+                p.bilinear_truncate(&act, &up, Bilinear::Mul, 2 * f)
+            }
+            FeedForward::Plain => activate(p, activation, &hidden),
         })?;
-        let x = match queries {
-            Queries::All | Queries::Next => x.clone(),
-            Queries::Last => packing.last(x, 0)?,
-        };
-        let x1 = x.add(&attn)?;
-        let h2 = ops::labelled(p, CostClass::Norm, |p| {
-            approx::rms_norm(p, &x1, None, self.eps)
-        })?;
-        let gu = ops::labelled(p, CostClass::Matmul, |p| w.gate_up.apply(p, &h2))?; // scale 2f
-        let ffn = self.gate_up.out_features() / 2;
-        let (gate, up) = (gu.narrow(1, 0, ffn)?, gu.narrow(1, ffn, ffn)?);
-        let gated = ops::labelled(p, CostClass::Activation, |p| {
-            let act = match self.activation {
-                // The PUMA form is what approx::silu evaluates; exact SiLU gets it too.
-                Activation::Silu | Activation::Puma => approx::silu_wide(p, &gate, f)?,
-                Activation::Quad => {
-                    let g = p.truncate(&gate, f)?;
-                    approx::quad(p, &g)?
-                }
-            };
-            // act (f) x up (2f) -> 3f, truncated to f in the product's round.
-            p.bilinear_truncate(&act, &up, Bilinear::Mul, 2 * f)
-        })?;
-        let down = ops::labelled(p, CostClass::Matmul, |p| {
-            let d = w.down.apply(p, &gated)?;
+        ops::labelled(p, CostClass::Matmul, |p| {
+            let d = w.down.apply(p, &act)?;
             p.truncate(&d, f)
-        })?;
-        x1.add(&down)
+        })
+    }
+}
+
+/// `activation` of `x`, an untruncated product at `2f` bits, at `f` bits.
+fn activate(p: &mut dyn Protocol, activation: Activation, x: &Share) -> Result<Share> {
+    let f = p.fixed_point().frac_bits;
+    match activation {
+        // The PUMA form is what approx::silu evaluates; exact SiLU gets it too.
+        Activation::Silu | Activation::Puma => approx::silu_wide(p, x, f),
+        Activation::Gelu => approx::gelu_wide(p, x, f),
+        Activation::Quad => {
+            let g = p.truncate(x, f)?;
+            approx::quad(p, &g)
+        }
     }
 }
 

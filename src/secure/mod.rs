@@ -1,6 +1,7 @@
 //! Secure evaluation: where the model meets the MPC protocol. The client runs the embedding and
 //! the public layers `0..k` in plaintext ([`client`]) and secret-shares the hidden state; the
-//! private layers ([`layer`], with [`projection`]s public, LoRA-secret or fully secret, and
+//! private layers ([`layer`], of an [`architecture`] such as Llama's, BERT's or GPT-2's, with
+//! [`projection`]s public, LoRA-secret or fully secret, and
 //! [`kv_sharing`] opening each key/value head once) and the
 //! choice head ([`head`]) run on a protocol ([`forward`]), several examples per forward
 //! ([`packing`]) so that they share its rounds; only the predicted label is revealed, to the
@@ -15,6 +16,7 @@
 //! architecture, the label words, prompt lengths. Secret (server): a student's LoRA factors, a
 //! teacher's (or a bare model's) projection weights.
 
+pub mod architecture;
 pub mod client;
 pub mod eval;
 pub mod eval_generate;

@@ -2,6 +2,7 @@
 //! rows for everything row-wise (norms, projections, activations: no work on padding), and
 //! right-padded to a common length only around attention, which needs `[B, T, ·]`.
 
+use super::architecture::AttentionMask;
 use crate::mpc::share::Share;
 use anyhow::{Result, ensure};
 
@@ -90,12 +91,12 @@ impl Packing {
     }
 
     /// The public attention mask of padded scores `[B·heads, Tq, T]` (`true`: visible): a query
-    /// at position `i` sees keys `0..=i`, so no real token sees padding. Under
-    /// [`Queries::Last`] and [`Queries::Next`] the one query of sequence `b` sits at its last
-    /// position.
-    pub fn attention_mask(&self, heads: usize, queries: Queries) -> Vec<bool> {
+    /// at position `i` sees keys `0..=i` (causal) or `0..len` (bidirectional), so no real token
+    /// sees padding. Under [`Queries::Last`] and [`Queries::Next`] the one query of sequence `b`
+    /// sits at its last position.
+    pub fn attention_mask(&self, heads: usize, queries: Queries, mask: AttentionMask) -> Vec<bool> {
         let t = self.longest;
-        let mut mask = Vec::new();
+        let mut visible = Vec::new();
         for &len in &self.lens {
             let positions = match queries {
                 Queries::All => 0..t,
@@ -103,16 +104,20 @@ impl Packing {
             };
             for _ in 0..heads {
                 for i in positions.clone() {
-                    mask.extend((0..t).map(|j| j <= i));
+                    let seen = match mask {
+                        AttentionMask::Causal => i + 1,
+                        AttentionMask::Bidirectional => len,
+                    };
+                    visible.extend((0..t).map(|j| j < seen));
                 }
             }
         }
-        mask
+        visible
     }
 
     /// Packed `[N, w]` to padded `[B·T, w]`, each sequence's last row repeated into its padding
-    /// (realistic values keep every approximation in range; under the causal mask no real
-    /// token sees a pad). Local.
+    /// (realistic values keep every approximation in range; under either mask no real token
+    /// sees a pad). Local.
     pub fn pad(&self, x: &Share) -> Result<Share> {
         let w = x.shape()[1];
         let mut parts = Vec::new();
@@ -162,13 +167,20 @@ mod tests {
         assert_eq!(packing.last(&x, 0)?.parts()[0].data(), &[1, 11, 4, 14]);
         // One head: rows 0..3 of sequence 0 (causal), then 0..3 of sequence 1.
         let causal = [true, false, false, true, true, false, true, true, true];
-        let all = packing.attention_mask(1, Queries::All);
+        let all = packing.attention_mask(1, Queries::All, AttentionMask::Causal);
         assert_eq!(all, [causal, causal].concat());
+        // Bidirectional: sequence 0 sees its 2 keys (not the pad), sequence 1 all 3.
+        let both = packing.attention_mask(1, Queries::All, AttentionMask::Bidirectional);
+        let (b0, b1) = ([true, true, false], [true, true, true]);
+        assert_eq!(both, [b0, b0, b0, b1, b1, b1].concat());
         // Only the last queries: position 1 of sequence 0 (pad key 2 hidden), 2 of sequence 1.
-        let last = packing.attention_mask(2, Queries::Last);
+        let last = packing.attention_mask(2, Queries::Last, AttentionMask::Causal);
         let (s0, s1) = ([true, true, false], [true, true, true]);
         assert_eq!(last, [s0, s0, s1, s1].concat());
-        assert_eq!(packing.attention_mask(2, Queries::Next), last);
+        for mask in [AttentionMask::Causal, AttentionMask::Bidirectional] {
+            assert_eq!(packing.attention_mask(2, Queries::Next, mask), last);
+            assert_eq!(packing.attention_mask(2, Queries::Last, mask), last);
+        }
         assert_eq!(packing.row_positions(Queries::Next), vec![1, 2]);
         assert_eq!(packing.row_positions(Queries::Last), packing.positions());
         assert!(Packing::new(vec![2, 0]).is_err());

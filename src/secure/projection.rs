@@ -1,6 +1,10 @@
-//! One (possibly fused) projection `x·Wᵀ (+ LoRA)` of a private layer as the protocol runs it:
-//! which part is public, which is the server's secret, and how shares flow through it.
+//! One (possibly fused) projection `x·Wᵀ (+ LoRA) + b` of a private layer as the protocol runs
+//! it: which part is public, which is the server's secret, and how shares flow through it.
+//!
+//! A preceding norm's affine part folds in exactly: `(x ⊙ γ + β)·Wᵀ + b = x·(diag(γ)·Wᵀ) +
+//! (β·Wᵀ + b)`.
 
+use super::architecture::Dense;
 use crate::model::linear::Linear;
 use crate::mpc::ops;
 use crate::mpc::protocol::{Protocol, Role, SecretWeight};
@@ -91,28 +95,63 @@ pub struct ProjectionWeights {
     secret: Option<Matrix>,
     /// LoRA `Aᵀ` `(in, r)` and `(α/r)·Bᵀ` `(r, out)`, block-diagonal when fused: secret.
     lora: Option<(Matrix, Matrix)>,
+    /// `b` (a norm's `β·Wᵀ` folded in): the server's secret, since it depends on `W` and on
+    /// the tuned biases.
+    bias: Option<Vec<f64>>,
     out_features: usize,
 }
 
+/// `W` `(out, in)` of `l`, its LoRA adapter merged in.
+fn merged(l: &Linear) -> Result<Tensor> {
+    match &l.lora {
+        Some(lora) => lora.merged_into(&l.weight),
+        None => Ok(l.weight.clone()),
+    }
+}
+
+/// The fused bias `b + β·Wᵀ` of `parts`, or none when no part has a bias and no `shift` is
+/// folded.
+fn folded_bias(parts: &[&Dense], shift: Option<&[f64]>) -> Result<Option<Vec<f64>>> {
+    if shift.is_none() && parts.iter().all(|d| d.bias.is_none()) {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for d in parts {
+        let n = d.linear.out_features();
+        let mut b = d.bias.clone().unwrap_or_else(|| vec![0.0; n]);
+        if let Some(beta) = shift {
+            let w = Matrix::transposed(&merged(&d.linear)?, &vec![1.0; beta.len()])?;
+            for (row, &bi) in w.data.chunks(w.cols).zip(beta) {
+                b.iter_mut().zip(row).for_each(|(o, &wij)| *o += bi * wij);
+            }
+        }
+        out.extend(b);
+    }
+    Ok(Some(out))
+}
+
 impl ProjectionWeights {
-    /// Fuses `linears` (same input) with the preceding norm's `gain` folded in.
-    pub fn fused(linears: &[&Linear], gain: &[f64], secrecy: Secrecy) -> Result<Self> {
+    /// Fuses `parts` (same input) with the preceding norm's `gain` and `shift` (its `γ`, `β`)
+    /// folded in.
+    pub fn fused(
+        parts: &[&Dense],
+        gain: &[f64],
+        shift: Option<&[f64]>,
+        secrecy: Secrecy,
+    ) -> Result<Self> {
+        let bias = folded_bias(parts, shift)?;
+        let linears: Vec<&Linear> = parts.iter().map(|d| &d.linear).collect();
         let out_features = linears.iter().map(|l| l.out_features()).sum();
         if secrecy == Secrecy::FullWeights {
             let merged = linears
                 .iter()
-                .map(|l| {
-                    let w = match &l.lora {
-                        Some(lora) => lora.merged_into(&l.weight)?,
-                        None => l.weight.clone(),
-                    };
-                    Matrix::transposed(&w, gain)
-                })
+                .map(|l| Matrix::transposed(&merged(l)?, gain))
                 .collect::<Result<Vec<_>>>()?;
             return Ok(ProjectionWeights {
                 public: None,
                 secret: Some(Matrix::hconcat(&merged)),
                 lora: None,
+                bias,
                 out_features,
             });
         }
@@ -123,7 +162,7 @@ impl ProjectionWeights {
         let mut a_parts = Vec::new();
         let mut b_blocks = Vec::new();
         let mut offset = 0;
-        for l in linears {
+        for l in &linears {
             if let Some(lora) = &l.lora {
                 a_parts.push(Matrix::transposed(&lora.a, gain)?);
                 let scale = vec![lora.scale(); lora.rank()];
@@ -141,6 +180,7 @@ impl ProjectionWeights {
             public: Some(Matrix::hconcat(&public)),
             secret: None,
             lora,
+            bias,
             out_features,
         })
     }
@@ -150,7 +190,8 @@ impl ProjectionWeights {
     }
 
     /// Encodes the public part and shares the secret parts from the server (only the server
-    /// reads their values), opening their masks once for every later product.
+    /// reads their values), opening their masks once for every later product; the bias is the
+    /// server's input.
     pub fn share(&self, p: &mut dyn Protocol) -> Result<SharedProjection> {
         let server = p.role() == Role::Server;
         let mut weight =
@@ -165,10 +206,18 @@ impl ProjectionWeights {
             .as_ref()
             .map(|m| ops::encode(p, &m.data, &m.shape()))
             .transpose()?;
+        let bias = match &self.bias {
+            Some(b) => {
+                let mine = server.then_some(b.as_slice());
+                Some(ops::share_f64(p, Role::Server, mine, &[1, b.len()])?)
+            }
+            None => None,
+        };
         Ok(SharedProjection {
             public,
             secret,
             lora,
+            bias,
         })
     }
 }
@@ -178,12 +227,14 @@ pub struct SharedProjection {
     public: Option<RingTensor>,
     secret: Option<SecretWeight>,
     lora: Option<(SecretWeight, SecretWeight)>,
+    /// `[1, out]` at `f` bits.
+    bias: Option<Share>,
 }
 
 impl SharedProjection {
-    /// `x·W (+ x·A·B)` on `x` `(T, in)` at `f` fractional bits, returned untruncated (`2f`) so
-    /// the caller can fuse the truncation with what follows. The public part is local; the
-    /// LoRA part costs one truncation of the rank-`r` intermediate.
+    /// `x·W (+ x·A·B) + b` on `x` `(T, in)` at `f` fractional bits, returned untruncated
+    /// (`2f`) so the caller can fuse the truncation with what follows. The public part and the
+    /// bias are local; the LoRA part costs one truncation of the rank-`r` intermediate.
     pub fn apply(&self, p: &mut dyn Protocol, x: &Share) -> Result<Share> {
         let mut terms = Vec::new();
         if let Some(w) = &self.public {
@@ -197,7 +248,14 @@ impl SharedProjection {
             terms.push(p.matmul_weight(&low, b)?);
         }
         let (first, rest) = terms.split_first().expect("a projection has a weight");
-        rest.iter().try_fold(first.clone(), |acc, t| acc.add(t))
+        let y = rest.iter().try_fold(first.clone(), |acc, t| acc.add(t))?;
+        match &self.bias {
+            Some(b) => {
+                let f = p.fixed_point().frac_bits;
+                y.add(&b.scale(1 << f).broadcast_to(y.shape())?)
+            }
+            None => Ok(y),
+        }
     }
 }
 
@@ -227,32 +285,47 @@ mod tests {
             dropout: 0.0,
         });
         let plain = Linear::new(random(4, inp, 4)?);
+        let bias: Vec<f64> = (0..4).map(|j| 0.3 - 0.2 * j as f64).collect();
         let gain: Vec<f64> = (0..inp).map(|i| 0.5 + i as f64 * 0.25).collect();
+        let shift: Vec<f64> = (0..inp).map(|i| 0.1 * i as f64 - 0.2).collect();
         let x = random(t, inp, 5)?;
-        // Expected: the norm gain applied to x, then each linear as candle runs it.
-        let g = Tensor::new(
-            gain.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-            &Device::Cpu,
-        )?;
-        let xg = x.broadcast_mul(&g)?;
-        let want = Tensor::cat(&[with_lora.forward(&xg)?, plain.forward(&xg)?], 1)?;
+        // Expected: the norm's gain and shift applied to x, then each linear as candle runs
+        // it, plus the bias.
+        let vector = |v: &[f64]| {
+            Tensor::new(
+                v.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                &Device::Cpu,
+            )
+        };
+        let xg = x
+            .broadcast_mul(&vector(&gain)?)?
+            .broadcast_add(&vector(&shift)?)?;
+        let biased = plain.forward(&xg)?.broadcast_add(&vector(&bias)?)?;
+        let want = Tensor::cat(&[with_lora.forward(&xg)?, biased], 1)?;
         let want: Vec<f32> = want.flatten_all()?.to_vec1()?;
         let xs: Vec<f64> = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+        let parts = [Dense::new(with_lora, None), Dense::new(plain, Some(bias))];
         for secrecy in [Secrecy::LoraOnly, Secrecy::FullWeights] {
-            let w = ProjectionWeights::fused(&[&with_lora, &plain], &gain, secrecy)?;
+            let w =
+                ProjectionWeights::fused(&[&parts[0], &parts[1]], &gain, Some(&shift), secrecy)?;
             assert_eq!(w.out_features(), 9);
             assert_eq!(w.lora.is_some(), secrecy == Secrecy::LoraOnly);
-            let run = run_local(ProtocolKind::TwoPartyDealer, &RunOptions::default(), |p| {
-                let shared = w.share(p)?;
-                let mine = (p.role() == Role::Client).then_some(xs.as_slice());
-                let s = ops::share_f64(p, Role::Client, mine, &[t, inp])?;
-                let y = shared.apply(p, &s)?;
-                let y = p.truncate(&y, p.fixed_point().frac_bits)?;
-                ops::reveal_f64(p, &y, Some(Role::Client))
-            })?;
-            let got = run.output(Role::Client).as_ref().expect("revealed");
-            for (a, b) in got.iter().zip(&want) {
-                assert!((a - *b as f64).abs() < 1e-3, "{secrecy:?}: {a} vs {b}");
+            for kind in ProtocolKind::ALL {
+                let run = run_local(kind, &RunOptions::default(), |p| {
+                    let shared = w.share(p)?;
+                    let mine = (p.role() == Role::Client).then_some(xs.as_slice());
+                    let s = ops::share_f64(p, Role::Client, mine, &[t, inp])?;
+                    let y = shared.apply(p, &s)?;
+                    let y = p.truncate(&y, p.fixed_point().frac_bits)?;
+                    ops::reveal_f64(p, &y, Some(Role::Client))
+                })?;
+                let got = run.output(Role::Client).as_ref().expect("revealed");
+                for (a, b) in got.iter().zip(&want) {
+                    assert!(
+                        (a - *b as f64).abs() < 1e-3,
+                        "{secrecy:?} {kind}: {a} vs {b}"
+                    );
+                }
             }
         }
         Ok(())

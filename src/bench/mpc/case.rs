@@ -4,6 +4,7 @@
 use crate::mpc::prg::Prg;
 use crate::mpc::protocol::Protocol;
 use anyhow::Result;
+use serde::Serialize;
 
 /// A party's program that ends with a result revealed to the client.
 pub type CaseProgram = Box<dyn Fn(&mut dyn Protocol) -> Result<Option<Vec<f64>>> + Sync>;
@@ -15,6 +16,27 @@ pub struct CaseSpec {
     pub want: Vec<f64>,
     /// For layers: the residual input, to report the error of the update alone.
     pub residual: Option<Vec<f64>>,
+    /// For ops: what their online bits are counted per.
+    pub per: Option<Per>,
+}
+
+/// What an op's cost is spread over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unit {
+    /// An input element.
+    Element,
+    /// An attention score (an element of softmax's input).
+    Score,
+    /// An output element (of a product).
+    Output,
+}
+
+/// `count` units of the case's op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Per {
+    pub unit: Unit,
+    pub count: usize,
 }
 
 /// The seed of every case's data: each process of a TCP run builds the same case.

@@ -1,18 +1,24 @@
 //! `marill bench mpc`: cost and accuracy of the engine's key operations ([`op_cases`]) and of
-//! one SmolLM2-shaped secure layer ([`layer_case`]), per protocol, with every party in this
-//! process ([`run_case`]) or as its own process over TCP ([`run_case_as_party`]).
+//! one secure layer ([`layer_case`]: SmolLM2's, and BERT-base's and GPT-2 small's to compare
+//! with the literature), per protocol, with every party in this process ([`run_case`]) or as
+//! its own process over TCP ([`run_case_as_party`]).
 
 pub mod case;
 pub mod layer_case;
+#[cfg(test)]
+mod layer_costs;
 pub mod op_cases;
+pub mod reference_layer;
 
 use crate::mpc::cost::{CostClass, CostReport, LabelCost, NetworkProfile};
 use crate::mpc::latency::QueryLatency;
 use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::party::{PartyConfig, run_party};
 use crate::mpc::protocol::{ProtocolKind, Role};
+use crate::secure::architecture::LayerArchitecture;
 use anyhow::{Result, ensure};
-use case::CaseSpec;
+use case::{CaseSpec, Unit};
+use layer_case::LayerShape;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -39,18 +45,37 @@ pub struct CaseResult {
     /// For layers: relative L2 error of the layer's update `out - x` (the residual excluded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rel_l2_error_update: Option<f64>,
+    /// For ops: online bits (all parties) per element, score or output, the op alone: the
+    /// result's reveal to the client (8 bytes an output, in `online_bytes`) excluded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_bits_per: Option<OnlineBits>,
+}
+
+/// An op's online bits spread over what it computes.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct OnlineBits {
+    pub unit: Unit,
+    pub bits: f64,
 }
 
 /// protocol name -> case name -> result.
 pub type BenchReport = BTreeMap<String, BTreeMap<String, CaseResult>>;
 
 /// The benchmark cases, by name.
-pub const CASES: [&str; 5] = [
+pub const CASES: [&str; 13] = [
     "softmax_9x64x64",
     "sigmoid_9x64x64",
+    "gelu_128x3072",
+    "silu_64x1536",
+    "layer_norm_128x768",
+    "rms_norm_64x576",
     "rsqrt",
+    "truncate_64x576",
+    "less_than_64x576",
     "matmul_64x576x1536",
     "llama_layer_64",
+    "bert_base_128",
+    "gpt2_128",
 ];
 
 /// The program and reference of case `name` (one of [`CASES`]).
@@ -58,12 +83,27 @@ pub fn case_spec(name: &str) -> Result<CaseSpec> {
     Ok(match name {
         "softmax_9x64x64" => op_cases::softmax_9x64x64(),
         "sigmoid_9x64x64" => op_cases::sigmoid_9x64x64(),
+        "gelu_128x3072" => op_cases::gelu_128x3072(),
+        "silu_64x1536" => op_cases::silu_64x1536(),
+        "layer_norm_128x768" => op_cases::layer_norm_128x768(),
+        "rms_norm_64x576" => op_cases::rms_norm_64x576(),
         "rsqrt" => op_cases::rsqrt(),
+        "truncate_64x576" => op_cases::truncate_64x576(),
+        "less_than_64x576" => op_cases::less_than_64x576(),
         "matmul_64x576x1536" => op_cases::matmul_64x576x1536(),
         "llama_layer_64" => layer_case::decoder_layer(&layer_case::smollm2_layer(), 64)?,
+        "bert_base_128" => {
+            layer_case::literature_layer(LayerShape::base(), LayerArchitecture::bert(), 128)?
+        }
+        "gpt2_128" => {
+            layer_case::literature_layer(LayerShape::base(), LayerArchitecture::gpt2(), 128)?
+        }
         _ => anyhow::bail!("unknown case {name:?}; cases: {}", CASES.join(", ")),
     })
 }
+
+/// What revealing one result element to the client costs online (either protocol).
+const REVEAL_BYTES: u64 = 8;
 
 /// Relative L2 and largest absolute error of `got` against `want`.
 fn errors(got: &[f64], want: &[f64]) -> (f64, f64) {
@@ -108,6 +148,14 @@ fn score(
         latency_one_query: QueryLatency::measured(report),
         labels: report.labels.clone(),
         rel_l2_error_update: update,
+        online_bits_per: spec.per.map(|per| OnlineBits {
+            unit: per.unit,
+            bits: 8.0
+                * report
+                    .online_bytes
+                    .saturating_sub(REVEAL_BYTES * got.len() as u64) as f64
+                / per.count as f64,
+        }),
     })
 }
 
@@ -141,18 +189,65 @@ pub fn run_case(kind: ProtocolKind, name: &str, runs: usize) -> Result<CaseResul
     run_spec(kind, &case_spec(name)?, runs)
 }
 
-/// All cases for each protocol, each run `runs` times.
-pub fn bench(protocols: &[ProtocolKind], runs: usize) -> Result<BenchReport> {
+/// `cases` (every case if none) for each protocol, each run `runs` times. Every case is built
+/// once.
+pub fn bench(protocols: &[ProtocolKind], cases: &[String], runs: usize) -> Result<BenchReport> {
+    let names: Vec<&str> = if cases.is_empty() {
+        CASES.to_vec()
+    } else {
+        cases.iter().map(String::as_str).collect()
+    };
+    let specs = names
+        .iter()
+        .map(|&c| case_spec(c))
+        .collect::<Result<Vec<_>>>()?;
     protocols
         .iter()
         .map(|&kind| {
-            let cases = CASES
+            let results = names
                 .iter()
-                .map(|&c| Ok((c.to_string(), run_case(kind, c, runs)?)))
+                .zip(&specs)
+                .map(|(&c, spec)| Ok((c.to_string(), run_spec(kind, spec, runs)?)))
                 .collect::<Result<BTreeMap<_, _>>>()?;
-            Ok((kind.name().into(), cases))
+            Ok((kind.name().into(), results))
         })
         .collect()
+}
+
+/// The report as a table, a line per protocol and case: online MB (all parties), rounds,
+/// offline MB, the median wall time, the relative L2 error and, for ops, online bits per unit.
+pub fn table(report: &BenchReport) -> String {
+    let mut out = format!(
+        "{:<11} {:<20} {:>10} {:>6} {:>11} {:>8} {:>9} {:>16}\n",
+        "protocol",
+        "case",
+        "online MB",
+        "rounds",
+        "offline MB",
+        "wall s",
+        "rel L2",
+        "online bits per"
+    );
+    for (protocol, cases) in report {
+        for (case, r) in cases {
+            let per = r
+                .online_bits_per
+                .map(|b| format!("{:.1} / {:?}", b.bits, b.unit).to_lowercase())
+                .unwrap_or_default();
+            out += &format!(
+                "{:<11} {:<20} {:>10.3} {:>6} {:>11.3} {:>8.3} {:>9.2e} {:>16}\n",
+                protocol,
+                case,
+                r.online_bytes as f64 / 1e6,
+                r.rounds,
+                r.offline_bytes as f64 / 1e6,
+                r.wall_seconds,
+                r.rel_l2_error,
+                per
+            );
+        }
+    }
+    out
 }
 
 /// `marill party`: run case `name` as this party over TCP. Returns this party's costs, and for
@@ -222,6 +317,51 @@ mod tests {
                 "{kind}"
             );
         }
+        Ok(())
+    }
+
+    /// BERT's and GPT-2's layers at a tiny shape of the same structure.
+    fn tiny_literature_case(arch: LayerArchitecture) -> Result<CaseSpec> {
+        let shape = LayerShape {
+            hidden: 32,
+            heads: 2,
+            ffn: 64,
+        };
+        layer_case::literature_layer(shape, arch, 8)
+    }
+
+    #[test]
+    fn the_secure_bert_and_gpt2_layers_match_their_reference_on_every_protocol() -> Result<()> {
+        for arch in [LayerArchitecture::bert(), LayerArchitecture::gpt2()] {
+            let spec = tiny_literature_case(arch)?;
+            for kind in ProtocolKind::ALL {
+                let r = run_spec(kind, &spec, 1)?;
+                let place = arch.norm_placement;
+                assert!(
+                    r.rel_l2_error < 1e-2,
+                    "{place:?} {kind}: {}",
+                    r.rel_l2_error
+                );
+                let update = r.rel_l2_error_update.expect("a layer reports its update");
+                assert!(update < 2e-2, "{place:?} {kind}: update {update}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Ops report their online bits per unit, the reveal excluded: a truncation by `f` opens
+    /// 6 bytes at each of the two parties in 2pc-dealer (`docs/costs.md`).
+    #[test]
+    fn op_cases_report_bits_per_unit_without_the_reveal() -> Result<()> {
+        let r = run_case(ProtocolKind::TwoPartyDealer, "truncate_64x576", 1)?;
+        let bits = r.online_bits_per.expect("an op case");
+        assert_eq!(bits.unit, Unit::Element);
+        assert_eq!(bits.bits, 96.0);
+        assert!(
+            run_case(ProtocolKind::TwoPartyDealer, "rsqrt", 1)?
+                .online_bits_per
+                .is_some()
+        );
         Ok(())
     }
 

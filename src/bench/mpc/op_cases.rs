@@ -1,15 +1,18 @@
-//! The per-operation cases of `bench mpc`: softmax and sigmoid on attention-sized inputs, rsqrt
-//! on RMSNorm mean squares, and a product with the server's secret weights, each against its
-//! f64 reference.
+//! The per-operation cases of `bench mpc`, each against its f64 reference and its cost spread
+//! per element (per score for softmax, per output for a product): softmax and sigmoid on
+//! attention-sized inputs, GeLU on BERT's FFN and SiLU on SmolLM2's, LayerNorm and RMSNorm on
+//! their layers' rows, rsqrt on RMSNorm mean squares, a truncation, a comparison, and a
+//! product with the server's secret weights.
 
-use super::case::{CaseSpec, gaussian};
+use super::case::{CaseSpec, Per, Unit, gaussian};
 use crate::mpc::approx;
 use crate::mpc::ops;
-use crate::mpc::protocol::{Protocol, Role};
+use crate::mpc::protocol::{Comparison, Protocol, Role};
 use crate::mpc::share::Share;
 use anyhow::Result;
 
-/// Client input, reset the counters, apply `op`, reveal to the client.
+/// Client input, reset the counters, apply `op`, reveal to the client; costs per input
+/// element.
 fn unary_spec(
     x: Vec<f64>,
     shape: Vec<usize>,
@@ -17,6 +20,10 @@ fn unary_spec(
     reference: impl Fn(f64) -> f64,
 ) -> CaseSpec {
     let want = x.iter().map(|&v| reference(v)).collect();
+    let per = Some(Per {
+        unit: Unit::Element,
+        count: x.len(),
+    });
     let program = move |p: &mut dyn Protocol| {
         let mine = (p.role() == Role::Client).then_some(&x[..]);
         let s = ops::share_f64(p, Role::Client, mine, &shape)?;
@@ -28,6 +35,7 @@ fn unary_spec(
         program: Box::new(program),
         want,
         residual: None,
+        per,
     }
 }
 
@@ -51,8 +59,13 @@ fn causal_softmax_f64(x: &[f64], n: usize) -> Vec<f64> {
 pub fn softmax_9x64x64() -> CaseSpec {
     let scores = gaussian(9 * 64 * 64, 3.0, 1);
     let want = causal_softmax_f64(&scores, 64);
+    let per = Some(Per {
+        unit: Unit::Score,
+        count: scores.len(),
+    });
     CaseSpec {
         want,
+        per,
         ..unary_spec(
             scores,
             vec![9, 64, 64],
@@ -119,5 +132,93 @@ pub fn matmul_64x576x1536() -> CaseSpec {
         program: Box::new(program),
         want,
         residual: None,
+        per: Some(Per {
+            unit: Unit::Output,
+            count: m * n,
+        }),
     }
+}
+
+/// GeLU on BERT-base's FFN at 128 tokens, inputs of standard deviation 2.
+pub fn gelu_128x3072() -> CaseSpec {
+    unary_spec(
+        gaussian(128 * 3072, 2.0, 5),
+        vec![128, 3072],
+        approx::gelu,
+        approx::gelu_f64,
+    )
+}
+
+/// SiLU on SmolLM2's FFN at 64 tokens, inputs of standard deviation 2.
+pub fn silu_64x1536() -> CaseSpec {
+    unary_spec(
+        gaussian(64 * 1536, 2.0, 6),
+        vec![64, 1536],
+        approx::silu,
+        approx::silu_f64,
+    )
+}
+
+/// `rows × d` of `rows` normal rows of standard deviation 3 around means in `[-2, 2]`.
+fn norm_rows(rows: usize, d: usize, tag: u64) -> Vec<f64> {
+    gaussian(rows * d, 3.0, tag)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v + 4.0 * (i / d) as f64 / rows as f64 - 2.0)
+        .collect()
+}
+
+/// A norm case: `op` on `rows × d`, against [`approx::normalised_f64`].
+fn norm_spec(
+    rows: usize,
+    d: usize,
+    tag: u64,
+    centre: bool,
+    op: impl Fn(&mut dyn Protocol, &Share) -> Result<Share> + Sync + 'static,
+) -> CaseSpec {
+    let x = norm_rows(rows, d, tag);
+    let want = approx::normalised_f64(&x, d, centre, 1e-5);
+    CaseSpec {
+        want,
+        ..unary_spec(x, vec![rows, d], op, |v| v)
+    }
+}
+
+/// LayerNorm on BERT-base's rows at 128 tokens (no gain or bias: they fold into what follows).
+pub fn layer_norm_128x768() -> CaseSpec {
+    norm_spec(128, 768, 7, true, |p, x| {
+        approx::layer_norm(p, x, None, None, 1e-5)
+    })
+}
+
+/// RMSNorm on SmolLM2's rows at 64 tokens.
+pub fn rms_norm_64x576() -> CaseSpec {
+    norm_spec(64, 576, 8, false, |p, x| approx::rms_norm(p, x, None, 1e-5))
+}
+
+/// A product's truncation: `x` at `2f` fractional bits back to `f`.
+pub fn truncate_64x576() -> CaseSpec {
+    unary_spec(
+        gaussian(64 * 576, 4.0, 9),
+        vec![64, 576],
+        |p, x| {
+            let f = p.fixed_point().frac_bits;
+            p.truncate(&x.scale(1 << f), f)
+        },
+        |v| v,
+    )
+}
+
+/// `[x < 0]`, the engine's default (exact) comparison, revealed as 0 or 1.
+pub fn less_than_64x576() -> CaseSpec {
+    unary_spec(
+        gaussian(64 * 576, 4.0, 10),
+        vec![64, 576],
+        |p, x| {
+            let fp = p.fixed_point();
+            let bit = ops::less_than_zero(p, x, Comparison::default_for(fp))?;
+            Ok(bit.scale(1 << fp.frac_bits))
+        },
+        |v| f64::from(u8::from(v < 0.0)),
+    )
 }

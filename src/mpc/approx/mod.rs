@@ -23,6 +23,6 @@ pub use activation::{
 };
 pub use exp::exp;
 pub use inverse::{reciprocal, rsqrt};
-pub use norm::{layer_norm, rms_norm};
+pub use norm::{layer_norm, normalised_f64, rms_norm};
 pub use polynomial::{fit_polynomial, polynomial};
 pub use softmax::{causal_mask, softmax, softmax_2quad};

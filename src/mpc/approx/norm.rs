@@ -18,6 +18,24 @@ const MEAN_SQUARE_RANGE: (f64, f64) = (1e-4, 1048576.0);
 /// Longest row: its sum of squares at `2f` bits must stay under 2^62 (truncation input).
 const MAX_ROW: usize = 1024;
 
+/// The f64 reference of a norm without its affine part, on each row of `d` of `x`:
+/// `(x - mean) / sqrt(var + eps)`, centred (LayerNorm) or not (RMSNorm: `mean = 0`, so `var`
+/// is the mean square).
+pub fn normalised_f64(x: &[f64], d: usize, centre: bool, eps: f64) -> Vec<f64> {
+    x.chunks(d)
+        .flat_map(|row| {
+            let mean = if centre {
+                row.iter().sum::<f64>() / d as f64
+            } else {
+                0.0
+            };
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / d as f64;
+            let inv = 1.0 / (var + eps).sqrt();
+            row.iter().map(move |v| (v - mean) * inv)
+        })
+        .collect()
+}
+
 /// RMSNorm over the last axis, `x / sqrt(mean(x^2) + eps) * gamma` (gamma public or none).
 /// Cost per row of `d`: 2pc-dealer `14d + 36` bytes (`x` masked once for its square and the
 /// final product, `8d`; that product's truncation, `6d`; per row the sum's fused truncation

@@ -18,7 +18,7 @@
 //! same two-party openings and then reshare 2-of-2 results to replicated form (`C -> T`,
 //! `S -> T`).
 
-mod approx_pins;
+pub(crate) mod approx_pins;
 mod argmax_pins;
 mod ops_pins;
 mod table;
@@ -28,15 +28,15 @@ use crate::mpc::local::{RunOptions, run_local};
 use crate::mpc::protocol::{Comparison, Protocol, ProtocolKind, Role};
 use anyhow::Result;
 
-const C: usize = 0;
-const S: usize = 1;
-const T: usize = 2;
+pub(crate) const C: usize = 0;
+pub(crate) const S: usize = 1;
+pub(crate) const T: usize = 2;
 
 /// What a run costs, per party in index order (client, server, dealer / helper).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Cost {
+pub(crate) struct Cost {
     /// Online bytes each party sends.
-    sent: [u64; 3],
+    pub(crate) sent: [u64; 3],
     /// Online rounds each party counts (its Lamport depth).
     rounds: [u64; 3],
     /// Offline bytes (correlated randomness) each party receives.
@@ -45,7 +45,7 @@ struct Cost {
 
 impl Cost {
     /// The critical path: what `CostReport::rounds` shows.
-    fn critical_rounds(&self) -> u64 {
+    pub(crate) fn critical_rounds(&self) -> u64 {
         self.rounds.into_iter().max().unwrap_or(0)
     }
 }
@@ -58,7 +58,7 @@ fn truncation_bytes(d: u32) -> u64 {
 
 /// A comparison's per-element sizes.
 #[derive(Clone, Copy)]
-struct Cmp {
+pub(crate) struct Cmp {
     /// Bytes the plain comparison opens: `ceil(bits / 8)`.
     opened: u64,
     /// Low bits it ignores (a fused truncation may drop their whole bytes).
@@ -78,25 +78,25 @@ impl Cmp {
 }
 
 /// The expected cost of a program, built step by step from the protocol primitives.
-struct Model {
+pub(crate) struct Model {
     kind: ProtocolKind,
-    cost: Cost,
+    pub(crate) cost: Cost,
 }
 
 impl Model {
-    fn new(kind: ProtocolKind) -> Self {
+    pub(crate) fn new(kind: ProtocolKind) -> Self {
         Self {
             kind,
             cost: Cost::default(),
         }
     }
 
-    fn three_party(&self) -> bool {
+    pub(crate) fn three_party(&self) -> bool {
         self.kind == ProtocolKind::ThreeParty
     }
 
     /// Messages `(from, to, bytes)` sent at once.
-    fn step(&mut self, messages: &[(usize, usize, u64)]) {
+    pub(crate) fn step(&mut self, messages: &[(usize, usize, u64)]) {
         let before = self.cost.rounds;
         for &(from, to, bytes) in messages {
             self.cost.sent[from] += bytes;
@@ -105,18 +105,18 @@ impl Model {
     }
 
     /// Offline words the dealer (helper) sends to `party`.
-    fn dealt(&mut self, party: usize, words: u64) {
+    pub(crate) fn dealt(&mut self, party: usize, words: u64) {
         self.cost.offline[party] += 8 * words;
     }
 
     /// Client and server swap `bytes` each: one round.
-    fn open(&mut self, bytes: u64) {
+    pub(crate) fn open(&mut self, bytes: u64) {
         self.step(&[(C, S, bytes), (S, C, bytes)]);
     }
 
     /// 3pc: client and server send their 2-of-2 shares of `n` elements, re-randomised, to the
     /// helper (`8n` bytes each). Nothing in 2pc-dealer.
-    fn reshare(&mut self, n: u64) {
+    pub(crate) fn reshare(&mut self, n: u64) {
         if self.three_party() {
             self.step(&[(C, T, 8 * n), (S, T, 8 * n)]);
         }
@@ -124,7 +124,7 @@ impl Model {
 
     /// Sharing `n` elements of `owner`'s: 2pc-dealer free (PRG); 3pc the owner sends the third
     /// share to both others, `8n` bytes each.
-    fn input(&mut self, owner: usize, n: u64) {
+    pub(crate) fn input(&mut self, owner: usize, n: u64) {
         if self.three_party() {
             let others: Vec<usize> = (0..3).filter(|&q| q != owner).collect();
             self.step(&[(owner, others[0], 8 * n), (owner, others[1], 8 * n)]);
@@ -133,7 +133,7 @@ impl Model {
 
     /// Sharing a server weight of `w` elements: 2pc-dealer the server sends `W - B` once,
     /// `8w` bytes; 3pc as an input.
-    fn weight(&mut self, w: u64) {
+    pub(crate) fn weight(&mut self, w: u64) {
         if self.three_party() {
             self.input(S, w);
         } else {
@@ -144,7 +144,7 @@ impl Model {
     /// Opening `n` elements to client and server (`to = None`) or to one of them: 2pc-dealer
     /// the other's share, 3pc the missing share from the target's successor; `8n` bytes a
     /// target.
-    fn reveal(&mut self, n: u64, to: Option<usize>) {
+    pub(crate) fn reveal(&mut self, n: u64, to: Option<usize>) {
         let from = |target: usize| {
             if self.three_party() {
                 (target + 1) % 3
@@ -160,7 +160,7 @@ impl Model {
 
     /// Preparing `n` elements for products: 2pc-dealer opens `x - a`, `8n` bytes, one round;
     /// free in 3pc.
-    fn mask(&mut self, n: u64) {
+    pub(crate) fn mask(&mut self, n: u64) {
         if !self.three_party() {
             self.open(8 * n);
         }
@@ -169,7 +169,7 @@ impl Model {
     /// Preparing `values` elements and `bits` bits for products in one round: 2pc-dealer
     /// opens `x - a` (`8` bytes a value) and `b xor rho` (packed, `ceil(bits / 8)` bytes), the
     /// server gets its share of each `rho` (1 word); free in 3pc.
-    fn mask_with_bits(&mut self, values: u64, bits: u64) {
+    pub(crate) fn mask_with_bits(&mut self, values: u64, bits: u64) {
         if !self.three_party() {
             self.dealt(S, bits);
             self.open(8 * values + bits.div_ceil(8));
@@ -179,7 +179,7 @@ impl Model {
     /// A product of `out` elements with a masked bit (untruncated): 2pc-dealer the material
     /// in parts, 2 words (4 when the other factor is a truncation's output or a bit); 3pc as
     /// [`Model::product`].
-    fn product_bit(&mut self, out: u64, other_in_parts: bool) {
+    pub(crate) fn product_bit(&mut self, out: u64, other_in_parts: bool) {
         if self.three_party() {
             self.product(out, 0);
         } else {
@@ -191,7 +191,7 @@ impl Model {
     /// `op(a, b)` (`out` words; a factor that is a truncation's output takes its material in
     /// two parts, so `1 + truncation_factors` words); 3pc each party sends its 3-of-3 term to
     /// its predecessor, `8 out` bytes, one round.
-    fn product(&mut self, out: u64, truncation_factors: u64) {
+    pub(crate) fn product(&mut self, out: u64, truncation_factors: u64) {
         if self.three_party() {
             self.step(&[(C, T, 8 * out), (S, C, 8 * out), (T, S, 8 * out)]);
         } else {
@@ -202,13 +202,13 @@ impl Model {
     /// The dealer's truncation of `n` elements by `d` bits among client and server: the
     /// server gets `r >> d` and `msb(r)` (2 words, plus `extra` words of fused material),
     /// both open `truncation_bytes(d)` bytes, one round.
-    fn dealer_truncation(&mut self, n: u64, d: u32, extra: u64) {
+    pub(crate) fn dealer_truncation(&mut self, n: u64, d: u32, extra: u64) {
         self.dealt(S, (2 + extra) * n);
         self.open(truncation_bytes(d) * n);
     }
 
     /// Truncating `n` elements by `d` bits: the dealer's truncation, reshared in 3pc.
-    fn truncate(&mut self, n: u64, d: u32) {
+    pub(crate) fn truncate(&mut self, n: u64, d: u32) {
         self.dealer_truncation(n, d, 0);
         self.reshare(n);
     }
@@ -217,13 +217,13 @@ impl Model {
     /// factors masked by the caller); 3pc the 3-of-3 terms enter the truncation's opening, the
     /// helper sending its term to client and server (`8 out` each) in the same round, then
     /// the result is reshared.
-    fn product_truncate(&mut self, out: u64, d: u32) {
+    pub(crate) fn product_truncate(&mut self, out: u64, d: u32) {
         self.product_truncate_of(out, d, 0);
     }
 
     /// [`Model::product_truncate`] with `truncation_factors` of the factors a truncation's
     /// output (2pc-dealer: their product material in parts).
-    fn product_truncate_of(&mut self, out: u64, d: u32, truncation_factors: u64) {
+    pub(crate) fn product_truncate_of(&mut self, out: u64, d: u32, truncation_factors: u64) {
         if self.three_party() {
             self.dealt(S, 2 * out);
             let opened = truncation_bytes(d) * out;
@@ -243,7 +243,7 @@ impl Model {
     /// `x W` truncated by `d` for a shared weight, `x_len` input and `out` output elements:
     /// 2pc-dealer the client alone sends `x - A` (`8 x_len` bytes, no answer), the server gets
     /// `A B` (`out` words), then the truncation; 3pc as [`Model::product_truncate`].
-    fn matmul_weight(&mut self, x_len: u64, out: u64, d: u32) {
+    pub(crate) fn matmul_weight(&mut self, x_len: u64, out: u64, d: u32) {
         if self.three_party() {
             self.product_truncate(out, d);
         } else {
@@ -255,14 +255,14 @@ impl Model {
 
     /// `[t, .., t^degree]` for `t = truncate(x, d)` on `n` elements, from one opening: the
     /// server gets `2 degree` words (`R^j` in parts); 3pc reshares `reshared` of the powers.
-    fn truncate_powers(&mut self, n: u64, d: u32, degree: u64, reshared: u64) {
+    pub(crate) fn truncate_powers(&mut self, n: u64, d: u32, degree: u64, reshared: u64) {
         self.dealer_truncation(n, d, 2 * (degree - 1));
         self.reshare(reshared * n);
     }
 
     /// A polynomial of degree `degree` in `t = truncate(x, d)`, its sum truncated by
     /// `out_bits`: fused powers, then the sum's truncation; 3pc reshares the result alone.
-    fn truncate_polynomial(&mut self, n: u64, d: u32, degree: u64, out_bits: u32) {
+    pub(crate) fn truncate_polynomial(&mut self, n: u64, d: u32, degree: u64, out_bits: u32) {
         self.dealer_truncation(n, d, 2 * (degree - 1));
         self.dealer_truncation(n, out_bits, 0);
         self.reshare(n);
@@ -271,7 +271,7 @@ impl Model {
     /// `[x < t_j]` for `thresholds` public thresholds on `n` elements, all from one opening
     /// of `cmp.opened` bytes: the client gets the DCF keys (`key_words` a element), the server
     /// those and `msb(rho)` (1 word); 3pc reshares every threshold's result.
-    fn less_than(&mut self, n: u64, cmp: Cmp, thresholds: u64) {
+    pub(crate) fn less_than(&mut self, n: u64, cmp: Cmp, thresholds: u64) {
         self.dealt(C, cmp.key_words * n);
         self.dealt(S, (cmp.key_words + 1) * n);
         self.open(cmp.opened * n);
@@ -281,7 +281,7 @@ impl Model {
     /// A truncation by `d` and comparisons of its input from the same opening: the material
     /// of both, and the truncation's opening with whole bytes dropped below
     /// `min(d, ignored, 16)`; 3pc reshares the truncation and every threshold's result.
-    fn truncate_less_than(&mut self, n: u64, d: u32, cmp: Cmp, thresholds: u64) {
+    pub(crate) fn truncate_less_than(&mut self, n: u64, d: u32, cmp: Cmp, thresholds: u64) {
         self.dealt(C, cmp.key_words * n);
         self.dealt(S, (cmp.key_words + 1) * n);
         self.dealer_truncation(n, d.min(cmp.ignored_low_bits), 0);
@@ -291,7 +291,7 @@ impl Model {
 
 /// Runs `setup` (inputs, weights; not counted), then `op`, on every party of `kind`, and
 /// returns what `op` cost, checking that every byte sent was received.
-fn measure<I: Sync>(
+pub(crate) fn measure<I: Sync>(
     kind: ProtocolKind,
     setup: impl Fn(&mut dyn Protocol) -> Result<I> + Sync,
     op: impl Fn(&mut dyn Protocol, &I) -> Result<()> + Sync,

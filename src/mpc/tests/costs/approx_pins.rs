@@ -99,7 +99,7 @@ pub(super) fn rsqrt(m: &mut Model, n: u64, x_frac: u32, lo: f64, hi: f64) {
 
 /// `softmax` on rows of `len`: fuzzy max, exp (its truncation masks it), the row sums'
 /// reciprocal on `[0.5, len + 1]`, the product of the two truncations' outputs.
-pub(super) fn softmax(m: &mut Model, shape: &[usize]) {
+pub(crate) fn softmax(m: &mut Model, shape: &[usize]) {
     let (rows, len) = rows(shape);
     let n = numel(shape);
     tournament(m, shape, Cmp::of(fuzzy(8)), 1);
@@ -142,7 +142,7 @@ pub(super) fn polynomial_degree_6(m: &mut Model, n: u64) {
 /// range selector masked as bits (and `x`) in one round, `[x < 0] x`, the polynomial in
 /// `|x| - cutoff/2` at 9 bits (fused powers, one truncation of the sum by `62 - f`), the
 /// selecting product.
-pub(super) fn relu_plus_even(m: &mut Model, n: u64, extra: u32, resolution_bits: u32) {
+pub(crate) fn relu_plus_even(m: &mut Model, n: u64, extra: u32, resolution_bits: u32) {
     let base = fuzzy(resolution_bits);
     let cmp = Comparison {
         bits: base.bits + extra,
@@ -204,7 +204,7 @@ fn normalise(m: &mut Model, shape: &[usize], gamma: bool) {
 
 /// `rms_norm`: `x` masked once for its square and the final product, the row sums of squares
 /// as one batched product (a word a row), then [`normalise`].
-pub(super) fn rms_norm(m: &mut Model, shape: &[usize], gamma: bool) {
+pub(crate) fn rms_norm(m: &mut Model, shape: &[usize], gamma: bool) {
     let (rows, _) = rows(shape);
     m.mask(numel(shape));
     m.product(rows, 0);
@@ -213,7 +213,7 @@ pub(super) fn rms_norm(m: &mut Model, shape: &[usize], gamma: bool) {
 
 /// `layer_norm` on rows of `d`: the mean's `1/d` scale (a truncation by `20 + floor(log2 d)`),
 /// then as `rms_norm` on the centred input.
-pub(super) fn layer_norm(m: &mut Model, shape: &[usize], gamma: bool) {
+pub(crate) fn layer_norm(m: &mut Model, shape: &[usize], gamma: bool) {
     let (rows, d) = rows(shape);
     m.truncate(rows, 20 + d.ilog2());
     rms_norm(m, shape, gamma);
