@@ -311,6 +311,9 @@ enum BenchCommand {
         /// Runs of each case; the reported wall time is their median.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Run only this case (repeatable); all cases by default.
+        #[arg(long = "case")]
+        cases: Vec<String>,
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -532,6 +535,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Mpc {
             protocol,
             runs,
+            cases,
             json,
         }) => {
             let kinds = if protocol == "all" {
@@ -543,7 +547,7 @@ fn run(cli: Cli) -> Result<()> {
                         .map_err(|e| anyhow::anyhow!("--protocol: {e}"))?,
                 ]
             };
-            print_and_save(&bench_mpc(&kinds, runs)?, json.as_deref())?;
+            print_and_save(&bench_mpc(&kinds, &cases, runs)?, json.as_deref())?;
         }
         Command::Party(args) => {
             if args.reveal_scores && args.model.is_some() {

@@ -7,9 +7,14 @@ use crate::mpc::protocol::ProtocolKind;
 use anyhow::Result;
 
 /// The report: per protocol and case the costs, plus `ring_matmul`, `candle_f32_matmul` and
-/// their time ratio `ring_over_candle_f32_seconds` (64×576·576×1536).
-pub fn bench_mpc(protocols: &[ProtocolKind], runs: usize) -> Result<serde_json::Value> {
-    let mpc = bench(protocols, runs)?;
+/// their time ratio `ring_over_candle_f32_seconds` (64×576·576×1536). `cases` picks cases by
+/// name (empty: all of them).
+pub fn bench_mpc(
+    protocols: &[ProtocolKind],
+    cases: &[String],
+    runs: usize,
+) -> Result<serde_json::Value> {
+    let mpc = bench(protocols, cases, runs)?;
     let (m, k, n) = (64, 576, 1536);
     let ring = ring_matmul(m, k, n)?;
     let f32_matmul = candle_f32_matmul(m, k, n)?;

@@ -141,14 +141,16 @@ pub fn run_case(kind: ProtocolKind, name: &str, runs: usize) -> Result<CaseResul
     run_spec(kind, &case_spec(name)?, runs)
 }
 
-/// All cases for each protocol, each run `runs` times.
-pub fn bench(protocols: &[ProtocolKind], runs: usize) -> Result<BenchReport> {
+/// Cases `names` (empty: all of [`CASES`]) for each protocol, each run `runs` times.
+pub fn bench(protocols: &[ProtocolKind], names: &[String], runs: usize) -> Result<BenchReport> {
+    let all: Vec<String> = CASES.iter().map(|c| c.to_string()).collect();
+    let names = if names.is_empty() { &all[..] } else { names };
     protocols
         .iter()
         .map(|&kind| {
-            let cases = CASES
+            let cases = names
                 .iter()
-                .map(|&c| Ok((c.to_string(), run_case(kind, c, runs)?)))
+                .map(|c| Ok((c.clone(), run_case(kind, c, runs)?)))
                 .collect::<Result<BTreeMap<_, _>>>()?;
             Ok((kind.name().into(), cases))
         })
