@@ -453,11 +453,12 @@ mod tests {
             let xs: Vec<u64> = (0..n * k)
                 .map(|i| {
                     let near = alphas[i / k].wrapping_add(rng.next_u64() % 9).wrapping_sub(4);
-                    match i % 4 {
+                    let x = match i % 4 {
                         0 => rng.next_u64(),
                         1 | 2 => near,
                         _ => alphas[i / k],
-                    } & mask
+                    };
+                    x & mask
                 })
                 .collect();
             let cw = gen_batch(&alphas, &betas, levels, &seeds);
