@@ -232,7 +232,8 @@ impl AesJob for EvalRun<'_> {
                 // Sorted points sharing the bits above `depth` part at most once, here.
                 if bit(points[points.len() - 1].0, levels, depth[lane]) != side {
                     let d = depth[lane];
-                    let mid = lo[lane] + points.partition_point(|p| bit(p.0, levels, d) == 0) as u32;
+                    let mid =
+                        lo[lane] + points.partition_point(|p| bit(p.0, levels, d) == 0) as u32;
                     pending.push(Walk {
                         elem: elem[lane],
                         lo: mid,
@@ -257,7 +258,8 @@ impl AesJob for EvalRun<'_> {
                 let t_cw = (cw[3 * n + sides[lane]] >> i) & 1 == 1;
                 let (g_s, g_v, g_t) = g[lane];
                 // Party 1's terms are negated; that sign is applied once, at the end.
-                v[lane] = v[lane].wrapping_add(g_v.wrapping_add(v_cw & (t[lane] as u64).wrapping_neg()));
+                v[lane] =
+                    v[lane].wrapping_add(g_v.wrapping_add(v_cw & (t[lane] as u64).wrapping_neg()));
                 s[lane] = A::xor(g_s, A::keep_if(t[lane], s_cw));
                 t[lane] = g_t ^ (t[lane] & t_cw);
                 depth[lane] += 1;
@@ -452,7 +454,9 @@ mod tests {
                 .collect();
             let xs: Vec<u64> = (0..n * k)
                 .map(|i| {
-                    let near = alphas[i / k].wrapping_add(rng.next_u64() % 9).wrapping_sub(4);
+                    let near = alphas[i / k]
+                        .wrapping_add(rng.next_u64() % 9)
+                        .wrapping_sub(4);
                     let x = match i % 4 {
                         0 => rng.next_u64(),
                         1 | 2 => near,
