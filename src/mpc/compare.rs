@@ -79,35 +79,41 @@ impl MaskedCompare {
         out
     }
 
-    /// A party's additive shares of `[x < t]` for every element, given the opened
-    /// `x + r mod 2^n`, its shares of `msb(rho)` and its DCF keys.
+    /// A party's additive shares of `[x < t]` for every element and each threshold `t`
+    /// (threshold-major), given the opened `x + r mod 2^n`, its shares of `msb(rho)` and its
+    /// DCF keys: one multi-point evaluation of each element's key.
     pub fn party_shares(
         &self,
         party: usize,
         opened: &[u64],
-        threshold: u64,
+        thresholds: &[u64],
         rho_msb: &[u64],
         seeds: &[u128],
         cw: &[u64],
-    ) -> Vec<u64> {
-        let split: Vec<(u64, u64)> = opened
-            .iter()
-            .map(|&c| self.split(c.wrapping_sub(threshold).wrapping_add(1 << (self.n - 1))))
-            .collect();
-        let points: Vec<u64> = split.iter().map(|s| s.1).collect();
-        let lt = dcf::eval_batch(party, seeds, cw, self.levels(), &points);
+    ) -> Vec<Vec<u64>> {
+        let (k, n) = (thresholds.len(), opened.len());
+        // Element-major: each key's points together.
+        let mut msbs = Vec::with_capacity(n * k);
+        let mut points = Vec::with_capacity(n * k);
+        for &c in opened {
+            for &t in thresholds {
+                let (msb, rest) = self.split(c.wrapping_sub(t).wrapping_add(1 << (self.n - 1)));
+                msbs.push(msb);
+                points.push(rest);
+            }
+        }
+        let lt = dcf::eval_points(party, seeds, cw, self.levels(), &points, k);
         let first = u64::from(party == 0);
-        split
-            .iter()
-            .zip(lt)
-            .zip(rho_msb)
-            .map(|((&(m_msb, _), lt), &rho)| {
+        let mut out = vec![vec![0; n]; k];
+        for (e, (msbs, lt)) in msbs.chunks_exact(k).zip(lt.chunks_exact(k)).enumerate() {
+            for (j, (&m_msb, &lt)) in msbs.iter().zip(lt).enumerate() {
                 // msb = m_msb xor (rho_msb xor lt), with m_msb public; the result is 1 - msb.
-                let xor_rho = rho.wrapping_add(lt);
+                let xor_rho = rho_msb[e].wrapping_add(lt);
                 let msb = (first * m_msb)
                     .wrapping_add(xor_rho.wrapping_mul(1u64.wrapping_sub(2 * m_msb)));
-                first.wrapping_sub(msb)
-            })
-            .collect()
+                out[j][e] = first.wrapping_sub(msb);
+            }
+        }
+        out
     }
 }

@@ -55,22 +55,6 @@ fn expand<A: FixedKeyAes, const N: usize>(
         })
 }
 
-/// One side of G (what evaluation needs): `(s, v, t)` of child `side` in two AES blocks.
-#[inline(always)]
-fn expand_side<A: FixedKeyAes, const N: usize>(
-    aes: &A,
-    seeds: [A::Block; N],
-    sides: [usize; N],
-) -> [(A::Block, u64, bool); N] {
-    let out = aes.expand(seeds, sides.map(|side| [side, 2]));
-    std::array::from_fn(|i| {
-        let [b, bv] = out[i];
-        let [v_left, v_right] = A::words(bv);
-        let v = if sides[i] == 1 { v_right } else { v_left };
-        (A::clear_low_bit(b), v, low_bit::<A>(b))
-    })
-}
-
 /// `(-1)^t * v` in Z_2^64.
 #[inline(always)]
 fn signed(t: bool, v: u64) -> u64 {
@@ -136,118 +120,215 @@ fn keygen_into<A: FixedKeyAes>(
     cw.extend([t_left_bits, t_right_bits, last]);
 }
 
-/// Evaluate party `party`'s keys at public points, `N` elements in lock-step so that their PRG
-/// calls overlap.
+/// One side of G (what evaluation needs): `(s, v, t)` of child `side` in two AES blocks.
 #[inline(always)]
-fn eval_lanes<A: FixedKeyAes, const N: usize>(
+fn expand_side<A: FixedKeyAes, const N: usize>(
     aes: &A,
-    party: usize,
-    seeds: [u128; N],
-    cws: [&[u64]; N],
-    levels: u32,
-    xs: [u64; N],
-) -> [u64; N] {
-    let n = levels as usize;
-    let (mut s, mut t, mut v) = (seeds.map(block::<A>), [party == 1; N], [0u64; N]);
-    for i in 0..levels {
-        let sides: [usize; N] = std::array::from_fn(|lane| bit(xs[lane], levels, i));
-        let g = expand_side(aes, s, sides);
-        for lane in 0..N {
-            let cw = cws[lane];
-            let w = &cw[3 * i as usize..3 * i as usize + 3];
-            let (s_cw, v_cw) = (A::block(w[0], w[1]), w[2]);
-            let (g_s, g_v, g_t) = g[lane];
-            let t_cw = (cw[3 * n + sides[lane]] >> i) & 1 == 1;
-            let tl = t[lane];
-            // Party 1's terms are negated; that sign is applied once, at the end.
-            v[lane] = v[lane].wrapping_add(g_v.wrapping_add(v_cw & (tl as u64).wrapping_neg()));
-            s[lane] = A::xor(g_s, A::keep_if(tl, s_cw));
-            t[lane] = g_t ^ (tl & t_cw);
-        }
-    }
-    std::array::from_fn(|lane| {
-        let final_corr = if t[lane] { cws[lane][3 * n + 2] } else { 0 };
-        let total = v[lane]
-            .wrapping_add(A::words(s[lane])[0])
-            .wrapping_add(final_corr);
-        signed(party == 1, total)
+    seeds: [A::Block; N],
+    sides: [usize; N],
+) -> [(A::Block, u64, bool); N] {
+    let out = aes.expand(seeds, sides.map(|side| [side, 2]));
+    std::array::from_fn(|i| {
+        let [b, bv] = out[i];
+        let [v_left, v_right] = A::words(bv);
+        let v = if sides[i] == 1 { v_right } else { v_left };
+        (A::clear_low_bit(b), v, low_bit::<A>(b))
     })
 }
 
-/// Lanes per batched evaluation.
-const LANES: usize = 4;
-/// Elements per parallel task.
-const CHUNK: usize = 512;
+/// A walk down the tree of element `elem`'s key: the state at `depth` on the path that the
+/// points `sorted[lo..hi]` share.
+#[derive(Clone, Copy)]
+struct Walk<B> {
+    elem: u32,
+    lo: u32,
+    hi: u32,
+    depth: u32,
+    s: B,
+    t: bool,
+    v: u64,
+}
 
-/// Evaluation of a run of consecutive elements (see [`eval_batch`]).
+/// Walks in lock-step, so that their PRG calls overlap.
+const LANES: usize = 4;
+
+/// Evaluation of consecutive elements' keys, `k` points each (see [`eval_points`]).
 struct EvalRun<'a> {
     party: usize,
     seeds: &'a [u128],
     cw: &'a [u64],
     levels: u32,
     xs: &'a [u64],
+    k: usize,
     out: &'a mut [u64],
 }
 
 impl AesJob for EvalRun<'_> {
     type Output = ();
 
+    /// Depth first over the trie of each element's sorted points, [`LANES`] walks at a time:
+    /// a path shared by several points is walked once; where the points part, the walk
+    /// follows the left ones and leaves the right ones' walk, from the same node, for later.
     #[inline(always)]
     fn run<A: FixedKeyAes>(self, aes: &A) {
-        let words = cw_words(self.levels);
-        let key = |i: usize| &self.cw[i * words..(i + 1) * words];
-        let mut base = 0;
-        while base < self.xs.len() {
-            if base + LANES <= self.xs.len() {
-                let got = eval_lanes::<A, LANES>(
-                    aes,
-                    self.party,
-                    std::array::from_fn(|l| self.seeds[base + l]),
-                    std::array::from_fn(|l| key(base + l)),
-                    self.levels,
-                    std::array::from_fn(|l| self.xs[base + l]),
-                );
-                self.out[base..base + LANES].copy_from_slice(&got);
-                base += LANES;
-            } else {
-                let [got] = eval_lanes::<A, 1>(
-                    aes,
-                    self.party,
-                    [self.seeds[base]],
-                    [key(base)],
-                    self.levels,
-                    [self.xs[base]],
-                );
-                self.out[base] = got;
-                base += 1;
+        let (levels, words, k) = (self.levels, cw_words(self.levels), self.k);
+        let n = levels as usize;
+        let mut sorted: Vec<(u64, u32)> = self
+            .xs
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (x, i as u32))
+            .collect();
+        if k > 1 {
+            for points in sorted.chunks_mut(k) {
+                points.sort_unstable_by_key(|p| p.0);
+            }
+        }
+        let mut pending: Vec<Walk<A::Block>> = vec![];
+        let mut roots = (0..self.seeds.len()).map(|e| Walk {
+            elem: e as u32,
+            lo: (e * k) as u32,
+            hi: ((e + 1) * k) as u32,
+            depth: 0,
+            s: block::<A>(self.seeds[e]),
+            t: self.party == 1,
+            v: 0,
+        });
+        // The lanes' walks as arrays of their fields, which stay in registers; an idle lane
+        // (no walk left) runs on a zero seed and its results are dropped.
+        let idle = Walk {
+            elem: 0,
+            lo: 0,
+            hi: 0,
+            depth: 0,
+            s: block::<A>(0),
+            t: false,
+            v: 0,
+        };
+        let mut busy = [false; LANES];
+        let mut elem = [0u32; LANES];
+        let (mut lo, mut hi, mut depth) = ([0u32; LANES], [0u32; LANES], [0u32; LANES]);
+        let (mut s, mut t, mut v) = ([idle.s; LANES], [false; LANES], [0u64; LANES]);
+        macro_rules! load {
+            ($lane:expr, $w:expr) => {{
+                let (lane, w): (usize, Option<Walk<A::Block>>) = ($lane, $w);
+                busy[lane] = w.is_some();
+                let w = w.unwrap_or(idle);
+                (elem[lane], lo[lane], hi[lane], depth[lane]) = (w.elem, w.lo, w.hi, w.depth);
+                (s[lane], t[lane], v[lane]) = (w.s, w.t, w.v);
+            }};
+        }
+        for lane in 0..LANES {
+            load!(lane, roots.next());
+        }
+        while busy.iter().any(|&b| b) {
+            let mut sides = [0usize; LANES];
+            for lane in 0..LANES {
+                if !busy[lane] {
+                    continue;
+                }
+                let points = &sorted[lo[lane] as usize..hi[lane] as usize];
+                let side = bit(points[0].0, levels, depth[lane]);
+                // Sorted points sharing the bits above `depth` part at most once, here.
+                if bit(points[points.len() - 1].0, levels, depth[lane]) != side {
+                    let d = depth[lane];
+                    let mid =
+                        lo[lane] + points.partition_point(|p| bit(p.0, levels, d) == 0) as u32;
+                    pending.push(Walk {
+                        elem: elem[lane],
+                        lo: mid,
+                        hi: hi[lane],
+                        depth: d,
+                        s: s[lane],
+                        t: t[lane],
+                        v: v[lane],
+                    });
+                    hi[lane] = mid;
+                }
+                sides[lane] = side;
+            }
+            let g = expand_side(aes, s, sides);
+            for lane in 0..LANES {
+                if !busy[lane] {
+                    continue;
+                }
+                let i = depth[lane] as usize;
+                let cw = &self.cw[elem[lane] as usize * words..][..words];
+                let (s_cw, v_cw) = (A::block(cw[3 * i], cw[3 * i + 1]), cw[3 * i + 2]);
+                let t_cw = (cw[3 * n + sides[lane]] >> i) & 1 == 1;
+                let (g_s, g_v, g_t) = g[lane];
+                // Party 1's terms are negated; that sign is applied once, at the end.
+                v[lane] =
+                    v[lane].wrapping_add(g_v.wrapping_add(v_cw & (t[lane] as u64).wrapping_neg()));
+                s[lane] = A::xor(g_s, A::keep_if(t[lane], s_cw));
+                t[lane] = g_t ^ (t[lane] & t_cw);
+                depth[lane] += 1;
+                if depth[lane] == levels {
+                    let final_corr = if t[lane] { cw[3 * n + 2] } else { 0 };
+                    let total = v[lane]
+                        .wrapping_add(A::words(s[lane])[0])
+                        .wrapping_add(final_corr);
+                    for &(_, at) in &sorted[lo[lane] as usize..hi[lane] as usize] {
+                        self.out[at as usize] = signed(self.party == 1, total);
+                    }
+                    load!(lane, pending.pop().or_else(|| roots.next()));
+                }
             }
         }
     }
 }
+
+/// Points evaluated per parallel task (whole elements, at least one).
+const TASK_POINTS: usize = 2048;
 
 /// Evaluate party `party`'s key at the public point `x`.
 pub fn eval(party: usize, seed: u128, cw: &[u64], levels: u32, x: u64) -> u64 {
     eval_batch(party, &[seed], cw, levels, &[x])[0]
 }
 
-/// Evaluate element `i`'s key (seed `seeds[i]`, words `cw[i * cw_words..]`) at `xs[i]`, in
-/// parallel and in lanes.
+/// Evaluate element `i`'s key (seed `seeds[i]`, words `cw[i * cw_words..]`) at `xs[i]`.
 pub fn eval_batch(party: usize, seeds: &[u128], cw: &[u64], levels: u32, xs: &[u64]) -> Vec<u64> {
-    let words = cw_words(levels);
+    eval_points(party, seeds, cw, levels, xs, 1)
+}
+
+/// Evaluate element `i`'s key at each of its `k` points `xs[i * k..(i + 1) * k]`, in
+/// parallel. Points of one key that agree on their top bits share that part of the walk (a
+/// comparison against many thresholds: the inverses' grids, the splines' breaks), so the
+/// work is the size of the points' trie, not `k` walks.
+pub fn eval_points(
+    party: usize,
+    seeds: &[u128],
+    cw: &[u64],
+    levels: u32,
+    xs: &[u64],
+    k: usize,
+) -> Vec<u64> {
+    assert_eq!(xs.len(), seeds.len() * k, "{k} points per key");
     let mut out = vec![0u64; xs.len()];
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-        let range = c * CHUNK..c * CHUNK + out.len();
-        aes::run(EvalRun {
-            party,
-            seeds: &seeds[range.clone()],
-            cw: &cw[range.start * words..range.end * words],
-            levels,
-            xs: &xs[range],
-            out,
-        })
-    });
+    if k == 0 {
+        return out;
+    }
+    let words = cw_words(levels);
+    let per_task = (TASK_POINTS / k).max(1);
+    out.par_chunks_mut(per_task * k)
+        .enumerate()
+        .for_each(|(c, out)| {
+            let elems = c * per_task..c * per_task + out.len() / k;
+            aes::run(EvalRun {
+                party,
+                seeds: &seeds[elems.clone()],
+                cw: &cw[elems.start * words..elems.end * words],
+                levels,
+                xs: &xs[elems.start * k..elems.end * k],
+                k,
+                out,
+            })
+        });
     out
 }
+
+/// Elements per parallel key-generation task.
+const CHUNK: usize = 512;
 
 /// Key generation for a run of consecutive elements (see [`gen_batch`]).
 struct KeyGenRun<'a> {
@@ -332,12 +413,12 @@ mod tests {
         }
     }
 
-    /// Batches run in lanes and parallel chunks, with a remainder: every element still
+    /// Batches run in parallel tasks and PRG groups, with a remainder: every element still
     /// reconstructs its own comparison.
     #[test]
     fn batches_reconstruct_every_element() {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
-        let (n, levels) = (2 * CHUNK + LANES + 3, 15);
+        let (n, levels) = (2 * TASK_POINTS + 3, 15);
         let mask = (1u64 << levels) - 1;
         let alphas: Vec<u64> = (0..n).map(|_| rng.next_u64() & mask).collect();
         let betas: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
@@ -354,6 +435,50 @@ mod tests {
         for i in 0..n {
             let want = if xs[i] < alphas[i] { betas[i] } else { 0 };
             assert_eq!(y0[i].wrapping_add(y1[i]), want, "element {i}");
+        }
+    }
+
+    /// Many points per key, in any order, with repeats, clustered (sharing long prefixes) and
+    /// spread: each reconstructs its comparison, and each party's share is the one a walk of
+    /// that point alone gives.
+    #[test]
+    fn points_sharing_a_walk_reconstruct_every_comparison() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for (levels, k) in [(1u32, 3usize), (20, 24), (40, 300), (64, 5)] {
+            let mask = u64::MAX >> (64 - levels);
+            let n = 2 * TASK_POINTS / k + 2;
+            let alphas: Vec<u64> = (0..n).map(|_| rng.next_u64() & mask).collect();
+            let betas: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+            let seeds: Vec<[u128; 2]> = (0..n)
+                .map(|_| [rng.next_u64() as u128, (rng.next_u64() as u128) << 64])
+                .collect();
+            let xs: Vec<u64> = (0..n * k)
+                .map(|i| {
+                    let near = alphas[i / k]
+                        .wrapping_add(rng.next_u64() % 9)
+                        .wrapping_sub(4);
+                    let x = match i % 4 {
+                        0 => rng.next_u64(),
+                        1 | 2 => near,
+                        _ => alphas[i / k],
+                    };
+                    x & mask
+                })
+                .collect();
+            let cw = gen_batch(&alphas, &betas, levels, &seeds);
+            let words = cw_words(levels);
+            let shares = |p: usize| {
+                let own: Vec<u128> = seeds.iter().map(|s| s[p]).collect();
+                eval_points(p, &own, &cw, levels, &xs, k)
+            };
+            let (y0, y1) = (shares(0), shares(1));
+            for (i, &x) in xs.iter().enumerate() {
+                let e = i / k;
+                let want = if x < alphas[e] { betas[e] } else { 0 };
+                assert_eq!(y0[i].wrapping_add(y1[i]), want, "levels {levels} point {i}");
+                let key = &cw[e * words..(e + 1) * words];
+                assert_eq!(y0[i], eval(0, seeds[e][0], key, levels, x), "point {i}");
+            }
         }
     }
 }

@@ -343,7 +343,7 @@ fn softmax_and_2quad() {
         let n = 16;
         let x = normal(2 * n * n, 3.0, 0.0, 5);
         let got = unary(kind, &x, &[2, n, n], |p, s| {
-            approx::softmax(p, s, Some(&approx::causal_mask(s.shape())))
+            approx::softmax(p, s, Some(&approx::causal_mask(s.shape())?))
         });
         check(
             &format!("{kind} softmax"),
@@ -360,7 +360,7 @@ fn softmax_and_2quad() {
         );
 
         let got = unary(kind, &x, &[2, n, n], |p, s| {
-            approx::softmax_2quad(p, s, Some(&approx::causal_mask(s.shape())))
+            approx::softmax_2quad(p, s, Some(&approx::causal_mask(s.shape())?))
         });
         let want: Vec<f64> = x
             .chunks(n)
@@ -643,5 +643,27 @@ fn rank_zero_shares() {
                 "{kind} {name}: {err}"
             );
         }
+    });
+}
+
+/// A polynomial of fewer than 2 coefficients is refused with an error on every protocol, and
+/// the shortest one accepted, a line, is evaluated.
+#[test]
+fn polynomials_need_two_coefficients() {
+    each_kind(|kind| {
+        for coef in [&[][..], &[1.5][..]] {
+            let err = run_local(kind, &opts(), |p| {
+                let v = (p.role() == Role::Client).then_some(&[0.5][..]);
+                let s = ops::share_f64(p, Role::Client, v, &[1])?;
+                approx::polynomial(p, &s, coef)
+            })
+            .err()
+            .unwrap_or_else(|| panic!("{kind}: {} coefficients must fail", coef.len()));
+            assert!(format!("{err:#}").contains("at least 2"), "{kind}: {err:#}");
+        }
+        let got = unary(kind, &[0.5, -2.0], &[2], |p, s| {
+            approx::polynomial(p, s, &[1.5, 2.0])
+        });
+        check(&format!("{kind} line"), &got, &[2.5, -2.5], 1e-3);
     });
 }

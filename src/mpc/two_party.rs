@@ -238,19 +238,17 @@ impl TwoPartyDealer {
         opened: &RingTensor,
         thresholds: &[u64],
     ) -> Result<Vec<Share>> {
-        thresholds
-            .iter()
-            .map(|&t| {
-                let data = keys.mc.party_shares(
-                    self.party,
-                    opened.data(),
-                    t,
-                    keys.rho_msb.data(),
-                    &keys.seeds,
-                    &keys.cw,
-                );
-                self.own(opened.shape(), RingTensor::new(opened.shape(), data)?)
-            })
+        keys.mc
+            .party_shares(
+                self.party,
+                opened.data(),
+                thresholds,
+                keys.rho_msb.data(),
+                &keys.seeds,
+                &keys.cw,
+            )
+            .into_iter()
+            .map(|data| self.own(opened.shape(), RingTensor::new(opened.shape(), data)?))
             .collect()
     }
 

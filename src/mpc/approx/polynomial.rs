@@ -3,7 +3,7 @@
 use crate::mpc::ops::{self, add_const};
 use crate::mpc::protocol::{Bilinear, Masked, Protocol};
 use crate::mpc::share::Share;
-use anyhow::Result;
+use anyhow::{Result, ensure};
 
 /// Least-squares polynomial fit of `f` on `[lo, hi]` (Chebyshev nodes), monomial coefficients
 /// in `t`, lowest degree first. Public, computed in f64.
@@ -70,8 +70,14 @@ const POLY_EXTRA_BITS: u32 = 16;
 /// Cost of degree 6: three levels each masking one new power and truncating its new powers'
 /// products (1, 2, 2), then the weighted sum's truncation: 2pc-dealer `60n` bytes, 7 rounds,
 /// offline `136n`; 3pc `84n` (products fused into their truncations), helper `80n`, 7 rounds,
-/// offline `96n`.
+/// offline `96n`. A polynomial of degree 0 (fewer than 2 coefficients) is refused: it is a
+/// constant, with no share to compute it from.
 pub fn polynomial(p: &mut dyn Protocol, t: &Share, coef: &[f64]) -> Result<Share> {
+    ensure!(
+        coef.len() >= 2,
+        "a polynomial on shares needs at least 2 coefficients, not {}",
+        coef.len()
+    );
     let f = p.fixed_point().frac_bits;
     let d = coef.len() - 1;
     let mut pow: Vec<Option<Share>> = vec![None; d + 1];

@@ -7,15 +7,17 @@ use crate::mpc::ops::{self, add_const};
 use crate::mpc::protocol::{Bilinear, Comparison, Masked, Protocol};
 use crate::mpc::ring::{RingTensor, numel};
 use crate::mpc::share::Share;
-use anyhow::{Result, ensure};
+use anyhow::{Result, bail, ensure};
 
-/// Row `i` of a `[.., T, T]` score tensor sees columns `<= i`.
-pub fn causal_mask(shape: &[usize]) -> Vec<bool> {
-    let r = shape.len();
-    let (rows, cols) = (shape[r - 2], shape[r - 1]);
-    (0..numel(shape))
+/// Row `i` of a `[.., T, T]` score tensor sees columns `<= i`; a shape of rank below 2 has no
+/// rows and columns and is an error.
+pub fn causal_mask(shape: &[usize]) -> Result<Vec<bool>> {
+    let [.., rows, cols] = *shape else {
+        bail!("a causal mask needs scores of rank >= 2, not {shape:?}");
+    };
+    Ok((0..numel(shape))
         .map(|i| (i % cols) <= (i / cols) % rows)
-        .collect()
+        .collect())
 }
 
 /// Masked-out entries take their row's first value (every row must see column 0), so they
@@ -97,4 +99,24 @@ pub fn softmax_2quad(p: &mut dyn Protocol, x: &Share, visible: Option<&[bool]>) 
     let q = p.mask(&[&q])?.remove(0);
     Ok(p.product_truncate(&[(&q, &inv)], Bilinear::Mul, wide)?
         .remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_causal_mask_sees_the_past_and_needs_rows_and_columns() -> Result<()> {
+        let mask = causal_mask(&[2, 3, 3])?;
+        let row = |b: usize, i: usize| mask[(b * 3 + i) * 3..(b * 3 + i + 1) * 3].to_vec();
+        for b in 0..2 {
+            assert_eq!(row(b, 0), [true, false, false]);
+            assert_eq!(row(b, 2), [true, true, true]);
+        }
+        for shape in [&[][..], &[4][..]] {
+            let err = causal_mask(shape).unwrap_err();
+            assert!(err.to_string().contains("rank >= 2"), "{err}");
+        }
+        Ok(())
+    }
 }
