@@ -7,11 +7,12 @@
 use crate::checkpoint::TaskInfo;
 use crate::data::{Dataset, Example, Split};
 use crate::eval::EvalRequest;
+use crate::model::LoadedModel;
 use crate::mpc::network::Network;
 use crate::mpc::protocol::ProtocolKind;
 use crate::recipe::Recipe;
 use crate::report::{ModelReport, RunOutcome, RunReport};
-use crate::secure::eval_generate::{SecureGenerationRequest, evaluate_secure_generation};
+use crate::secure::eval_generate::evaluate_secure_generation;
 use crate::secure::generation_report::SecureGenerationReport;
 use crate::secure::{
     Holder, SecureEvalReport, SecureEvalRequest, SecureModel, SecureSplit, SecureTransport,
@@ -85,12 +86,14 @@ impl Loaded {
         }
     }
 
-    /// Choice scoring under each protocol.
-    fn choice(&self, dir: &Path, batch: usize) -> Result<Vec<SecureEvalReport>> {
-        let policy = self.served.policy(&ServeOptions {
-            max_batch: batch,
-            ..Default::default()
-        })?;
+    /// `evaluate` under each protocol, the server serving under `policy`.
+    fn under_each_protocol<P, R>(
+        &self,
+        dir: &Path,
+        batch: usize,
+        policy: &P,
+        evaluate: fn(&LoadedModel, SecureSplit, &SecureEvalRequest<P>) -> Result<R>,
+    ) -> Result<Vec<R>> {
         let loaded = &self.served.loaded;
         ProtocolKind::ALL
             .iter()
@@ -101,14 +104,23 @@ impl Loaded {
                     network: Network::Lan,
                     transport: SecureTransport::Memory {
                         server: &self.server,
-                        policy: &policy,
+                        policy,
                     },
                     reference: Some(loaded),
                 };
-                evaluate_secure(loaded, self.split, &request)
+                evaluate(loaded, self.split, &request)
                     .with_context(|| format!("{} under {protocol}", dir.display()))
             })
             .collect()
+    }
+
+    /// Choice scoring under each protocol.
+    fn choice(&self, dir: &Path, batch: usize) -> Result<Vec<SecureEvalReport>> {
+        let policy = self.served.policy(&ServeOptions {
+            max_batch: batch,
+            ..Default::default()
+        })?;
+        self.under_each_protocol(dir, batch, &policy, evaluate_secure)
     }
 
     /// Greedy decoding under each protocol, up to the checkpoint's longest training answer.
@@ -124,24 +136,7 @@ impl Loaded {
             max_new_tokens,
             ..Default::default()
         })?;
-        let loaded = &self.served.loaded;
-        ProtocolKind::ALL
-            .iter()
-            .map(|&protocol| {
-                let request = SecureGenerationRequest {
-                    eval: self.request(dir, batch),
-                    protocol,
-                    network: Network::Lan,
-                    transport: SecureTransport::Memory {
-                        server: &self.server,
-                        policy: &policy,
-                    },
-                    reference: Some(loaded),
-                };
-                evaluate_secure_generation(loaded, self.split, &request)
-                    .with_context(|| format!("{} under {protocol}", dir.display()))
-            })
-            .collect()
+        self.under_each_protocol(dir, batch, &policy, evaluate_secure_generation)
     }
 }
 

@@ -33,13 +33,14 @@ pub enum SecureTransport<'a, P = ServePolicy> {
     Tcp(TcpClient),
 }
 
-/// A plaintext evaluation request (rows, prompts, batch, report path) run under `protocol`.
-pub struct SecureEvalRequest<'a> {
+/// A plaintext evaluation request (rows, prompts, batch, report path) run under `protocol`
+/// (`P`: the server's policy, of a choice task or of generation).
+pub struct SecureEvalRequest<'a, P = ServePolicy> {
     pub eval: EvalRequest,
     pub protocol: ProtocolKind,
     /// The network whose estimate the report leads with.
     pub network: Network,
-    pub transport: SecureTransport<'a>,
+    pub transport: SecureTransport<'a, P>,
     /// The same model in plaintext, private tensors included, to compare each MPC prediction
     /// with (the operator's check, not the client's: a client does not hold them).
     pub reference: Option<&'a LoadedModel>,

@@ -3,7 +3,7 @@
 //! greedy decoding of the same model; the parties threads of this process or processes over
 //! TCP, as for choice tasks.
 
-use super::eval::SecureTransport;
+use super::eval::{SecureEvalRequest, SecureTransport};
 use super::forward::SecureModel;
 use super::generate::{ClientGeneration, GenerationRun, run_generation};
 use super::generation_report::{GeneratedRow, SecureGenerationReport, token_matches};
@@ -12,27 +12,15 @@ use super::remote::run_generation_tcp;
 use super::report::PhaseCost;
 use super::split::SecureSplit;
 use crate::data::{Example, Prediction};
-use crate::eval::EvalRequest;
 use crate::eval::generate::{generation_prompt, stop_tokens};
 use crate::model::LoadedModel;
 use crate::model::generate::generate_greedy;
 use crate::mpc::local::RunOptions;
-use crate::mpc::network::Network;
-use crate::mpc::protocol::ProtocolKind;
 use crate::progress::progress_bar;
 use anyhow::{Result, anyhow, ensure};
 
-/// A generation task's rows under `protocol`.
-pub struct SecureGenerationRequest<'a> {
-    pub eval: EvalRequest,
-    pub protocol: ProtocolKind,
-    /// The network whose estimate the report leads with.
-    pub network: Network,
-    pub transport: SecureTransport<'a, GenerationPolicy>,
-    /// The same model in plaintext, private tensors included, to compare with (the
-    /// operator's check: a client does not hold them).
-    pub reference: Option<&'a LoadedModel>,
-}
+/// A generation task's rows under `protocol`, served under a generation policy.
+pub type SecureGenerationRequest<'a> = SecureEvalRequest<'a, GenerationPolicy>;
 
 /// Evaluates `secure_req`'s generation rows under MPC as the client (`client`: the model as
 /// the client holds it).
