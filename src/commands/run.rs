@@ -45,7 +45,8 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new(dir: &Path, recipe: &Recipe, mpc_rows: usize) -> Result<Self> {
+    /// `rows`: the test rows evaluated under MPC.
+    fn new(dir: &Path, rows: &[Example]) -> Result<Self> {
         let served = Served::load(&dir.to_string_lossy(), Holder::Server, &Device::Cpu)?;
         let split = *served
             .split
@@ -58,18 +59,12 @@ impl Loaded {
             .task
             .clone();
         let server = SecureModel::new(&served.loaded.model, split.public_layers, split.secrecy)?;
-        let rows = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?
-            .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
-            .into_iter()
-            .take(mpc_rows)
-            .cloned()
-            .collect();
         Ok(Loaded {
             served,
             split,
             task,
             server,
-            rows,
+            rows: rows.to_vec(),
         })
     }
 
@@ -140,12 +135,12 @@ impl Loaded {
     }
 }
 
-/// Both checkpoints' plaintext accuracy and secure evaluations (`secure`: choice scoring or
-/// decoding of a loaded checkpoint).
+/// Both checkpoints' plaintext accuracy and secure evaluations on the first `mpc_rows` of
+/// `test` (`secure`: choice scoring or decoding of a loaded checkpoint).
 fn evaluate_both<R>(
     req: &RunRequest,
     train: &TrainReport,
-    test_rows: usize,
+    test: &[Example],
     secure: impl Fn(&Loaded, &Path) -> Result<Vec<R>>,
 ) -> Result<RunReport<R>> {
     let (Some(teacher), Some(student)) = (&train.teacher, &train.student) else {
@@ -153,7 +148,7 @@ fn evaluate_both<R>(
     };
     let model = |stage: &StageReport| -> Result<ModelReport<R>> {
         let dir = &stage.checkpoint;
-        let loaded = Loaded::new(dir, &req.recipe, req.mpc_rows)?;
+        let loaded = Loaded::new(dir, &test[..req.mpc_rows.min(test.len())])?;
         Ok(ModelReport {
             checkpoint: dir.clone(),
             plaintext_accuracy: stage.test_accuracy,
@@ -163,8 +158,8 @@ fn evaluate_both<R>(
     Ok(RunReport {
         recipe: req.recipe.path().display().to_string(),
         task: req.recipe.task.name.to_string(),
-        test_rows,
-        mpc_rows: req.mpc_rows.min(test_rows),
+        test_rows: test.len(),
+        mpc_rows: req.mpc_rows.min(test.len()),
         batch: req.batch,
         teacher: model(teacher)?,
         student: model(student)?,
@@ -179,16 +174,20 @@ pub fn run_recipe(req: &RunRequest) -> Result<RunOutcome> {
         resume: req.resume,
     })?;
     let recipe = &req.recipe;
-    let test_rows = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?
+    // The dataset is read once: its test split's size for the report, its first rows for MPC.
+    let dataset = Dataset::load(&recipe.datasets_dir()?, recipe.task.name)?;
+    let test: Vec<Example> = dataset
         .split(Split::Test, recipe.task.split_seed, &recipe.task.ratios)
-        .len();
+        .into_iter()
+        .cloned()
+        .collect();
     let batch = req.batch;
     let report = if recipe.task.name.is_generation() {
-        RunOutcome::Generation(evaluate_both(req, &train, test_rows, |l, dir| {
+        RunOutcome::Generation(evaluate_both(req, &train, &test, |l, dir| {
             l.generation(dir, batch)
         })?)
     } else {
-        RunOutcome::Choice(evaluate_both(req, &train, test_rows, |l, dir| {
+        RunOutcome::Choice(evaluate_both(req, &train, &test, |l, dir| {
             l.choice(dir, batch)
         })?)
     };
