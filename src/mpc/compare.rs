@@ -13,7 +13,7 @@ use super::protocol::Comparison;
 use anyhow::{Result, ensure};
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct MaskedCompare {
+pub struct MaskedCompare {
     n: u32,
     low: u32,
 }
@@ -64,7 +64,7 @@ impl MaskedCompare {
     }
 
     /// Key parameters for masks `r` (full ring values; only the low n bits matter).
-    pub fn dealer(&self, r: &[u64]) -> DealerComparison {
+    pub(crate) fn dealer(&self, r: &[u64]) -> DealerComparison {
         let mut out = DealerComparison {
             rho_msb: Vec::with_capacity(r.len()),
             alphas: Vec::with_capacity(r.len()),
@@ -82,7 +82,7 @@ impl MaskedCompare {
     /// A party's additive shares of `[x < t]` for every element and each threshold `t`
     /// (threshold-major), given the opened `x + r mod 2^n`, its shares of `msb(rho)` and its
     /// DCF keys: one multi-point evaluation of each element's key.
-    pub fn party_shares(
+    pub(crate) fn party_shares(
         &self,
         party: usize,
         opened: &[u64],

@@ -4,10 +4,12 @@
 //! Layout (after CrypTen's split):
 //! - values: [`ring`] (tensors mod 2^64, blocked multi-threaded matmul), [`fixed`] (encoding),
 //!   [`share`] (a party's share and the local linear operations on it);
-//! - protocols behind one trait, [`protocol::Protocol`]: [`two_party`] (2pc-dealer, client and
-//!   server) with its [`dealer`], and [`replicated`] (3pc with a helper);
-//! - correlated randomness: [`prg`] (ChaCha12, pairwise seeds), [`dcf`] (function secret
-//!   sharing for one-round comparisons, on the fixed-key AES of `aes`), `compare`;
+//! - protocols behind one trait, [`protocol::Protocol`]: [`two_party`] (additive sharing
+//!   between client and server: 2pc-dealer) and [`replicated`] (3pc with a helper);
+//! - correlated randomness: [`provider`] (who makes it, behind one trait: the
+//!   [`provider::dealer::Dealer`] and the parties' [`provider::dealer_link`]), [`prg`]
+//!   (ChaCha12, pairwise seeds), [`dcf`] (function secret sharing for one-round comparisons,
+//!   on the fixed-key AES of `aes`), [`compare`];
 //! - communication: [`transport`] (trait, bounded receives, in-process channels), [`tcp`]
 //!   (over mutually authenticated TLS, identities in [`tls`]), [`comm`] (framing, traffic and
 //!   round counters per label), [`cost`] (reports), [`network`] (lan / wan and the time
@@ -36,10 +38,9 @@ pub(crate) mod aes;
 pub mod approx;
 pub mod argmax_packed;
 pub mod comm;
-pub(crate) mod compare;
+pub mod compare;
 pub mod cost;
 pub mod dcf;
-pub mod dealer;
 pub mod fixed;
 pub mod latency;
 pub mod local;
@@ -48,6 +49,7 @@ pub mod ops;
 pub mod party;
 pub mod prg;
 pub mod protocol;
+pub mod provider;
 pub mod replicated;
 pub mod ring;
 pub mod role;

@@ -2,14 +2,14 @@
 
 use super::comm::Communicator;
 use super::cost::PartyCost;
-use super::dealer::Dealer;
 use super::fixed::FixedPoint;
 use super::prg::Prg;
 use super::protocol::{Protocol, ProtocolKind, Role};
+use super::provider::dealer::Dealer;
 use super::replicated::Replicated;
 use super::tcp::{Deadlines, TcpTransport};
 use super::tls::PartyTls;
-use super::two_party::TwoPartyDealer;
+use super::two_party::TwoParty;
 use anyhow::{Context, Result, bail, ensure};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub fn connect(
     Ok(match (kind, role) {
         (ProtocolKind::TwoPartyDealer, Role::Dealer) => Box::new(Dealer::new(comm, fixed, rng)?),
         (ProtocolKind::TwoPartyDealer, Role::Client | Role::Server) => {
-            Box::new(TwoPartyDealer::new(role, comm, fixed, rng)?)
+            Box::new(TwoParty::with_dealer(role, comm, fixed, rng)?)
         }
         (ProtocolKind::ThreeParty, Role::Client | Role::Server | Role::Helper) => {
             Box::new(Replicated::new(role, comm, fixed, rng)?)

@@ -107,19 +107,31 @@ pub struct Masked {
     pub(crate) truncation: Option<TruncationMask>,
 }
 
-/// A mask of the form `a = c m - h` with public `c` and dealer-known `h`, `m`: a truncation's
+/// A mask of the form `a = c m - h` with public `c` and provider-made `h`, `m`: a truncation's
 /// `-R`, `R = (r >> d) - c msb(r)` with `c` in `{0, 2^(64-d)}`, or a bit's
 /// `(1 - 2 b^) rho = -2 b^ rho + rho` for the opened `b^ = b xor rho` (`h = -rho`, `m = rho`).
 #[derive(Clone, Debug)]
-pub(crate) enum TruncationMask {
-    /// A party knows `c`.
-    Coef { coef: RingTensor, cross: Cross },
-    /// The dealer knows `h` and `m`.
-    Parts {
-        high: RingTensor,
-        msb: RingTensor,
-        cross: Cross,
-    },
+pub(crate) struct TruncationMask {
+    /// `c`, known to the computing parties (not to a dealer).
+    pub coef: Option<RingTensor>,
+    /// This party's shares of `h` and `m` (a dealer's: all of them).
+    pub high: RingTensor,
+    pub msb: RingTensor,
+    pub cross: Cross,
+}
+
+impl TruncationMask {
+    fn map(&self, f: impl Fn(&RingTensor) -> Result<RingTensor>, coef_too: bool) -> Result<Self> {
+        Ok(TruncationMask {
+            coef: match &self.coef {
+                Some(c) if coef_too => Some(f(c)?),
+                other => other.clone(),
+            },
+            high: f(&self.high)?,
+            msb: f(&self.msb)?,
+            cross: self.cross,
+        })
+    }
 }
 
 /// Whether `c c'` vanishes for two such masks: a truncation's coefficients are multiples of
@@ -153,44 +165,32 @@ impl Masked {
     /// The same masked value in another shape of as many elements (local).
     pub fn reshape(&self, shape: &[usize]) -> Result<Masked> {
         let re = |t: &Option<RingTensor>| t.as_ref().map(|t| t.reshape(shape)).transpose();
-        let truncation = match &self.truncation {
-            Some(TruncationMask::Parts { high, msb, cross }) => Some(TruncationMask::Parts {
-                high: high.reshape(shape)?,
-                msb: msb.reshape(shape)?,
-                cross: *cross,
-            }),
-            Some(TruncationMask::Coef { coef, cross }) => Some(TruncationMask::Coef {
-                coef: coef.reshape(shape)?,
-                cross: *cross,
-            }),
-            None => None,
-        };
         Ok(Masked {
             share: self.share.reshape(shape)?,
             opened: re(&self.opened)?,
             mask: re(&self.mask)?,
-            truncation,
+            truncation: self
+                .truncation
+                .as_ref()
+                .map(|t| t.map(|v| v.reshape(shape), true))
+                .transpose()?,
         })
     }
 
     /// `x * c` for a public tensor `c` of `x`'s shape, still masked: the share, the opened
-    /// value and the mask (or a truncation mask's dealer parts; its public coefficient is
+    /// value and the mask (and a truncation mask's `h` and `m`; its public coefficient is
     /// unchanged) all scale alike, so products with it stay consistent. Local.
     pub fn mul_public(&self, c: &RingTensor) -> Result<Masked> {
         let scaled = |t: &Option<RingTensor>| t.as_ref().map(|t| t.mul(c)).transpose();
-        let truncation = match &self.truncation {
-            Some(TruncationMask::Parts { high, msb, cross }) => Some(TruncationMask::Parts {
-                high: high.mul(c)?,
-                msb: msb.mul(c)?,
-                cross: *cross,
-            }),
-            other => other.clone(),
-        };
         Ok(Masked {
             share: self.share.mul_public(c)?,
             opened: scaled(&self.opened)?,
             mask: scaled(&self.mask)?,
-            truncation,
+            truncation: self
+                .truncation
+                .as_ref()
+                .map(|t| t.map(|v| v.mul(c), false))
+                .transpose()?,
         })
     }
 }

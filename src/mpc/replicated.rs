@@ -16,17 +16,17 @@
 //!   plus the resharing, and far fewer bytes.
 
 use super::comm::{Communicator, Phase};
-use super::dealer::Dealer;
 use super::fixed::FixedPoint;
 use super::prg::{Prg, SEED_BYTES, Seed};
 use super::protocol::{
     Bilinear, Comparison, Masked, Protocol, ProtocolKind, Role, SecretWeight, combine_bits,
     supplied,
 };
+use super::provider::dealer::Dealer;
 use super::ring::{RingTensor, numel};
 use super::share::Share;
 use super::transport::Expect;
-use super::two_party::TwoPartyDealer;
+use super::two_party::TwoParty;
 use anyhow::{Result, bail, ensure};
 
 /// Stream tags for deriving independent PRGs from one pairwise seed.
@@ -36,8 +36,8 @@ const PAIR_STREAM: u64 = 3;
 
 /// The 2pc-dealer machinery this party takes part in for truncation and comparison.
 enum Inner {
-    Party(TwoPartyDealer),
-    Helper(Dealer),
+    Party(Box<TwoParty>),
+    Helper(Box<Dealer>),
 }
 
 pub struct Replicated {
@@ -72,32 +72,32 @@ impl Replicated {
             // The client's link to the helper is k_2 (its previous), the server's is k_1 (its
             // next); client and server share k_0.
             0 => (
-                Inner::Party(TwoPartyDealer::from_parts(
+                Inner::Party(Box::new(TwoParty::from_parts(
                     role,
                     comm,
                     fixed,
                     material(&prev_seed),
                     Prg::derive(&own, PAIR_STREAM),
-                )?),
+                )?)),
                 Some(Prg::derive(&own, PAIR_STREAM + 1)),
             ),
             1 => (
-                Inner::Party(TwoPartyDealer::from_parts(
+                Inner::Party(Box::new(TwoParty::from_parts(
                     role,
                     comm,
                     fixed,
                     material(&own),
                     Prg::derive(&prev_seed, PAIR_STREAM),
-                )?),
+                )?)),
                 Some(Prg::derive(&prev_seed, PAIR_STREAM + 1)),
             ),
             _ => (
-                Inner::Helper(Dealer::from_parts(
+                Inner::Helper(Box::new(Dealer::from_parts(
                     comm,
                     fixed,
                     material(&own),
                     material(&prev_seed),
-                )),
+                ))),
                 None,
             ),
         };
@@ -124,8 +124,8 @@ impl Replicated {
 
     fn proto(&mut self) -> &mut dyn Protocol {
         match &mut self.inner {
-            Inner::Party(p) => p,
-            Inner::Helper(d) => d,
+            Inner::Party(p) => p.as_mut(),
+            Inner::Helper(d) => d.as_mut(),
         }
     }
 

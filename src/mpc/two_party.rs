@@ -1,24 +1,22 @@
-//! 2pc-dealer, computing parties: additive 2-of-2 shares between client (party 0) and server
-//! (party 1). Correlated randomness comes from the [`Dealer`](super::dealer::Dealer): the
-//! client's part from a PRG it shares with the dealer (no traffic), the server's random parts
-//! from its own PRG with the dealer, and only correlated corrections as offline messages.
+//! Additive 2-of-2 sharing between client (party 0) and server (party 1), the online half of
+//! 2pc-dealer (and of 3pc's truncations and comparisons). Every correlated value it consumes
+//! comes from a [`Correlations`] provider, asked for by what it is; with a dealer
+//! ([`DealerLink`]) those are PRG draws and offline corrections.
 
 use super::comm::{Communicator, Phase};
 use super::compare::MaskedCompare;
-use super::dcf;
 use super::fixed::FixedPoint;
 use super::prg::{Prg, SEED_BYTES};
 use super::protocol::{
     Bilinear, Comparison, Cross, Masked, Protocol, ProtocolKind, Role, SecretWeight,
     TruncationMask, supplied,
 };
+use super::provider::dealer_link::{DEALER, DealerLink};
+use super::provider::{ComparisonKeys, Correlations};
 use super::ring::{RingTensor, numel};
 use super::share::Share;
 use super::transport::Expect;
 use anyhow::{Result, bail, ensure};
-
-/// Index of the dealer in the transport.
-pub(crate) const DEALER: usize = 2;
 
 /// The offset that makes a truncation input non-negative: inputs must satisfy `|x| < 2^62`.
 pub(crate) const TRUNCATION_OFFSET_BITS: u32 = 62;
@@ -27,86 +25,50 @@ pub(crate) const TRUNCATION_OFFSET_BITS: u32 = 62;
 /// bit with probability 2^-48 at most.
 const TRUNCATION_DROPPED_BITS: u32 = 16;
 
-/// A computing party's end of the dealer link.
-struct DealerLink {
-    party: usize,
-    prg: Prg,
-}
-
-impl DealerLink {
-    /// Own share of a fresh uniform secret the dealer knows.
-    fn random(&mut self, shape: &[usize]) -> RingTensor {
-        self.prg.ring(shape)
-    }
-
-    /// Own share of a value the dealer chose.
-    fn correlated(&mut self, comm: &mut Communicator, shape: &[usize]) -> Result<RingTensor> {
-        if self.party == 0 {
-            return Ok(self.prg.ring(shape));
-        }
-        RingTensor::new(shape, comm.recv(DEALER, numel(shape), Phase::Offline)?)
-    }
-
-    /// This party's DCF seeds.
-    fn seeds(&mut self, n: usize) -> Vec<u128> {
-        (0..n)
-            .map(|_| self.prg.next_u64() as u128 | (self.prg.next_u64() as u128) << 64)
-            .collect()
-    }
-}
-
 /// What a truncation opening carries besides the truncation, see
-/// [`TwoPartyDealer::truncation`].
+/// [`TwoParty::truncation`].
 #[derive(Default)]
 struct TruncationRequest {
-    extra: usize,
+    /// Degree of the powers of `R` to fetch material for (0 or 1: none).
+    degree: usize,
     cmp: Option<MaskedCompare>,
     dealer_addend: bool,
 }
 
-/// A truncation opening, see [`TwoPartyDealer::truncation`].
+/// A truncation opening, see [`TwoParty::truncation`].
 struct OpenedTruncation {
     public: RingTensor,
     own_mask: RingTensor,
     coef: RingTensor,
-    extra: Vec<RingTensor>,
+    /// This party's shares of `r >> d` and `msb(r)`.
+    high: RingTensor,
+    msb: RingTensor,
+    /// Shares of `(r>>d)^j` and `(r>>d)^(j-1) msb(r)` for `j = 2..=degree`.
+    powers: Vec<(RingTensor, RingTensor)>,
     /// With a fused comparison: its keys and the opened `x + r mod 2^n`.
     compare: Option<(ComparisonKeys, RingTensor)>,
 }
 
-/// A party's comparison material for the current mask: shares of `msb(rho)`, DCF seeds and
-/// correction words.
-struct ComparisonKeys {
-    mc: MaskedCompare,
-    rho_msb: RingTensor,
-    seeds: Vec<u128>,
-    cw: Vec<u64>,
-}
-
-pub struct TwoPartyDealer {
+pub struct TwoParty {
     role: Role,
     party: usize,
     fixed: FixedPoint,
     comm: Communicator,
-    dealer: DealerLink,
+    corr: Box<dyn Correlations>,
     /// PRG shared by client and server, for input sharing.
     pair: Prg,
 }
 
-impl TwoPartyDealer {
-    /// Set up a party: exchange the client–server PRG seed and receive the dealer seed.
-    /// `rng` draws the seeds this party chooses (OS-seeded in production, fixed in tests).
-    pub fn new(
+impl TwoParty {
+    /// Set up a 2pc-dealer party: receive the dealer seed and exchange the client–server PRG
+    /// seed. `rng` draws the seeds this party chooses (OS-seeded in production, fixed in tests).
+    pub fn with_dealer(
         role: Role,
         mut comm: Communicator,
         fixed: FixedPoint,
         rng: &mut Prg,
     ) -> Result<Self> {
-        ensure!(
-            matches!(role, Role::Client | Role::Server),
-            "2pc-dealer computing parties are client and server, not {role}"
-        );
-        let party = role.index();
+        let party = Self::party_index(role)?;
         let dealer_seed = Prg::seed_from_bytes(comm.recv_bytes(
             DEALER,
             Expect::Exactly(SEED_BYTES),
@@ -132,7 +94,7 @@ impl TwoPartyDealer {
         )
     }
 
-    /// A party whose PRG with the dealer and PRG with the other party are already set up.
+    /// A dealer's party whose PRG with the dealer and PRG with the other party are set up.
     pub(crate) fn from_parts(
         role: Role,
         comm: Communicator,
@@ -140,25 +102,40 @@ impl TwoPartyDealer {
         dealer: Prg,
         pair: Prg,
     ) -> Result<Self> {
-        ensure!(
-            matches!(role, Role::Client | Role::Server),
-            "2pc-dealer computing parties are client and server, not {role}"
-        );
-        let party = role.index();
+        let link = DealerLink::new(Self::party_index(role)?, dealer);
+        Self::with_provider(role, comm, fixed, Box::new(link), pair)
+    }
+
+    /// A party whose correlated randomness comes from `corr`, sharing `pair` with the other.
+    pub fn with_provider(
+        role: Role,
+        comm: Communicator,
+        fixed: FixedPoint,
+        corr: Box<dyn Correlations>,
+        pair: Prg,
+    ) -> Result<Self> {
         Ok(Self {
             role,
-            party,
+            party: Self::party_index(role)?,
             fixed,
             comm,
-            dealer: DealerLink { party, prg: dealer },
+            corr,
             pair,
         })
     }
 
+    fn party_index(role: Role) -> Result<usize> {
+        ensure!(
+            matches!(role, Role::Client | Role::Server),
+            "two-party computing parties are client and server, not {role}"
+        );
+        Ok(role.index())
+    }
+
     /// Open `x + 2^62 + r` and return the public part `P = (c >> d) - 2^(62-d)`, this party's
-    /// share of the dealer-known `R = (r >> d) - coef msb(r)` (so `trunc(x) = P - R`), with
-    /// `coef = (1 - msb(c)) 2^(64-d)`, and `extra` further correlated tensors fetched before
-    /// the opening; with `cmp`, comparison keys for the same mask (the opening serves both);
+    /// share of the provider-made `R = (r >> d) - coef msb(r)` (so `trunc(x) = P - R`), with
+    /// `coef = (1 - msb(c)) 2^(64-d)`, and with `degree` the material of `R`'s powers, fetched
+    /// before the opening; with `cmp`, comparison keys for the same mask (the opening serves both);
     /// with `dealer_addend`, the opened value also includes a term the dealer sends (3pc's
     /// helper holding the third additive term of `x`).
     fn truncation(
@@ -168,20 +145,27 @@ impl TwoPartyDealer {
         req: TruncationRequest,
     ) -> Result<OpenedTruncation> {
         let TruncationRequest {
-            extra,
+            degree,
             cmp,
             dealer_addend,
         } = req;
         ensure!(bits > 0 && bits < 62, "truncation by {bits} bits");
-        let r = self.dealer.random(x.shape());
-        let r_high = self.dealer.correlated(&mut self.comm, x.shape())?;
-        let r_msb = self.dealer.correlated(&mut self.comm, x.shape())?;
-        let extra = (0..extra)
-            .map(|_| self.dealer.correlated(&mut self.comm, x.shape()))
-            .collect::<Result<Vec<_>>>()?;
+        let pair = self.corr.truncation(&mut self.comm, x.shape(), bits)?;
+        let mut powers: Vec<(RingTensor, RingTensor)> = Vec::new();
+        for _ in 2..=degree {
+            let last = powers.last().map_or(&pair.high, |(h, _)| h);
+            let next = self
+                .corr
+                .product(&mut self.comm, Bilinear::Mul, last, &pair.high)?;
+            let with_msb = self
+                .corr
+                .product(&mut self.comm, Bilinear::Mul, last, &pair.msb)?;
+            powers.push((next, with_msb));
+        }
         let keys = cmp
-            .map(|mc| self.comparison_keys(mc, x.shape()))
+            .map(|mc| self.corr.comparison(&mut self.comm, mc, &pair.r))
             .transpose()?;
+        let r = pair.r;
         let offset = if self.party == 0 {
             1u64 << TRUNCATION_OFFSET_BITS
         } else {
@@ -200,7 +184,7 @@ impl TwoPartyDealer {
         }
         let coef = c.map(|c| (1 - (c >> 63)) << (64 - bits));
         let public = c.map(|c| (c >> bits).wrapping_sub(1 << (TRUNCATION_OFFSET_BITS - bits)));
-        let own_mask = r_high.sub(&r_msb.mul(&coef)?)?;
+        let own_mask = pair.high.sub(&pair.msb.mul(&coef)?)?;
         let compare = keys.map(|k| {
             let mask = k.mc.modulus_mask();
             let low = c.map(|c| c.wrapping_sub(1 << TRUNCATION_OFFSET_BITS) & mask);
@@ -210,24 +194,10 @@ impl TwoPartyDealer {
             public,
             own_mask,
             coef,
-            extra,
+            high: pair.high,
+            msb: pair.msb,
+            powers,
             compare,
-        })
-    }
-
-    /// Fetch comparison material for the mask drawn just before.
-    fn comparison_keys(&mut self, mc: MaskedCompare, shape: &[usize]) -> Result<ComparisonKeys> {
-        let rho_msb = self.dealer.correlated(&mut self.comm, shape)?;
-        let n = rho_msb.len();
-        let seeds = self.dealer.seeds(n);
-        let cw = self
-            .comm
-            .recv(DEALER, n * dcf::cw_words(mc.levels()), Phase::Offline)?;
-        Ok(ComparisonKeys {
-            mc,
-            rho_msb,
-            seeds,
-            cw,
         })
     }
 
@@ -275,51 +245,67 @@ impl TwoPartyDealer {
             share: self.own(shape, t)?,
             opened: Some(tr.public),
             mask: Some(tr.own_mask.neg()),
-            truncation: Some(TruncationMask::Coef {
-                coef: tr.coef,
+            truncation: Some(TruncationMask {
+                coef: Some(tr.coef),
+                high: tr.high,
+                msb: tr.msb,
                 cross: Cross::Vanishes,
             }),
         })
     }
 
     /// This party's share of the Beaver term `op(a, b)`. For a truncation's mask
-    /// `a = -R = c msb(r) - (r >> d)` the dealer cannot know `c`, so it shares `op(r >> d, b)`
-    /// and `op(msb(r), b)` and the parties combine them (element-wise products only); for two
-    /// truncation masks `R R' = hh' - c' h m' - c m h'` since `c c' = 0` mod 2^64 for
-    /// `d + d' <= 64`.
-    fn product_material(
-        &mut self,
-        x: &Masked,
-        y: &Masked,
-        op: Bilinear,
-        out_shape: &[usize],
-    ) -> Result<RingTensor> {
-        let coef = |m: &Masked| match &m.truncation {
-            Some(TruncationMask::Coef { coef, cross }) => Ok(Some((coef.clone(), *cross))),
-            Some(TruncationMask::Parts { .. }) => bail!("a party holds no dealer mask"),
-            None => Ok(None),
-        };
-        let (cx, cy) = (coef(x)?, coef(y)?);
-        if cx.is_none() && cy.is_none() {
-            return self.dealer.correlated(&mut self.comm, out_shape);
+    /// `a = -R = c msb(r) - (r >> d)` the provider does not know `c`, so it shares
+    /// `op(r >> d, b)` and `op(msb(r), b)` and the parties combine them (element-wise products
+    /// only); for two truncation masks `R R' = hh' - c' h m' - c m h'` since `c c' = 0` mod
+    /// 2^64 for `d + d' <= 64`.
+    fn product_material(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<RingTensor> {
+        type Parts<'a> = (&'a RingTensor, &'a RingTensor, &'a RingTensor, Cross);
+        fn parts(m: &Masked) -> Result<Option<Parts<'_>>> {
+            match &m.truncation {
+                Some(TruncationMask {
+                    coef: Some(c),
+                    high,
+                    msb,
+                    cross,
+                }) => Ok(Some((c, high, msb, *cross))),
+                Some(_) => bail!("a party holds no dealer mask"),
+                None => Ok(None),
+            }
+        }
+        fn mask(m: &Masked) -> Result<&RingTensor> {
+            m.mask
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("share was not masked by 2pc"))
+        }
+        let (px, py) = (parts(x)?, parts(y)?);
+        if px.is_none() && py.is_none() {
+            return self.corr.product(&mut self.comm, op, mask(x)?, mask(y)?);
         }
         ensure!(
             op == Bilinear::Mul,
             "a truncation's or a bit's mask serves element-wise products only"
         );
-        let mut next = || self.dealer.correlated(&mut self.comm, out_shape);
-        match (cx, cy) {
-            (Some((c, _)), None) | (None, Some((c, _))) => {
-                let (high, msb) = (next()?, next()?);
-                msb.mul(&c)?.sub(&high)
+        let comm = &mut self.comm;
+        let mut product = |a: &RingTensor, b: &RingTensor| self.corr.product(comm, op, a, b);
+        match (px, py) {
+            (Some((c, high, msb, _)), None) => {
+                let b = mask(y)?;
+                let (high, msb) = (product(high, b)?, product(msb, b)?);
+                msb.mul(c)?.sub(&high)
+            }
+            (None, Some((c, high, msb, _))) => {
+                let a = mask(x)?;
+                let (high, msb) = (product(a, high)?, product(a, msb)?);
+                msb.mul(c)?.sub(&high)
             }
             // (c1 m1 - h1)(c2 m2 - h2) = h1 h2 - c2 h1 m2 - c1 m1 h2 + c1 c2 m1 m2.
-            (Some((c1, x1)), Some((c2, x2))) => {
-                let (hh, hm, mh) = (next()?, next()?, next()?);
-                let c12 = c1.mul(&c2)?;
-                let three = hh.sub(&hm.mul(&c2)?)?.sub(&mh.mul(&c1)?)?;
+            (Some((c1, h1, m1, x1)), Some((c2, h2, m2, x2))) => {
+                let (hh, hm, mh) = (product(h1, h2)?, product(h1, m2)?, product(m1, h2)?);
+                let c12 = c1.mul(c2)?;
+                let three = hh.sub(&hm.mul(c2)?)?.sub(&mh.mul(c1)?)?;
                 match Cross::either(x1, x2) {
-                    Cross::Kept => three.add(&next()?.mul(&c12)?),
+                    Cross::Kept => three.add(&product(m1, m2)?.mul(&c12)?),
                     Cross::Vanishes => {
                         ensure!(
                             c12.data().iter().all(|&c| c == 0),
@@ -430,7 +416,7 @@ impl TwoPartyDealer {
     }
 }
 
-impl Protocol for TwoPartyDealer {
+impl Protocol for TwoParty {
     fn kind(&self) -> ProtocolKind {
         ProtocolKind::TwoPartyDealer
     }
@@ -449,10 +435,9 @@ impl Protocol for TwoPartyDealer {
 
     #[cfg(test)]
     fn streams(&self) -> Vec<super::prg::Stream> {
-        vec![
-            self.dealer.prg.stream("dealer", self.party, DEALER),
-            self.pair.stream("pair", 0, 1),
-        ]
+        let mut streams = self.corr.streams();
+        streams.push(self.pair.stream("pair", 0, 1));
+        streams
     }
 
     fn input(&mut self, owner: Role, value: Option<&RingTensor>, shape: &[usize]) -> Result<Share> {
@@ -474,7 +459,7 @@ impl Protocol for TwoPartyDealer {
     fn weight(&mut self, value: Option<&RingTensor>, shape: &[usize]) -> Result<SecretWeight> {
         let masked = if self.role == Role::Server {
             let w = supplied(value, shape, Role::Server)?;
-            let b = self.dealer.random(shape);
+            let b = self.corr.private_mask(shape);
             let f = w.sub(&b)?;
             self.comm.send(0, f.data(), Phase::Online)?;
             Masked {
@@ -506,14 +491,24 @@ impl Protocol for TwoPartyDealer {
             (Some(s), Some(f)) => (*s, f),
             _ => bail!("weight was not shared by 2pc-dealer"),
         };
+        let own_mask =
+            w.0.mask
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("weight without mask"))?;
         let z = if self.party == 0 {
-            let a = self.dealer.random(x.shape());
-            let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
+            let a = self.corr.private_mask(x.shape());
+            let c = self
+                .corr
+                .product(&mut self.comm, Bilinear::MatMul, &a, own_mask)?;
             self.comm
                 .send(1, Self::mine(x)?.sub(&a)?.data(), Phase::Online)?;
             c.add(&a.matmul(f)?)?
         } else {
-            let c = self.dealer.correlated(&mut self.comm, &out_shape)?;
+            // The client's mask is its own: this party's share of it is 0.
+            let zero = RingTensor::zeros(x.shape());
+            let c = self
+                .corr
+                .product(&mut self.comm, Bilinear::MatMul, &zero, own_mask)?;
             let e = RingTensor::new(x.shape(), self.comm.recv(0, x.len(), Phase::Online)?)?;
             c.add(&e.add(Self::mine(x)?)?.matmul(share)?)?
         };
@@ -543,7 +538,7 @@ impl Protocol for TwoPartyDealer {
 
     /// Open `E = x - a` for a fresh dealer mask `a`: one round, `|x|` words each way.
     fn mask(&mut self, xs: &[&Share]) -> Result<Vec<Masked>> {
-        let masks: Vec<RingTensor> = xs.iter().map(|x| self.dealer.random(x.shape())).collect();
+        let masks: Vec<RingTensor> = xs.iter().map(|x| self.corr.mask(x.shape())).collect();
         let masked = xs
             .iter()
             .zip(&masks)
@@ -563,9 +558,8 @@ impl Protocol for TwoPartyDealer {
             .collect())
     }
 
-    /// Values as in [`Protocol::mask`]; each bit `b` against a dealer bit `rho` whose xor
-    /// shares are the low bits of this party's next dealer draw, the dealer sharing `rho`
-    /// arithmetically: the parties swap `(b_i xor rho_i) & 1`, packed, in the same message as
+    /// Values as in [`Protocol::mask`]; each bit `b` against a provider's bit `rho`, held as
+    /// xor shares (low bits) and additive shares: the parties swap `(b_i xor rho_i) & 1`, packed, in the same message as
     /// the values' `x - a`. With `b^ = b xor rho` public, `b = b^ + (1 - 2 b^) rho`: the
     /// mask `c m - h` of [`TruncationMask`] with `c = -2 b^`, `m = rho`, `h = -rho`.
     fn mask_with_bits(
@@ -573,16 +567,11 @@ impl Protocol for TwoPartyDealer {
         values: &[&Share],
         bits: &[&Share],
     ) -> Result<(Vec<Masked>, Vec<Masked>)> {
-        let masks: Vec<RingTensor> = values
+        let masks: Vec<RingTensor> = values.iter().map(|x| self.corr.mask(x.shape())).collect();
+        let rho = bits
             .iter()
-            .map(|x| self.dealer.random(x.shape()))
-            .collect();
-        let mut rho = Vec::with_capacity(bits.len());
-        for b in bits {
-            let xor = self.dealer.random(b.shape()).map(|v| v & 1);
-            let arith = self.dealer.correlated(&mut self.comm, b.shape())?;
-            rho.push((xor, arith));
-        }
+            .map(|b| self.corr.bit_mask(&mut self.comm, b.shape()))
+            .collect::<Result<Vec<_>>>()?;
         let mut bytes = Vec::new();
         for (x, a) in values.iter().zip(&masks) {
             for v in Self::mine(x)?.sub(a)?.data() {
@@ -592,11 +581,11 @@ impl Protocol for TwoPartyDealer {
         let own_bits: Vec<u8> = bits
             .iter()
             .zip(&rho)
-            .map(|(b, (xor, _))| {
+            .map(|(b, rho)| {
                 Ok(Self::mine(b)?
                     .data()
                     .iter()
-                    .zip(xor.data())
+                    .zip(rho.xor.data())
                     .map(|(&s, &r)| ((s ^ r) & 1) as u8)
                     .collect::<Vec<u8>>())
             })
@@ -630,7 +619,7 @@ impl Protocol for TwoPartyDealer {
         let peer_bits = &theirs[value_bytes..];
         let mut at = 0;
         let mut out_bits = Vec::with_capacity(bits.len());
-        for (b, (_, arith)) in bits.iter().zip(rho) {
+        for (b, rho) in bits.iter().zip(rho) {
             let opened: Vec<u64> = (at..at + b.len())
                 .map(|i| u64::from(own_bits[i] ^ ((peer_bits[i / 8] >> (i % 8)) & 1)))
                 .collect();
@@ -639,10 +628,12 @@ impl Protocol for TwoPartyDealer {
             let coef = opened.map(|o| o.wrapping_mul(2).wrapping_neg());
             out_bits.push(Masked {
                 share: (*b).clone(),
-                mask: Some(arith.add(&arith.mul(&coef)?)?),
+                mask: Some(rho.arith.add(&rho.arith.mul(&coef)?)?),
                 opened: Some(opened),
-                truncation: Some(TruncationMask::Coef {
-                    coef,
+                truncation: Some(TruncationMask {
+                    coef: Some(coef),
+                    high: rho.arith.neg(),
+                    msb: rho.arith,
                     cross: Cross::Kept,
                 }),
             });
@@ -650,7 +641,7 @@ impl Protocol for TwoPartyDealer {
         Ok((out_values, out_bits))
     }
 
-    /// Beaver: `z = c + op(E, b) + op(a, F) + op(E, F)` with `c = op(a, b)` from the dealer.
+    /// Beaver: `z = c + op(E, b) + op(a, F) + op(E, F)` with `c = op(a, b)` from the provider.
     /// No communication.
     fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share> {
         let parts = |m: &Masked| -> Result<(RingTensor, RingTensor)> {
@@ -661,7 +652,7 @@ impl Protocol for TwoPartyDealer {
         };
         let ((e, a), (f, b)) = (parts(x)?, parts(y)?);
         let out_shape = op.shape(x.shape(), y.shape())?;
-        let c = self.product_material(x, y, op, &out_shape)?;
+        let c = self.product_material(x, y, op)?;
         // op(E, F) joins party 0's op(a, F) as op(a + E, F): two products per party.
         let a = match self.public_term(e.clone()) {
             Some(e) => a.add(&e)?,
@@ -691,21 +682,20 @@ impl Protocol for TwoPartyDealer {
     /// The truncation above, whose output `t = P - R` (public `P`, dealer-known `R`) is also
     /// raised to its powers in the same round: `t^k = sum_j C(k,j) P^(k-j) (-R)^j`, where
     /// `R = (r >> d) - c msb(r)` with public `c` in `{0, 2^(64-d)}`, so that `c^2 = 0` mod 2^64
-    /// for `d <= 32` and `R^j = (r>>d)^j - j c (r>>d)^(j-1) msb(r)`: linear in the dealer's
+    /// for `d <= 32` and `R^j = (r>>d)^j - j c (r>>d)^(j-1) msb(r)`: linear in the provider's
     /// shares of `(r>>d)^j` and `(r>>d)^(j-1) msb(r)`.
     fn truncate_powers(&mut self, x: &Share, bits: u32, degree: usize) -> Result<Vec<Share>> {
         ensure!(bits <= 32, "fused truncate-powers needs bits <= 32");
         ensure!(degree >= 1, "powers up to degree 0");
         let req = TruncationRequest {
-            extra: 2 * (degree - 1),
+            degree,
             ..Default::default()
         };
         let tr = self.truncation(x, bits, req)?;
         // R^j shares, j = 1..=degree.
         let mut r_pow = vec![tr.own_mask.clone()];
-        for pair in tr.extra.chunks(2) {
+        for (high_pow, high_pow_msb) in &tr.powers {
             let j = r_pow.len() as u64 + 1;
-            let (high_pow, high_pow_msb) = (&pair[0], &pair[1]);
             r_pow.push(high_pow.sub(&high_pow_msb.mul(&tr.coef)?.scale(j))?);
         }
         // Per element: sum_{j>=1} C(k,j) P^(k-j) (-R)^j, plus P^k at party 0; one pass.
@@ -774,8 +764,8 @@ impl Protocol for TwoPartyDealer {
     /// (see `compare::MaskedCompare`).
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
         let mc = MaskedCompare::new(cmp)?;
-        let r = self.dealer.random(x.shape());
-        let keys = self.comparison_keys(mc, x.shape())?;
+        let r = self.corr.mask(x.shape());
+        let keys = self.corr.comparison(&mut self.comm, mc, &r)?;
         let mask = mc.modulus_mask();
         let masked = Self::mine(x)?.add(&r)?.map(|v| v & mask);
         let opened = self.open_low_bits(&masked, cmp.bits)?.map(|v| v & mask);

@@ -3,14 +3,14 @@
 //! pairwise PRG streams stand when its program ends.
 
 use crate::mpc::comm::{Communicator, Phase};
-use crate::mpc::dealer::Dealer;
 use crate::mpc::fixed::FixedPoint;
 use crate::mpc::local::{RunOptions, run_local_with};
 use crate::mpc::party::connect;
 use crate::mpc::prg::{Prg, Stream};
 use crate::mpc::protocol::{Protocol, ProtocolKind, Role};
+use crate::mpc::provider::dealer::Dealer;
 use crate::mpc::transport::{Expect, Frame, MemoryTransport, Transport, TransportError};
-use crate::mpc::two_party::TwoPartyDealer;
+use crate::mpc::two_party::TwoParty;
 use anyhow::Result;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -181,10 +181,8 @@ impl Setup {
                 let (next, prev) = (stream(party), stream(party + 2));
                 Ok(match role {
                     Role::Dealer => Box::new(Dealer::from_parts(comm, fixed, next, prev)),
-                    Role::Client => {
-                        Box::new(TwoPartyDealer::from_parts(role, comm, fixed, prev, next)?)
-                    }
-                    _ => Box::new(TwoPartyDealer::from_parts(role, comm, fixed, next, prev)?),
+                    Role::Client => Box::new(TwoParty::from_parts(role, comm, fixed, prev, next)?),
+                    _ => Box::new(TwoParty::from_parts(role, comm, fixed, next, prev)?),
                 })
             }
         }

@@ -2,16 +2,16 @@
 //! correlated randomness each step needs. It never receives anything after setup, so it never
 //! waits on the parties and adds no online rounds; all it sends is offline traffic.
 
-use super::comm::{Communicator, Phase};
-use super::compare::MaskedCompare;
-use super::dcf;
-use super::fixed::FixedPoint;
-use super::prg::Prg;
-use super::protocol::{
+use crate::mpc::comm::{Communicator, Phase};
+use crate::mpc::compare::MaskedCompare;
+use crate::mpc::dcf;
+use crate::mpc::fixed::FixedPoint;
+use crate::mpc::prg::Prg;
+use crate::mpc::protocol::{
     Bilinear, Comparison, Cross, Masked, Protocol, ProtocolKind, Role, SecretWeight, TruncationMask,
 };
-use super::ring::RingTensor;
-use super::share::Share;
+use crate::mpc::ring::RingTensor;
+use crate::mpc::share::Share;
 use anyhow::{Result, bail, ensure};
 
 const CLIENT: usize = 0;
@@ -106,7 +106,8 @@ impl Dealer {
             share: Self::shape_only(shape)?,
             opened: None,
             mask: None,
-            truncation: Some(TruncationMask::Parts {
+            truncation: Some(TruncationMask {
+                coef: None,
                 high,
                 msb,
                 cross: Cross::Vanishes,
@@ -133,7 +134,7 @@ impl Protocol for Dealer {
     }
 
     #[cfg(test)]
-    fn streams(&self) -> Vec<super::prg::Stream> {
+    fn streams(&self) -> Vec<crate::mpc::prg::Stream> {
         let me = Role::Dealer.index();
         vec![
             self.client.stream("dealer", CLIENT, me),
@@ -198,14 +199,17 @@ impl Protocol for Dealer {
     }
 
     /// Shares of `op(a, b)`, or of the parts the parties combine it from when a mask is a
-    /// truncation's (see `TwoPartyDealer::product`).
+    /// truncation's (see `TwoParty::product`).
     fn product(&mut self, x: &Masked, y: &Masked, op: Bilinear) -> Result<Share> {
         let out = Self::shape_only(&op.shape(x.shape(), y.shape())?);
         let parts = |m: &Masked| match &m.truncation {
-            Some(TruncationMask::Parts { high, msb, cross }) => {
-                Ok(Some((high.clone(), msb.clone(), *cross)))
-            }
-            Some(TruncationMask::Coef { .. }) => bail!("the dealer holds no party's mask"),
+            Some(TruncationMask {
+                coef: None,
+                high,
+                msb,
+                cross,
+            }) => Ok(Some((high.clone(), msb.clone(), *cross))),
+            Some(_) => bail!("the dealer holds no party's mask"),
             None => Ok(None),
         };
         let mask = |m: &Masked| {
@@ -238,7 +242,7 @@ impl Protocol for Dealer {
     }
 
     /// The values' masks as in [`Protocol::mask`]; a bit's `rho` is the xor of the low bits of
-    /// the parties' next draws, shared arithmetically (see `TwoPartyDealer::mask_with_bits`).
+    /// the parties' next draws, shared arithmetically (see `TwoParty::mask_with_bits`).
     fn mask_with_bits(
         &mut self,
         values: &[&Share],
@@ -260,7 +264,8 @@ impl Protocol for Dealer {
                     share: Self::shape_only(shape)?,
                     opened: None,
                     mask: None,
-                    truncation: Some(TruncationMask::Parts {
+                    truncation: Some(TruncationMask {
+                        coef: None,
                         high: rho.neg(),
                         msb: rho,
                         cross: Cross::Kept,
