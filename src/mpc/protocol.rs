@@ -177,6 +177,49 @@ impl Masked {
         })
     }
 
+    /// `L x` for a linear map `L` of shares (reshaping, permuting, selecting or repeating
+    /// entries, summing), still masked: `L` applied alike to the share, the opened value and
+    /// the mask keeps `x = E + a` and so every product with it, and its opening is not
+    /// repeated. Local. A truncation's mask is not carried (its public coefficient would need
+    /// the same map).
+    pub fn relayout(&self, map: impl Fn(&Share) -> Result<Share>) -> Result<Masked> {
+        Masked::combine(&[self], |s| map(s[0]))
+    }
+
+    /// The masked values concatenated along `axis`, as [`Share::concat`]. Local.
+    pub fn concat(xs: &[&Masked], axis: usize) -> Result<Masked> {
+        Masked::combine(xs, |s| Share::concat(s, axis))
+    }
+
+    /// `map` of several masked values, applied to their shares, opened values and masks.
+    fn combine(xs: &[&Masked], map: impl Fn(&[&Share]) -> Result<Share>) -> Result<Masked> {
+        ensure!(
+            xs.iter().all(|x| x.truncation.is_none()),
+            "a truncation's or a bit's mask cannot be moved"
+        );
+        let shares: Vec<&Share> = xs.iter().map(|x| &x.share).collect();
+        let share = map(&shares)?;
+        let part = |get: fn(&Masked) -> &Option<RingTensor>| -> Result<Option<RingTensor>> {
+            let tensors: Vec<&RingTensor> = xs.iter().filter_map(|x| get(x).as_ref()).collect();
+            if tensors.is_empty() {
+                return Ok(None);
+            }
+            ensure!(tensors.len() == xs.len(), "values masked by different protocols");
+            let lifted = tensors
+                .iter()
+                .map(|t| Share::new(t.shape(), vec![(*t).clone()]))
+                .collect::<Result<Vec<_>>>()?;
+            let moved = map(&lifted.iter().collect::<Vec<_>>())?;
+            Ok(moved.into_parts().pop())
+        };
+        Ok(Masked {
+            opened: part(|x| &x.opened)?,
+            mask: part(|x| &x.mask)?,
+            share,
+            truncation: None,
+        })
+    }
+
     /// `x * c` for a public tensor `c` of `x`'s shape, still masked: the share, the opened
     /// value and the mask (and a truncation mask's `h` and `m`; its public coefficient is
     /// unchanged) all scale alike, so products with it stay consistent. Local.

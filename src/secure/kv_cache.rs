@@ -1,20 +1,21 @@
 //! The private layers' keys and values of every position seen so far, kept as shares for
 //! secure decoding: the prompt's from the prefill, then one more position per step. They are
-//! never opened: every product with them goes through the protocol (in 2pc-dealer with fresh
-//! Beaver masks each time, so only `K - A` for a uniform `A` is ever seen).
+//! never opened: they are kept masked ([`Masked`]), so in 2pc-dealer only `K - A` for a
+//! uniform `A` is ever seen, once per position (when it joins the cache); every later step's
+//! products reuse that opening, each with a fresh mask on the query side.
 //!
 //! Layout: per layer, the rows `[N, kv_heads·head_dim]` of every sequence packed one after
 //! another (as [`Packing`] packs the residual stream), keys at the fixed-point scale, rotated
 //! by their positions' RoPE.
 
 use super::packing::{Packing, Queries};
-use crate::mpc::share::Share;
+use crate::mpc::protocol::Masked;
 use anyhow::{Result, ensure};
 
 /// One layer's cached keys and values.
 #[derive(Default)]
 pub struct LayerKv {
-    kv: Option<(Share, Share)>,
+    kv: Option<(Masked, Masked)>,
 }
 
 impl LayerKv {
@@ -24,11 +25,11 @@ impl LayerKv {
     /// prompt's rows, into an empty cache.
     pub fn append(
         &mut self,
-        k: Share,
-        v: Share,
+        k: Masked,
+        v: Masked,
         packing: &Packing,
         queries: Queries,
-    ) -> Result<(Share, Share)> {
+    ) -> Result<(Masked, Masked)> {
         let merged = match (queries, self.kv.take()) {
             (Queries::Next, Some((ck, cv))) => {
                 let cached: Vec<usize> = packing.lens().iter().map(|&l| l - 1).collect();
@@ -57,7 +58,7 @@ impl LayerKv {
     }
 
     #[cfg(test)]
-    fn shares(&self) -> Option<&(Share, Share)> {
+    fn shares(&self) -> Option<&(Masked, Masked)> {
         self.kv.as_ref()
     }
 }
@@ -89,10 +90,10 @@ impl SharedKvCache {
     /// Every layer's cached keys and values (test only: the views check that they are never
     /// opened).
     #[cfg(test)]
-    pub fn snapshot(&self) -> Vec<(Share, Share)> {
+    pub fn snapshot(&self) -> Vec<(crate::mpc::share::Share, crate::mpc::share::Share)> {
         self.layers
             .iter()
-            .filter_map(|l| l.shares().cloned())
+            .filter_map(|l| l.shares().map(|(k, v)| (k.share().clone(), v.share().clone())))
             .collect()
     }
 
@@ -114,42 +115,56 @@ impl SharedKvCache {
 }
 
 /// Sequence `b`'s `cached[b]` rows of `cache`, then row `b` of `new`, for every `b`. Local.
-fn interleave(cache: &Share, new: &Share, cached: &[usize]) -> Result<Share> {
+fn interleave(cache: &Masked, new: &Masked, cached: &[usize]) -> Result<Masked> {
     let mut parts = Vec::with_capacity(2 * cached.len());
     let mut start = 0;
     for (b, &len) in cached.iter().enumerate() {
-        parts.push(cache.narrow(0, start, len)?);
-        parts.push(new.narrow(0, b, 1)?);
+        parts.push(cache.relayout(|s| s.narrow(0, start, len))?);
+        parts.push(new.relayout(|s| s.narrow(0, b, 1))?);
         start += len;
     }
-    Share::concat(&parts.iter().collect::<Vec<_>>(), 0)
+    Masked::concat(&parts.iter().collect::<Vec<_>>(), 0)
 }
 
 /// The row blocks of the sequences (of lengths `lens`) whose `keep` is set. Local.
-fn select(x: &Share, lens: &[usize], keep: &[bool]) -> Result<Share> {
+fn select(x: &Masked, lens: &[usize], keep: &[bool]) -> Result<Masked> {
     let mut parts = Vec::new();
     let mut start = 0;
     for (&len, &k) in lens.iter().zip(keep) {
         if k {
-            parts.push(x.narrow(0, start, len)?);
+            parts.push(x.relayout(|s| s.narrow(0, start, len))?);
         }
         start += len;
     }
-    Share::concat(&parts.iter().collect::<Vec<_>>(), 0)
+    Masked::concat(&parts.iter().collect::<Vec<_>>(), 0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mpc::ring::RingTensor;
+    use crate::mpc::share::Share;
 
-    fn rows(values: &[u64]) -> Share {
-        let t = RingTensor::new(&[values.len(), 1], values.to_vec()).unwrap();
-        Share::new(&[values.len(), 1], vec![t]).unwrap()
+    /// A masked column of `values`: mask `-(3v + 1000)`, opened `4v + 1000`, so that
+    /// `opened + mask = share` holds after a move only if all three moved alike.
+    fn rows(values: &[u64]) -> Masked {
+        let t = |f: &dyn Fn(u64) -> u64| {
+            let data = values.iter().map(|&v| f(v)).collect();
+            RingTensor::new(&[values.len(), 1], data).unwrap()
+        };
+        Masked {
+            share: Share::new(&[values.len(), 1], vec![t(&|v| v)]).unwrap(),
+            opened: Some(t(&|v| 4 * v + 1000)),
+            mask: Some(t(&|v| (3 * v + 1000).wrapping_neg())),
+            truncation: None,
+        }
     }
 
-    fn values(s: &Share) -> Vec<u64> {
-        s.parts()[0].data().to_vec()
+    /// The share's values, checked to still equal opened value plus mask.
+    fn values(m: &Masked) -> Vec<u64> {
+        let (opened, mask) = (m.opened.as_ref().unwrap(), m.mask.as_ref().unwrap());
+        assert_eq!(opened.add(mask).unwrap().data(), m.share.parts()[0].data());
+        m.share.parts()[0].data().to_vec()
     }
 
     #[test]

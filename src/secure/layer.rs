@@ -22,7 +22,7 @@ use crate::model::attention::AttentionLayout;
 use crate::model::llama::DecoderLayer;
 use crate::model::variants::{Activation, SoftmaxKind};
 use crate::mpc::cost::CostClass;
-use crate::mpc::protocol::{Bilinear, Protocol};
+use crate::mpc::protocol::{Bilinear, Masked, Protocol};
 use crate::mpc::ring::RingTensor;
 use crate::mpc::share::Share;
 use crate::mpc::{approx, ops};
@@ -270,19 +270,21 @@ impl LayerWeights {
             };
             Ok((q, rows(&k)?, rows(&v)?))
         })?;
+        let sharing = KvSharing::new(l)?;
+        // One round masks the queries, keys and values; the cache keeps keys and values
+        // masked, so each position's are opened once, not again at every decoding step.
+        let q = sharing.queries(&q, batch)?;
+        let masked = ops::labelled(p, CostClass::Matmul, |p| p.mask(&[&q, &k, &v]))?;
+        let [q, k, v]: [Masked; 3] = masked.try_into().expect("three masked");
         let (k, v) = match cache {
             Some(cache) => cache.append(k, v, packing, queries)?,
             None => (k, v),
         };
-        let (k, v) = (padded(&k)?, padded(&v)?);
-        let sharing = KvSharing::new(l)?;
-        let (q, k, v) = (
-            sharing.queries(&q, batch)?,
-            sharing.keys(&k, batch)?,
-            sharing.keys(&v, batch)?,
-        );
+        let keys = |x: &Masked| x.relayout(|s| sharing.keys(&padded(s)?, batch));
+        let (k, v) = (keys(&k)?, keys(&v)?);
         let scores = ops::labelled(p, CostClass::Matmul, |p| {
-            p.bilinear_truncate(&q, &k.transpose()?, Bilinear::MatMul, f)
+            let kt = k.relayout(Share::transpose)?;
+            Ok(p.product_truncate(&[(&q, &kt)], Bilinear::MatMul, f)?.remove(0))
         })?;
         let scores = sharing.per_head(&scores)?;
         let visible = packing.attention_mask(l.softmax_heads(), queries, self.arch.mask);
@@ -291,7 +293,8 @@ impl LayerWeights {
             SoftmaxKind::TwoQuad => approx::softmax_2quad(p, &scores, Some(&visible)),
         })?;
         ops::labelled(p, CostClass::Matmul, |p| {
-            let out = ops::matmul(p, &sharing.per_unit(&probs)?, &v)?;
+            let probs = p.mask(&[&sharing.per_unit(&probs)?])?.remove(0);
+            let out = p.product_truncate(&[(&probs, &v)], Bilinear::MatMul, f)?.remove(0);
             let out = sharing.output(&out, batch)?; // [B Tq, heads hd]
             let out = match queries {
                 Queries::All => packing.unpad(&out)?,
