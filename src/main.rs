@@ -263,6 +263,13 @@ struct EvalArgs {
     /// student with K public layers (heads merged by 3, LoRA rank 16 on q, k, v, B = 0).
     #[arg(long, value_name = "K")]
     student_shape: Option<usize>,
+    /// Code tasks (humaneval): grade each answer by running its tests in a python3
+    /// subprocess. This EXECUTES MODEL OUTPUT on this machine (see docs/humaneval.md).
+    #[arg(long)]
+    execute_code: bool,
+    /// Seconds each program may run under --execute-code.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    execution_timeout: f64,
 }
 
 #[derive(clap::Args)]
@@ -415,6 +422,9 @@ fn eval_command(args: EvalArgs) -> EvalCommand {
             reference: args.reference,
         }),
         student_shape: args.student_shape,
+        execute_code: args
+            .execute_code
+            .then(|| Duration::from_secs_f64(args.execution_timeout.max(0.001).min(86_400.0))),
     }
 }
 

@@ -8,6 +8,7 @@
 //! `private.safetensors`. Generation tasks decode under MPC, choice tasks score the choices.
 
 use crate::data::{PromptFormat, TaskKind};
+use crate::eval::execute::{CodeRunner, Grading};
 use crate::eval::report::EvalReport;
 use crate::eval::{EvalRequest, Rows, evaluate_plaintext};
 use crate::mpc::network::Network;
@@ -52,6 +53,8 @@ pub struct EvalCommand {
     /// A bare base model shaped as a student with this many public layers
     /// (`Served::student_shaped`).
     pub student_shape: Option<usize>,
+    /// Code tasks: run each answer's tests, with this time limit a program (`--execute-code`).
+    pub execute_code: Option<Duration>,
 }
 
 /// How to run the private part under MPC.
@@ -133,6 +136,10 @@ pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
             .or(trained.and_then(|t| t.max_new_tokens))
             .unwrap_or(DEFAULT_EVAL_NEW_TOKENS),
         format: cmd.format.or(trained.map(|t| t.format)).unwrap_or_default(),
+        grading: match cmd.execute_code {
+            Some(timeout) => Grading::Execute(CodeRunner::new(timeout)?),
+            None => Grading::NoExecution,
+        },
     };
     let Some(mpc) = cmd.mpc else {
         return Ok(EvalOutcome::Plaintext(evaluate_plaintext(

@@ -7,6 +7,7 @@
 use crate::checkpoint::TaskInfo;
 use crate::data::{Dataset, Example, Split};
 use crate::eval::EvalRequest;
+use crate::eval::execute::Grading;
 use crate::model::LoadedModel;
 use crate::mpc::network::Network;
 use crate::mpc::protocol::ProtocolKind;
@@ -78,6 +79,8 @@ impl Loaded {
             max_len: self.task.max_len,
             format: self.task.format,
             max_new_tokens: self.task.max_new_tokens.unwrap_or(0),
+            // `run`'s recipes are graded without running code.
+            grading: Grading::NoExecution,
         }
     }
 

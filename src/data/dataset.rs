@@ -56,6 +56,7 @@ mod tests {
             (TaskKind::ArcEasy, 470),
             (TaskKind::Gsm8k, 1100),
             (TaskKind::ArithmeticGen, 2500),
+            (TaskKind::HumanEval, 164),
         ];
         for (task, rows) in expected_rows {
             let dataset = Dataset::load(&datasets_root(), task).unwrap();
@@ -63,7 +64,9 @@ mod tests {
             for example in &dataset.examples {
                 match example.answer {
                     Answer::Choice(index) => assert!(index < example.choices.len()),
-                    Answer::Text { .. } => assert!(task.is_generation()),
+                    Answer::Text { .. } | Answer::Program { .. } => {
+                        assert!(task.is_generation())
+                    }
                 }
             }
         }

@@ -26,6 +26,14 @@ pub enum Answer {
         final_number: String,
         solution: String,
     },
+    /// A code task's tests: `check(candidate)` asserts on the function `entry_point` that the
+    /// prompt begins; graded by running them (see `eval::execute`). `solution` is the
+    /// reference body.
+    Program {
+        tests: String,
+        entry_point: String,
+        solution: String,
+    },
 }
 
 /// The user message content, `before + truncatable + after`; only `truncatable` may be cut
@@ -80,6 +88,11 @@ pub enum GradeError {
     NanScore { id: String },
     #[error("example {id}: expected {expected}, got the other kind of prediction")]
     WrongKind { id: String, expected: &'static str },
+    #[error(
+        "example {id}: a code task is graded by running the model's output; pass \
+         --execute-code to allow it"
+    )]
+    NeedsExecution { id: String },
 }
 
 impl Example {
@@ -88,12 +101,13 @@ impl Example {
     pub fn target(&self) -> &str {
         match &self.answer {
             Answer::Choice(index) => &self.choices[*index],
-            Answer::Text { solution, .. } => solution,
+            Answer::Text { solution, .. } | Answer::Program { solution, .. } => solution,
         }
     }
 
     /// Whether `prediction` is right: the best-scored choice is the answer, or the generated
-    /// text's final number equals the expected one.
+    /// text's final number equals the expected one. Code answers are graded only by running
+    /// them (`eval::execute`): here they are [`GradeError::NeedsExecution`].
     pub fn grade(&self, prediction: Prediction<'_>) -> Result<bool, GradeError> {
         let id = || self.id.clone();
         match (&self.answer, prediction) {
@@ -115,10 +129,15 @@ impl Example {
                 id: id(),
                 expected: "choice scores",
             }),
-            (Answer::Text { .. }, Prediction::Scores(_)) => Err(GradeError::WrongKind {
-                id: id(),
-                expected: "generated text",
-            }),
+            (Answer::Program { .. }, Prediction::Generated(_)) => {
+                Err(GradeError::NeedsExecution { id: id() })
+            }
+            (Answer::Text { .. } | Answer::Program { .. }, Prediction::Scores(_)) => {
+                Err(GradeError::WrongKind {
+                    id: id(),
+                    expected: "generated text",
+                })
+            }
         }
     }
 }

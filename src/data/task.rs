@@ -16,10 +16,14 @@ pub enum TaskKind {
     /// `arithmetic`'s rows asked as free-form questions ("Calculate 5 + 91 =" → "96").
     #[serde(rename = "arithmetic-gen")]
     ArithmeticGen,
+    /// OpenAI's HumanEval: a Python function's signature and docstring, its body generated
+    /// and graded pass@1 by running the problem's tests (only behind `--execute-code`).
+    #[serde(rename = "humaneval")]
+    HumanEval,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 7] = [
+    pub const ALL: [TaskKind; 8] = [
         TaskKind::Sst2,
         TaskKind::Rte,
         TaskKind::Boolq,
@@ -27,6 +31,7 @@ impl TaskKind {
         TaskKind::ArcEasy,
         TaskKind::Gsm8k,
         TaskKind::ArithmeticGen,
+        TaskKind::HumanEval,
     ];
 
     /// The name used in recipes and on the command line.
@@ -39,6 +44,7 @@ impl TaskKind {
             TaskKind::Arithmetic => "arithmetic",
             TaskKind::ArcEasy => "arc_easy",
             TaskKind::Gsm8k => "gsm8k",
+            TaskKind::HumanEval => "humaneval",
         }
     }
 
@@ -50,10 +56,13 @@ impl TaskKind {
         }
     }
 
-    /// Whether the model generates free text (graded by exact match on the final number)
-    /// instead of picking one of the example's choices.
+    /// Whether the model generates free text (graded by exact match on the final number, or
+    /// by running it) instead of picking one of the example's choices.
     pub fn is_generation(self) -> bool {
-        matches!(self, TaskKind::Gsm8k | TaskKind::ArithmeticGen)
+        matches!(
+            self,
+            TaskKind::Gsm8k | TaskKind::ArithmeticGen | TaskKind::HumanEval
+        )
     }
 }
 
@@ -68,7 +77,7 @@ mod tests {
         let err = "mnli".parse::<TaskKind>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown task \"mnli\"; expected one of sst2, rte, boolq, arithmetic, arc_easy, gsm8k, arithmetic-gen"
+            "unknown task \"mnli\"; expected one of sst2, rte, boolq, arithmetic, arc_easy, gsm8k, arithmetic-gen, humaneval"
         );
     }
 
@@ -78,7 +87,14 @@ mod tests {
             .into_iter()
             .filter(|task| task.is_generation())
             .collect();
-        assert_eq!(generation, [TaskKind::Gsm8k, TaskKind::ArithmeticGen]);
+        assert_eq!(
+            generation,
+            [
+                TaskKind::Gsm8k,
+                TaskKind::ArithmeticGen,
+                TaskKind::HumanEval
+            ]
+        );
         assert_eq!(TaskKind::ArithmeticGen.dataset(), "arithmetic");
     }
 }

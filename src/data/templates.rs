@@ -65,6 +65,7 @@ fn example_from_row(task: TaskKind, row: &Row) -> Result<Example, RowError> {
         TaskKind::Arithmetic | TaskKind::ArcEasy => multiple_choice(row)?,
         TaskKind::Gsm8k => word_problem(row)?,
         TaskKind::ArithmeticGen => free_form_arithmetic(row)?,
+        TaskKind::HumanEval => code_completion(row)?,
     };
     Ok(Example {
         id,
@@ -85,7 +86,7 @@ pub fn answer_words(task: TaskKind) -> Vec<&'static str> {
         TaskKind::Arithmetic | TaskKind::ArcEasy => {
             (0..LETTERS.len()).map(|i| &LETTERS[i..i + 1]).collect()
         }
-        TaskKind::Gsm8k | TaskKind::ArithmeticGen => Vec::new(),
+        TaskKind::Gsm8k | TaskKind::ArithmeticGen | TaskKind::HumanEval => Vec::new(),
     }
 }
 
@@ -177,6 +178,21 @@ fn free_form_arithmetic(row: &Row) -> Result<(Prompt, Vec<String>, Answer), RowE
         final_number,
     };
     Ok((prompt, Vec::new(), answer))
+}
+
+/// A HumanEval problem: the prompt is the code as given (signature and docstring), which the
+/// model continues with the body; not trimmed, since the body's indentation follows it.
+fn code_completion(row: &Row) -> Result<(Prompt, Vec<String>, Answer), RowError> {
+    let answer = Answer::Program {
+        tests: row.text("test")?.to_owned(),
+        entry_point: row.text("entry_point")?.trim().to_owned(),
+        solution: row.text("canonical_solution")?.to_owned(),
+    };
+    Ok((
+        Prompt::fixed(row.text("prompt")?.to_owned()),
+        Vec::new(),
+        answer,
+    ))
 }
 
 /// A GSM8K problem; the model is asked to end in the dataset's own `#### <number>` format.

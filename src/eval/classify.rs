@@ -1,5 +1,6 @@
 //! Classification by comparing the logits of the choices' first tokens at the answer position.
 
+use super::execute::Grading;
 use super::prompt::{choice_token_ids, prompt_ids};
 use super::report::Outcome;
 use crate::data::PromptFormat;
@@ -57,7 +58,7 @@ pub fn classify(
         tokens: prompts.iter().map(Vec::len).sum(),
     };
     for (ex, scores) in examples.iter().zip(&scores) {
-        outcome.record(ex, Prediction::Scores(scores))?;
+        outcome.record(ex, Prediction::Scores(scores), &Grading::NoExecution)?;
     }
     Ok(outcome)
 }

@@ -1,5 +1,6 @@
 //! Generation tasks: greedy decoding, graded on the final number of the answer.
 
+use super::execute::Grading;
 use super::prompt::prompt_ids;
 use super::report::Outcome;
 use crate::data::PromptFormat;
@@ -98,7 +99,7 @@ pub fn generate_batch(
         .collect()
 }
 
-/// Generates an answer for every example, one at a time, and grades it.
+/// Generates an answer for every example, one at a time, and grades it as `grading` says.
 pub fn generate_answers(
     model: &Llama,
     tokenizer: &Tokenizer,
@@ -106,6 +107,7 @@ pub fn generate_answers(
     examples: &[&Example],
     max_len: usize,
     max_new_tokens: usize,
+    grading: &Grading,
 ) -> Result<Outcome> {
     let stop = stop_tokens(tokenizer)?;
     let mut outcome = Outcome {
@@ -118,7 +120,7 @@ pub fn generate_answers(
         let (text, tokens) =
             generate_answer(model, tokenizer, format, ex, max_len, max_new_tokens, &stop)?;
         outcome.tokens += tokens;
-        outcome.record(ex, Prediction::Generated(&text))?;
+        outcome.record(ex, Prediction::Generated(&text), grading)?;
         bar.set_message(format!("accuracy {}", outcome.accuracy));
         bar.inc(1);
     }

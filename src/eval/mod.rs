@@ -1,6 +1,7 @@
 //! Plaintext evaluation of a model on a task's rows.
 
 pub mod classify;
+pub mod execute;
 pub mod generate;
 pub mod prompt;
 pub mod report;

@@ -1,5 +1,6 @@
 //! The JSON report of an evaluation.
 
+use super::execute::Grading;
 use crate::data::{Accuracy, Example, Prediction};
 use serde::Serialize;
 
@@ -62,8 +63,9 @@ impl Outcome {
         &mut self,
         example: &Example,
         prediction: Prediction,
-    ) -> Result<(), crate::data::GradeError> {
-        let correct = example.grade(prediction)?;
+        grading: &Grading,
+    ) -> anyhow::Result<()> {
+        let correct = grading.grade(example, prediction)?;
         self.accuracy.record(correct);
         let (scores, generated) = match prediction {
             Prediction::Scores(s) => (Some(s.to_vec()), None),

@@ -1,6 +1,7 @@
 //! `marill eval` in plaintext: which rows, which model, and the report.
 
 use super::classify::classify;
+use super::execute::Grading;
 use super::generate::generate_answers;
 use super::report::EvalReport;
 use crate::data::PromptFormat;
@@ -73,6 +74,8 @@ pub struct EvalRequest {
     pub format: PromptFormat,
     /// Generation tasks: the longest answer.
     pub max_new_tokens: usize,
+    /// Whether code answers may be run to grade them.
+    pub grading: Grading,
 }
 
 pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<EvalReport> {
@@ -90,6 +93,7 @@ pub fn evaluate_plaintext(loaded: &LoadedModel, req: &EvalRequest) -> Result<Eva
             &rows,
             max_len,
             req.max_new_tokens,
+            &req.grading,
         )?
     } else {
         classify(model, tokenizer, req.format, &rows, req.batch, max_len)?

@@ -204,7 +204,10 @@ impl Masked {
             if tensors.is_empty() {
                 return Ok(None);
             }
-            ensure!(tensors.len() == xs.len(), "values masked by different protocols");
+            ensure!(
+                tensors.len() == xs.len(),
+                "values masked by different protocols"
+            );
             let lifted = tensors
                 .iter()
                 .map(|t| Share::new(t.shape(), vec![(*t).clone()]))

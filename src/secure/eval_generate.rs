@@ -107,12 +107,12 @@ pub fn evaluate_secure_generation(
     let mut predictions = Vec::with_capacity(n);
     for (i, ex) in rows.iter().enumerate() {
         let mpc = text(&run.tokens[i])?;
-        let ok = ex.grade(Prediction::Generated(&mpc))?;
+        let ok = req.grading.grade(ex, Prediction::Generated(&mpc))?;
         correct += usize::from(ok);
         let (plain, agree) = match &plaintext {
             Some(p) => {
                 let plain = text(&p[i])?;
-                plain_correct += usize::from(ex.grade(Prediction::Generated(&plain))?);
+                plain_correct += usize::from(req.grading.grade(ex, Prediction::Generated(&plain))?);
                 let (same, reached) = token_matches(&run.tokens[i], &p[i]);
                 same_tokens += same;
                 positions += reached;

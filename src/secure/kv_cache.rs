@@ -93,7 +93,10 @@ impl SharedKvCache {
     pub fn snapshot(&self) -> Vec<(crate::mpc::share::Share, crate::mpc::share::Share)> {
         self.layers
             .iter()
-            .filter_map(|l| l.shares().map(|(k, v)| (k.share().clone(), v.share().clone())))
+            .filter_map(|l| {
+                l.shares()
+                    .map(|(k, v)| (k.share().clone(), v.share().clone()))
+            })
             .collect()
     }
 

@@ -284,7 +284,8 @@ impl LayerWeights {
         let (k, v) = (keys(&k)?, keys(&v)?);
         let scores = ops::labelled(p, CostClass::Matmul, |p| {
             let kt = k.relayout(Share::transpose)?;
-            Ok(p.product_truncate(&[(&q, &kt)], Bilinear::MatMul, f)?.remove(0))
+            Ok(p.product_truncate(&[(&q, &kt)], Bilinear::MatMul, f)?
+                .remove(0))
         })?;
         let scores = sharing.per_head(&scores)?;
         let visible = packing.attention_mask(l.softmax_heads(), queries, self.arch.mask);
@@ -294,7 +295,9 @@ impl LayerWeights {
         })?;
         ops::labelled(p, CostClass::Matmul, |p| {
             let probs = p.mask(&[&sharing.per_unit(&probs)?])?.remove(0);
-            let out = p.product_truncate(&[(&probs, &v)], Bilinear::MatMul, f)?.remove(0);
+            let out = p
+                .product_truncate(&[(&probs, &v)], Bilinear::MatMul, f)?
+                .remove(0);
             let out = sharing.output(&out, batch)?; // [B Tq, heads hd]
             let out = match queries {
                 Queries::All => packing.unpad(&out)?,
