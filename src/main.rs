@@ -178,6 +178,17 @@ struct PartyArgs {
     reveal_scores: bool,
 }
 
+/// A positive number of seconds.
+fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    match Duration::try_from_secs_f64(secs) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("{s:?} is not a positive number of seconds")),
+    }
+}
+
 fn parse_peer(s: &str) -> std::result::Result<(Role, SocketAddr), String> {
     let (role, addr) = s.split_once('=').ok_or("expected ROLE=HOST:PORT")?;
     let role = role.parse::<Role>().map_err(|e| e.to_string())?;
@@ -268,8 +279,8 @@ struct EvalArgs {
     #[arg(long)]
     execute_code: bool,
     /// Seconds each program may run under --execute-code.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
-    execution_timeout: f64,
+    #[arg(long, default_value = "10", value_name = "SECONDS", value_parser = parse_seconds)]
+    execution_timeout: Duration,
 }
 
 #[derive(clap::Args)]
@@ -422,9 +433,7 @@ fn eval_command(args: EvalArgs) -> EvalCommand {
             reference: args.reference,
         }),
         student_shape: args.student_shape,
-        execute_code: args
-            .execute_code
-            .then(|| Duration::from_secs_f64(args.execution_timeout.max(0.001).min(86_400.0))),
+        execute_code: args.execute_code.then_some(args.execution_timeout),
     }
 }
 

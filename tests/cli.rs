@@ -570,3 +570,41 @@ fn generation_under_mpc_over_tcp_reports_as_in_memory() {
     };
     assert_eq!(answers(&memory), answers(&tcp));
 }
+
+#[test]
+fn a_code_task_runs_its_tests_only_with_execute_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(&dir.path().join("m"));
+    let data = dir.path().join("code.jsonl");
+    let row = serde_json::json!({
+        "id": "add",
+        "prompt": "def add(a, b):\n",
+        "entry_point": "add",
+        "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n",
+        "canonical_solution": "    return a + b\n",
+    });
+    std::fs::write(&data, format!("{row}\n")).unwrap();
+    let data = data.to_str().unwrap();
+    let args = [
+        "eval",
+        "--model",
+        &model,
+        "--task",
+        "humaneval",
+        "--data",
+        data,
+        "--max-new-tokens",
+        "4",
+    ];
+    assert_one_line_error(&args, &["humaneval", "--execute-code"]);
+    let json = dir.path().join("report.json");
+    let mut with = args.to_vec();
+    with.extend(["--execute-code", "--json", json.to_str().unwrap()]);
+    let (ok, _, stderr) = marill(&with);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["n"], 1);
+    // Four tokens of an untrained model are not `return a + b`.
+    assert_eq!(report["predictions"][0]["correct"], false);
+}

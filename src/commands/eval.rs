@@ -103,6 +103,12 @@ impl EvalOutcome {
 }
 
 pub fn run_eval(cmd: EvalCommand, device: &Device) -> Result<EvalOutcome> {
+    ensure!(
+        !cmd.task.is_graded_by_execution() || cmd.execute_code.is_some(),
+        "{} is graded by running the model's code: pass --execute-code to allow it (see \
+         docs/humaneval.md)",
+        cmd.task
+    );
     // Rows first: a bad data file fails before the model is loaded.
     let rows = cmd.rows.load(cmd.task, cmd.limit)?;
     let tcp = matches!(

@@ -56,6 +56,11 @@ impl TaskKind {
         }
     }
 
+    /// Whether answers are graded by running them (which needs `--execute-code`).
+    pub fn is_graded_by_execution(self) -> bool {
+        self == TaskKind::HumanEval
+    }
+
     /// Whether the model generates free text (graded by exact match on the final number, or
     /// by running it) instead of picking one of the example's choices.
     pub fn is_generation(self) -> bool {
