@@ -186,13 +186,10 @@ impl Masked {
         Masked::combine(&[self], |s| map(s[0]))
     }
 
-    /// The masked values concatenated along `axis`, as [`Share::concat`]. Local.
-    pub fn concat(xs: &[&Masked], axis: usize) -> Result<Masked> {
-        Masked::combine(xs, |s| Share::concat(s, axis))
-    }
-
-    /// `map` of several masked values, applied to their shares, opened values and masks.
-    fn combine(xs: &[&Masked], map: impl Fn(&[&Share]) -> Result<Share>) -> Result<Masked> {
+    /// `map` of several masked values (e.g. joining them), applied alike to their shares,
+    /// opened values and masks, each once. Local; as [`Masked::relayout`], `map` must be
+    /// linear and no truncation's mask is carried.
+    pub fn combine(xs: &[&Masked], map: impl Fn(&[&Share]) -> Result<Share>) -> Result<Masked> {
         ensure!(
             xs.iter().all(|x| x.truncation.is_none()),
             "a truncation's or a bit's mask cannot be moved"

@@ -10,6 +10,7 @@
 
 use super::packing::{Packing, Queries};
 use crate::mpc::protocol::Masked;
+use crate::mpc::share::Share;
 use anyhow::{Result, ensure};
 
 /// One layer's cached keys and values.
@@ -90,7 +91,7 @@ impl SharedKvCache {
     /// Every layer's cached keys and values (test only: the views check that they are never
     /// opened).
     #[cfg(test)]
-    pub fn snapshot(&self) -> Vec<(crate::mpc::share::Share, crate::mpc::share::Share)> {
+    pub fn snapshot(&self) -> Vec<(Share, Share)> {
         self.layers
             .iter()
             .filter_map(|l| {
@@ -117,36 +118,42 @@ impl SharedKvCache {
     }
 }
 
-/// Sequence `b`'s `cached[b]` rows of `cache`, then row `b` of `new`, for every `b`. Local.
+/// Sequence `b`'s `cached[b]` rows of `cache`, then row `b` of `new`, for every `b`. Local:
+/// the masked values move in one pass each.
 fn interleave(cache: &Masked, new: &Masked, cached: &[usize]) -> Result<Masked> {
+    Masked::combine(&[cache, new], |s| interleave_rows(s[0], s[1], cached))
+}
+
+fn interleave_rows(cache: &Share, new: &Share, cached: &[usize]) -> Result<Share> {
     let mut parts = Vec::with_capacity(2 * cached.len());
     let mut start = 0;
     for (b, &len) in cached.iter().enumerate() {
-        parts.push(cache.relayout(|s| s.narrow(0, start, len))?);
-        parts.push(new.relayout(|s| s.narrow(0, b, 1))?);
+        parts.push(cache.narrow(0, start, len)?);
+        parts.push(new.narrow(0, b, 1)?);
         start += len;
     }
-    Masked::concat(&parts.iter().collect::<Vec<_>>(), 0)
+    Share::concat(&parts.iter().collect::<Vec<_>>(), 0)
 }
 
 /// The row blocks of the sequences (of lengths `lens`) whose `keep` is set. Local.
 fn select(x: &Masked, lens: &[usize], keep: &[bool]) -> Result<Masked> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    for (&len, &k) in lens.iter().zip(keep) {
-        if k {
-            parts.push(x.relayout(|s| s.narrow(0, start, len))?);
+    x.relayout(|s| {
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for (&len, &k) in lens.iter().zip(keep) {
+            if k {
+                parts.push(s.narrow(0, start, len)?);
+            }
+            start += len;
         }
-        start += len;
-    }
-    Masked::concat(&parts.iter().collect::<Vec<_>>(), 0)
+        Share::concat(&parts.iter().collect::<Vec<_>>(), 0)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mpc::ring::RingTensor;
-    use crate::mpc::share::Share;
 
     /// A masked column of `values`: mask `-(3v + 1000)`, opened `4v + 1000`, so that
     /// `opened + mask = share` holds after a move only if all three moved alike.

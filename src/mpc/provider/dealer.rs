@@ -101,7 +101,18 @@ impl Dealer {
         Share::new(shape, Vec::new())
     }
 
-    fn truncation_masked(shape: &[usize], high: RingTensor, msb: RingTensor) -> Result<Masked> {
+    /// One result of shape `shape` per threshold, by shape only.
+    fn comparison_outputs(shape: &[usize], thresholds: &[u64]) -> Result<Vec<Share>> {
+        thresholds.iter().map(|_| Self::shape_only(shape)).collect()
+    }
+
+    /// A masked value whose mask `c m - h` the dealer holds as `h` and `m`.
+    fn parts_masked(
+        shape: &[usize],
+        high: RingTensor,
+        msb: RingTensor,
+        cross: Cross,
+    ) -> Result<Masked> {
         Ok(Masked {
             share: Self::shape_only(shape)?,
             opened: None,
@@ -110,7 +121,7 @@ impl Dealer {
                 coef: None,
                 high,
                 msb,
-                cross: Cross::Vanishes,
+                cross,
             }),
         })
     }
@@ -260,17 +271,7 @@ impl Protocol for Dealer {
                     .map(|v| v & 1);
                 // The sum's low bit is the xor of the two low bits.
                 self.correlated(&rho)?;
-                Ok(Masked {
-                    share: Self::shape_only(shape)?,
-                    opened: None,
-                    mask: None,
-                    truncation: Some(TruncationMask {
-                        coef: None,
-                        high: rho.neg(),
-                        msb: rho,
-                        cross: Cross::Kept,
-                    }),
-                })
+                Self::parts_masked(shape, rho.neg(), rho, Cross::Kept)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok((values, bits))
@@ -278,7 +279,7 @@ impl Protocol for Dealer {
 
     fn truncate_masked(&mut self, x: &Share, bits: u32) -> Result<Masked> {
         let [_, high, msb] = self.truncation(x, bits)?;
-        Self::truncation_masked(x.shape(), high, msb)
+        Self::parts_masked(x.shape(), high, msb, Cross::Vanishes)
     }
 
     fn truncate(&mut self, x: &Share, bits: u32) -> Result<Share> {
@@ -309,20 +310,14 @@ impl Protocol for Dealer {
         let mc = MaskedCompare::new(cmp)?;
         let [r, high, msb] = self.truncation(x, bits)?;
         self.comparison_keys(mc, &r)?;
-        let bits_out = thresholds
-            .iter()
-            .map(|_| Self::shape_only(x.shape()))
-            .collect::<Result<_>>()?;
-        Ok((Self::truncation_masked(x.shape(), high, msb)?, bits_out))
+        let masked = Self::parts_masked(x.shape(), high, msb, Cross::Vanishes)?;
+        Ok((masked, Self::comparison_outputs(x.shape(), thresholds)?))
     }
 
     fn less_than(&mut self, x: &Share, thresholds: &[u64], cmp: Comparison) -> Result<Vec<Share>> {
         let mc = MaskedCompare::new(cmp)?;
         let r = self.random(x.shape())?;
         self.comparison_keys(mc, &r)?;
-        thresholds
-            .iter()
-            .map(|_| Self::shape_only(x.shape()))
-            .collect()
+        Self::comparison_outputs(x.shape(), thresholds)
     }
 }
